@@ -1,0 +1,1 @@
+"""Cloud and laptop side: build, evaluate and publish catalog indexes."""

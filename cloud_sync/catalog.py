@@ -1,0 +1,190 @@
+"""Read a catalog (or an evaluation query set) in either format of product.md.
+
+* a folder with `catalog.csv` or `catalog.jsonl` (columns: id, image, title, and optional
+  category, price, location, url; any other column is kept as metadata), or
+* a folder of class folders, `<category>/<image>`: id = relative path, title = category.
+
+Rows that cannot be used are never dropped silently: each becomes a `CatalogProblem`
+with its line and reason, and the caller decides whether to fail or skip.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from components.common.errors import CatalogError, ImageError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+KNOWN_COLUMNS = ("id", "image", "title", "category", "price", "location", "url")
+URL_TIMEOUT_S = 30
+
+
+@dataclass
+class CatalogItem:
+    id: str
+    image: str
+    title: str
+    category: str = ""
+    price: str = ""
+    location: str = ""
+    url: str = ""
+    extra: dict = field(default_factory=dict)
+    where: str = ""  # "catalog.csv:12" or the image's relative path, for error messages
+
+
+@dataclass(frozen=True)
+class CatalogProblem:
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+@dataclass
+class Catalog:
+    root: Path
+    items: list[CatalogItem]
+    problems: list[CatalogProblem]
+    source: str  # the file read, or "class folders"
+
+    @property
+    def location(self) -> str:
+        """The catalog file (or folder) to name in messages."""
+        return str(self.root / self.source) if self.source != "class folders" else str(self.root)
+
+
+def read_catalog(path: str | Path) -> Catalog:
+    root = Path(path)
+    if root.is_file() and root.name in ("catalog.csv", "catalog.jsonl"):
+        root = root.parent
+    if not root.is_dir():
+        raise CatalogError(f"{root}: catalog folder not found")
+    for name, reader in (("catalog.csv", _csv_rows), ("catalog.jsonl", _jsonl_rows)):
+        if (root / name).is_file():
+            items, problems = _rows_to_items(reader(root / name), name)
+            return Catalog(root, items, problems, name)
+    items, problems = _class_folders(root)
+    if not items and not problems:
+        raise CatalogError(f"{root}: no catalog.csv, catalog.jsonl or <category>/<image> folders")
+    return Catalog(root, items, problems, "class folders")
+
+
+def _csv_rows(path: Path):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [c for c in ("id", "image") if c not in header]
+            if missing:
+                raise CatalogError(f"{path}: header lacks column(s) {', '.join(missing)} "
+                                   f"(found: {', '.join(header) or 'nothing'})")
+            for row in reader:
+                if None in row:  # more cells than header columns
+                    yield reader.line_num, None, "more cells than the header has columns"
+                    continue
+                yield reader.line_num, row, None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _jsonl_rows(path: Path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield number, None, f"not valid JSON ({exc.msg})"
+                    continue
+                if not isinstance(row, dict):
+                    yield number, None, "expected a JSON object"
+                    continue
+                yield number, row, None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _rows_to_items(rows, file_name: str):
+    items: list[CatalogItem] = []
+    problems: list[CatalogProblem] = []
+    first_seen: dict[str, str] = {}
+    for line, row, error in rows:
+        where = f"{file_name}:{line}"
+        if error:
+            problems.append(CatalogProblem(where, error))
+            continue
+        item_id, image = _text(row.get("id")), _text(row.get("image"))
+        if not item_id:
+            problems.append(CatalogProblem(where, "missing id"))
+            continue
+        if item_id in first_seen:
+            problems.append(CatalogProblem(where, f"duplicate id {item_id!r} (first at {first_seen[item_id]})"))
+            continue
+        if not image:
+            problems.append(CatalogProblem(where, f"id {item_id!r}: missing image"))
+            continue
+        first_seen[item_id] = where
+        extra = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
+        items.append(CatalogItem(
+            id=item_id, image=image, title=_text(row.get("title")) or item_id,
+            category=_text(row.get("category")), price=_text(row.get("price")),
+            location=_text(row.get("location")), url=_text(row.get("url")),
+            extra=extra, where=where))
+    return items, problems
+
+
+def _class_folders(root: Path):
+    items: list[CatalogItem] = []
+    problems: list[CatalogProblem] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            rel = path.relative_to(root).as_posix()
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                problems.append(CatalogProblem(rel, f"not an image file extension ({path.suffix or 'none'})"))
+                continue
+            items.append(CatalogItem(id=rel, image=rel, title=folder.name,
+                                     category=folder.name, where=rel))
+    return items, problems
+
+
+def read_image_bytes(root: Path, ref: str) -> bytes:
+    """Bytes of a catalog image: a path relative to the catalog folder, s3:// or https://."""
+    if ref.startswith("s3://"):
+        return _read_s3(ref)
+    if ref.startswith(("https://", "http://")):
+        try:
+            with urllib.request.urlopen(ref, timeout=URL_TIMEOUT_S) as response:
+                return response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise ImageError(f"{ref}: cannot download ({getattr(exc, 'reason', exc)})") from None
+    path = Path(ref) if Path(ref).is_absolute() else root / ref
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{ref}: image file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{ref}: is a directory, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"{ref}: cannot read ({exc.strerror})") from None
+
+
+def _read_s3(ref: str) -> bytes:
+    import boto3
+    import botocore.exceptions
+
+    bucket, _, key = ref[len("s3://"):].partition("/")
+    try:
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise ImageError(f"{ref}: cannot download from S3 ({exc})") from None

@@ -1,0 +1,140 @@
+"""The `visual-search` command."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from components.common.errors import VisualSearchError
+
+
+def expected_errors(command):
+    """Expected failures print one line naming the file and reason, no traceback, exit 1."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except VisualSearchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    return wrapper
+
+
+def comma_list(kind=str):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            items = [kind(v.strip()) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list of {kind.__name__}") from None
+        if not items:
+            raise click.BadParameter("needs at least one value")
+        return items
+    return parse
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edge-visual-search")
+def main():
+    """Edge visual search: build, check and publish catalog indexes; run the kiosk."""
+    os.environ.setdefault("MXNET_STORAGE_FALLBACK_LOG_VERBOSE", "0")
+
+
+@main.command("export-featurizer")
+@click.option("--arch", required=True, help="Gluon model-zoo network, e.g. mobilenet0.5, resnet18_v1.")
+@click.option("--pretrained", is_flag=True, help="Download ImageNet weights (needs internet or $MXNET_HOME/models).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Featurizer directory to write.")
+@click.option("--image-size", default=224, show_default=True, type=click.IntRange(32, 1024), help="Square input size.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for initialised weights.")
+@expected_errors
+def export_featurizer(arch, pretrained, out, image_size, seed):
+    """Cut a model-zoo network before its classifier and write a featurizer directory."""
+    import mxnet as mx
+
+    from components.featurizer.export import export_zoo_featurizer
+    from components.featurizer.model import fingerprint
+
+    mx.random.seed(seed)
+    spec = export_zoo_featurizer(arch, out, pretrained=pretrained, image_size=image_size)
+    click.echo(f"wrote {out}: {arch}, {spec.dim}-d output {spec.output_layer}, "
+               f"input {image_size}x{image_size}, fingerprint {fingerprint(out)[:12]}")
+
+
+@main.command("build-index")
+@click.argument("catalog", type=click.Path(path_type=Path))
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Featurizer directory.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+@click.option("--index", default="auto", show_default=True,
+              help="'auto' (chosen from size, dimension and --memory-mb) or a faiss factory string such as HNSW32.")
+@click.option("--search-params", default=None, help="faiss search parameters, e.g. efSearch=128 (default: chosen with the index).")
+@click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
+@click.option("--memory-mb", default=512, show_default=True, type=click.IntRange(1), help="Memory budget of the index on the device.")
+@click.option("--skip-bad-rows", is_flag=True, help="Build without bad rows instead of failing (they are still reported).")
+@click.option("--index-version", type=click.IntRange(1), default=None, help="Version number (default: UTC time YYYYMMDDHHMMSS).")
+@expected_errors
+def build_index(catalog, model_dir, out, index, search_params, metric, memory_mb, skip_bad_rows, index_version):
+    """Featurize a catalog and write a versioned index bundle."""
+    from cloud_sync.build_index import build_bundle
+
+    def report(problems):
+        for problem in problems:
+            click.echo(f"bad row: {problem}", err=True)
+
+    try:
+        result = build_bundle(catalog, model_dir, out, index=index, search_params=search_params,
+                              metric=metric, skip_bad_rows=skip_bad_rows,
+                              memory_budget=memory_mb * 1024 * 1024, index_version=index_version,
+                              on_problems=report)
+    except ValueError as exc:  # faiss factory or memory budget
+        raise click.UsageError(str(exc)) from None
+    m = result.manifest
+    click.echo(f"wrote {out}: {m['item_count']} items, index {m['index']['factory']} "
+               f"({m['index']['search_params'] or 'exact'}), metric {m['metric']}, "
+               f"version {m['index_version']}"
+               + (f", skipped {len(result.problems)} bad row(s)" if result.problems else ""))
+
+
+@main.group()
+def bench():
+    """Speed figures (run outside the tests; machines are shared and noisy)."""
+
+
+@bench.command("featurizer")
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--seconds", default=5.0, show_default=True, type=float, help="Time spent per batch size.")
+@expected_errors
+def bench_featurizer(model_dir, seconds):
+    """Images per second at batch 1 and batch 8 (preprocessing included)."""
+    from cloud_sync.bench import bench_featurizer as run
+
+    for line in run(model_dir, seconds):
+        click.echo(line)
+
+
+@bench.command("search")
+@click.option("--bundle", required=True, type=click.Path(path_type=Path))
+@click.option("--queries", default=2000, show_default=True, type=click.IntRange(10))
+@click.option("--k", default=5, show_default=True, type=click.IntRange(1))
+@expected_errors
+def bench_search(bundle, queries, k):
+    """Query latency percentiles of a bundle's index (metadata join included)."""
+    from cloud_sync.bench import bench_search as run
+
+    for line in run(bundle, queries, k):
+        click.echo(line)
+
+
+def _register_optional_commands():
+    from cloud_sync.evaluate_cli import evaluate
+    from cloud_sync.fine_tune_cli import fine_tune
+
+    main.add_command(evaluate)
+    main.add_command(fine_tune)
+
+
+_register_optional_commands()

@@ -1,0 +1,1 @@
+"""Edge visual search: the Greengrass components and the code they share."""

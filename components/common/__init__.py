@@ -1,0 +1,1 @@
+"""Code shared by the three components and cloud_sync (one place, so formats cannot drift)."""

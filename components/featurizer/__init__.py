@@ -1,0 +1,1 @@
+"""featurizer component: camera frames to L2-normalised feature vectors."""

@@ -1,0 +1,113 @@
+"""The search library: open a verified index bundle and answer top-k queries with metadata."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from components.common.bundle import INDEX_FILE, ITEMS_FILE, verify_bundle
+from components.common.errors import BundleError
+from components.local_search.faiss_index import set_search_params, similarity
+
+ITEM_COLUMNS = ("item_id", "title", "category", "price", "location", "url", "image", "thumbnail", "extra")
+
+
+@dataclass(frozen=True)
+class Match:
+    rank: int
+    score: float  # cosine similarity in [-1, 1]; higher is more similar
+    item: dict    # item_id, title, category, price, location, url, image, thumbnail, extra
+
+
+class IndexBundle:
+    """A bundle opened for search. Thread-safe: searches may run from several threads."""
+
+    def __init__(self, path: Path, manifest: dict, index: faiss.Index, db: sqlite3.Connection):
+        self.path = path
+        self.manifest = manifest
+        self.index = index
+        self._db = db
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | Path, expected_fingerprint: str | None = None) -> "IndexBundle":
+        """Verify checksums, format and (if given) model fingerprint, then load the index."""
+        path = Path(path)
+        manifest = verify_bundle(path, expected_fingerprint)
+        try:
+            index = faiss.read_index(str(path / INDEX_FILE))
+        except RuntimeError as exc:
+            raise BundleError(f"{path / INDEX_FILE}: not a readable faiss index ({exc})") from None
+        if index.ntotal != manifest["item_count"] or index.d != manifest["model"]["dim"]:
+            raise BundleError(f"{path / INDEX_FILE}: holds {index.ntotal} x {index.d}, manifest says "
+                              f"{manifest['item_count']} x {manifest['model']['dim']}")
+        set_search_params(index, manifest["index"].get("search_params", ""))
+        db = sqlite3.connect(f"file:{path / ITEMS_FILE}?mode=ro", uri=True, check_same_thread=False)
+        return cls(path, manifest, index, db)
+
+    @property
+    def version(self) -> int:
+        return self.manifest["index_version"]
+
+    @property
+    def metric(self) -> str:
+        return self.manifest["metric"]
+
+    @property
+    def model_fingerprint(self) -> str:
+        return self.manifest["model"]["fingerprint"]
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def search(self, vectors: np.ndarray, k: int = 5, min_score: float | None = None) -> list[list[Match]]:
+        """Top-k matches for each query vector (rows of `vectors`), best first.
+
+        Matches below `min_score` are left out, so a query may get an empty list:
+        "no good match" is an answer, not an error.
+        """
+        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        if vectors.shape[1] != self.index.d:
+            raise ValueError(f"query vectors have {vectors.shape[1]} values, index expects {self.index.d}")
+        k = max(1, min(int(k), self.index.ntotal))
+        distances, ids = self.index.search(vectors, k)
+        scores = similarity(distances, self.metric)
+        rows = self.items([int(i) for i in np.unique(ids) if i >= 0])
+        results = []
+        for query_scores, query_ids in zip(scores, ids):
+            matches = []
+            for score, faiss_id in zip(query_scores, query_ids):
+                if faiss_id < 0 or (min_score is not None and score < min_score):
+                    continue
+                matches.append(Match(rank=len(matches) + 1, score=float(score), item=rows[int(faiss_id)]))
+            results.append(matches)
+        return results
+
+    def items(self, faiss_ids: list[int]) -> dict[int, dict]:
+        """Metadata rows by faiss id."""
+        if not faiss_ids:
+            return {}
+        marks = ",".join("?" * len(faiss_ids))
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT faiss_id, {', '.join(ITEM_COLUMNS)} FROM items WHERE faiss_id IN ({marks})",
+                faiss_ids)
+            fetched = cursor.fetchall()
+        rows = {}
+        for faiss_id, *values in fetched:
+            item = dict(zip(ITEM_COLUMNS, values))
+            item["extra"] = json.loads(item["extra"] or "{}")
+            rows[faiss_id] = item
+        return rows
+
+    def thumbnail_path(self, item: dict) -> Path | None:
+        return self.path / item["thumbnail"] if item.get("thumbnail") else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
