@@ -37,12 +37,13 @@ def featurize_catalog(catalog: Catalog, featurizer: Featurizer, *, desc: str = "
     for item in tqdm(catalog.items, desc=desc, unit="img", disable=not progress, leave=False):
         try:
             image = decode_image(read_image_bytes(catalog.root, item.image), item.image)
+            tensor = preprocess(image, featurizer.preprocessing)
         except ImageError as exc:
             problems.append(CatalogProblem(item.where, f"image {exc}"))
             continue
         if on_image is not None:
             on_image(item, image)
-        pending.append(preprocess(image, featurizer.preprocessing))
+        pending.append(tensor)
         items.append(item)
         if len(pending) >= featurizer.batch_size:
             flush()
