@@ -21,6 +21,7 @@ ITEM_COLUMNS = ("item_id", "title", "category", "price", "location", "url", "ima
 class Match:
     rank: int
     score: float  # cosine similarity in [-1, 1]; higher is more similar
+    faiss_id: int
     item: dict    # item_id, title, category, price, location, url, image, thumbnail, extra
 
 
@@ -65,18 +66,22 @@ class IndexBundle:
     def __len__(self) -> int:
         return self.index.ntotal
 
+    def search_ids(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, faiss ids), each (Q, k), best first; ids are -1 where fewer exist."""
+        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        if vectors.shape[1] != self.index.d:
+            raise ValueError(f"query vectors have {vectors.shape[1]} values, index expects {self.index.d}")
+        k = max(1, min(int(k), self.index.ntotal))
+        distances, ids = self.index.search(vectors, k)
+        return similarity(distances, self.metric), ids
+
     def search(self, vectors: np.ndarray, k: int = 5, min_score: float | None = None) -> list[list[Match]]:
         """Top-k matches for each query vector (rows of `vectors`), best first.
 
         Matches below `min_score` are left out, so a query may get an empty list:
         "no good match" is an answer, not an error.
         """
-        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
-        if vectors.shape[1] != self.index.d:
-            raise ValueError(f"query vectors have {vectors.shape[1]} values, index expects {self.index.d}")
-        k = max(1, min(int(k), self.index.ntotal))
-        distances, ids = self.index.search(vectors, k)
-        scores = similarity(distances, self.metric)
+        scores, ids = self.search_ids(vectors, k)
         rows = self.items([int(i) for i in np.unique(ids) if i >= 0])
         results = []
         for query_scores, query_ids in zip(scores, ids):
@@ -84,7 +89,8 @@ class IndexBundle:
             for score, faiss_id in zip(query_scores, query_ids):
                 if faiss_id < 0 or (min_score is not None and score < min_score):
                     continue
-                matches.append(Match(rank=len(matches) + 1, score=float(score), item=rows[int(faiss_id)]))
+                matches.append(Match(rank=len(matches) + 1, score=float(score), faiss_id=int(faiss_id),
+                                     item=rows[int(faiss_id)]))
             results.append(matches)
         return results
 

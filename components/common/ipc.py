@@ -1,0 +1,123 @@
+"""A thin wrapper over the real Greengrass IPC client, created by each component's main.
+
+Nothing here connects at import. Publishes are asynchronous with a timeout so a slow or
+absent nucleus never blocks the caller (the camera loop), and a subscription handler that
+raises never closes its stream: the error is logged with its type and the next message
+is handled.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 5.0
+CALL_TIMEOUT_S = 10.0
+
+
+class Ipc:
+    def __init__(self, client=None):
+        from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+        self.client = client or GreengrassCoreIPCClientV2()
+        self._operations = []
+        self._lock = threading.Lock()
+        self.publish_failures = 0
+
+    # --- local pub/sub -------------------------------------------------------
+    def publish_json(self, topic: str, message: dict) -> None:
+        """Fire and forget: returns at once; a failure is logged and counted."""
+        from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
+
+        future = self.client.publish_to_topic_async(
+            topic=topic, publish_message=PublishMessage(json_message=JsonMessage(message=message)))
+        future.add_done_callback(lambda f: self._log_failure(f, topic))
+
+    def publish_json_wait(self, topic: str, message: dict, timeout: float = PUBLISH_TIMEOUT_S) -> None:
+        from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
+
+        self.client.publish_to_topic_async(
+            topic=topic, publish_message=PublishMessage(json_message=JsonMessage(message=message))
+        ).result(timeout)
+
+    def subscribe_json(self, topic: str, handler: Callable[[dict], None]) -> None:
+        """Call `handler(message_dict)` for each message on `topic` (JSON or JSON in binary)."""
+        def on_event(event) -> None:
+            try:
+                handler(decode_event(event))
+            except Exception as exc:  # one bad message must not close the subscription
+                log.warning("%s: dropped a message (%s: %s)", topic, type(exc).__name__, exc)
+
+        def on_error(error: Exception) -> bool:
+            log.error("%s: subscription error (%s: %s)", topic, type(error).__name__, error)
+            return False  # keep the stream open
+
+        _, operation = self.client.subscribe_to_topic(topic=topic, on_stream_event=on_event,
+                                                      on_stream_error=on_error)
+        with self._lock:
+            self._operations.append(operation)
+
+    # --- IoT Core ------------------------------------------------------------
+    def publish_iot_core(self, topic: str, payload: bytes, qos: str = "1", timeout: float = PUBLISH_TIMEOUT_S) -> None:
+        """Returns once the nucleus has queued the message (not a delivery receipt)."""
+        self.client.publish_to_iot_core_async(topic_name=topic, qos=qos, payload=payload).result(timeout)
+
+    def subscribe_iot_core(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        def on_event(event) -> None:
+            try:
+                handler(bytes(event.message.payload))
+            except Exception as exc:
+                log.warning("%s: dropped an IoT Core message (%s: %s)", topic, type(exc).__name__, exc)
+
+        _, operation = self.client.subscribe_to_iot_core(topic_name=topic, qos="1", on_stream_event=on_event,
+                                                         on_stream_error=lambda e: False)
+        with self._lock:
+            self._operations.append(operation)
+
+    # --- component lifecycle -------------------------------------------------
+    def get_configuration(self, key_path: list[str] | None = None) -> dict:
+        response = self.client.get_configuration_async(key_path=key_path or []).result(CALL_TIMEOUT_S)
+        return response.value or {}
+
+    def on_configuration_update(self, handler: Callable[[list[str]], None]) -> None:
+        def on_event(event) -> None:
+            try:
+                handler(list(event.configuration_update_event.key_path or []))
+            except Exception as exc:
+                log.warning("configuration update: %s: %s", type(exc).__name__, exc)
+
+        _, operation = self.client.subscribe_to_configuration_update(key_path=[], on_stream_event=on_event,
+                                                                     on_stream_error=lambda e: False)
+        with self._lock:
+            self._operations.append(operation)
+
+    def update_state(self, state: str) -> None:
+        self.client.update_state_async(state=state).result(CALL_TIMEOUT_S)
+
+    def close(self) -> None:
+        with self._lock:
+            operations, self._operations = self._operations, []
+        for operation in operations:
+            try:
+                operation.close()
+            except Exception:  # closing a stream the nucleus already dropped
+                pass
+        self.client.close()
+
+    def _log_failure(self, future, topic: str) -> None:
+        error = future.exception()
+        if error is not None:
+            self.publish_failures += 1
+            log.warning("publish to %s failed (%s: %s)", topic, type(error).__name__, error)
+
+
+def decode_event(event) -> dict:
+    """SubscriptionResponseMessage -> dict, whether it was published as JSON or as binary."""
+    if event.json_message is not None:
+        return event.json_message.message
+    if event.binary_message is not None:
+        return json.loads(bytes(event.binary_message.message).decode("utf-8"))
+    raise ValueError("message is neither JSON nor binary")
