@@ -1,0 +1,36 @@
+"""Helpers for tests that run components against the local nucleus stand-in."""
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+
+from components.common.ipc import Ipc
+from components.local_nucleus.runner import load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = REPO / "recipes"
+FEATURIZER = "com.visualsearch.Featurizer"
+LOCAL_SEARCH = "com.visualsearch.LocalSearch"
+DISPLAY = "com.visualsearch.Display"
+
+
+def recipe(name: str) -> dict:
+    return load_recipe(RECIPES / f"{name}.yaml")
+
+
+class Inbox:
+    """Subscribe as a component and collect what arrives on a topic."""
+
+    def __init__(self, nucleus, component: str, topic: str):
+        self.ipc = Ipc(nucleus.connect(component))
+        self.messages: queue.Queue = queue.Queue()
+        self.ipc.subscribe_json(topic, self.messages.put)
+
+    def next(self, timeout: float = 10.0, where=lambda m: True) -> dict:
+        while True:
+            message = self.messages.get(timeout=timeout)
+            if where(message):
+                return message
+
+    def close(self) -> None:
+        self.ipc.close()
