@@ -116,6 +116,11 @@ def write_items(path: Path, items: list[CatalogItem], thumbnails: list[str]) -> 
             "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(i, it.id, it.title, it.category, it.price, it.location, it.url, it.image,
               thumbnails[i], json.dumps(it.extra, ensure_ascii=False)) for i, it in enumerate(items)])
+        # keyword search over what a shopper or staff member would type (title, category, ...)
+        db.execute("""CREATE VIRTUAL TABLE items_fts USING fts5(
+            item_id, title, category, location, extra, content='items', content_rowid='faiss_id',
+            tokenize='unicode61 remove_diacritics 2')""")
+        db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
         db.commit()
     finally:
         db.close()

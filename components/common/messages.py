@@ -70,6 +70,9 @@ class FeatureMessage:
     track_id: str = ""           # same value while the same item is held (for smoothing)
     thumbnail: str = ""          # small JPEG, base64, optional
     featurize_ms: float = 0.0
+    source_time: float = -1.0    # seconds into a video file or clip (-1: live camera or photo)
+    part: int = 1                # a video clip query is answered in `parts` messages
+    parts: int = 1
     id: str = field(default_factory=new_id)
     timestamp: float = field(default_factory=time.time)
 
@@ -89,6 +92,8 @@ class FeatureMessage:
                        source=str(data.get("source", "camera")), track_id=str(data.get("track_id", "")),
                        thumbnail=str(data.get("thumbnail", "")),
                        featurize_ms=float(data.get("featurize_ms", 0.0)),
+                       source_time=float(data.get("source_time", -1.0)),
+                       part=int(data.get("part", 1)), parts=int(data.get("parts", 1)),
                        id=str(data["id"]), timestamp=float(data["timestamp"]))
         except KeyError as exc:
             raise MessageError(f"missing field {exc.args[0]!r}") from None
@@ -98,11 +103,17 @@ class FeatureMessage:
 
 @dataclass
 class QueryMessage:
-    """An uploaded image to search (display -> featurizer): a path on the device or a small JPEG."""
+    """An uploaded photo or video clip to search (display -> featurizer).
+
+    `image_path` is a file on the device (photo, or clip when kind == "video"); `image_b64`
+    a small JPEG carried in the message. A clip is answered with one feature message per
+    distinct frame (`part` i of `parts`).
+    """
 
     query_id: str
     image_path: str = ""
     image_b64: str = ""
+    kind: str = "image"          # "image" or "video"
     id: str = field(default_factory=new_id)
     timestamp: float = field(default_factory=time.time)
 
@@ -114,24 +125,26 @@ class QueryMessage:
         _check_schema(data, QUERY_SCHEMA)
         if not data.get("image_path") and not data.get("image_b64"):
             raise MessageError("query has neither image_path nor image_b64")
+        if data.get("kind", "image") not in ("image", "video"):
+            raise MessageError(f"kind {data.get('kind')!r}, expected 'image' or 'video'")
         try:
             return cls(query_id=str(data["query_id"]), image_path=str(data.get("image_path", "")),
-                       image_b64=str(data.get("image_b64", "")), id=str(data["id"]),
-                       timestamp=float(data["timestamp"]))
+                       image_b64=str(data.get("image_b64", "")), kind=str(data.get("kind", "image")),
+                       id=str(data["id"]), timestamp=float(data["timestamp"]))
         except KeyError as exc:
             raise MessageError(f"missing field {exc.args[0]!r}") from None
 
 
-def matches_message(*, query_id: str, capture_time: float, source: str, track_id: str,
-                    index_version: int, model_fingerprint: str, matches: list[dict],
-                    min_score: float | None, timings_ms: dict, thumbnail: str = "") -> dict:
+def matches_message(query: FeatureMessage, *, index_version: int, model_fingerprint: str,
+                    matches: list[dict], min_score: float | None, timings_ms: dict) -> dict:
     """The ranked result of one query (local_search -> display). Empty `matches` = no good match."""
     return {"schema": MATCHES_SCHEMA, "id": new_id(), "timestamp": time.time(),
-            "query_id": query_id, "capture_time": capture_time, "source": source,
-            "track_id": track_id, "index_version": index_version,
+            "query_id": query.query_id, "capture_time": query.capture_time, "source": query.source,
+            "source_time": query.source_time, "part": query.part, "parts": query.parts,
+            "track_id": query.track_id, "index_version": index_version,
             "model_fingerprint": model_fingerprint, "min_score": min_score,
             "no_match": not matches, "matches": matches, "timings_ms": timings_ms,
-            "thumbnail": thumbnail}
+            "thumbnail": query.thumbnail}
 
 
 def status_message(component: str, state: str, detail: str = "", **fields) -> dict:

@@ -69,10 +69,8 @@ class LocalSearchComponent:
         matches = [{"rank": rank, "score": round(score, 4), "faiss_id": fid, **_public(rows[fid])}
                    for rank, (fid, score) in enumerate(top, start=1)]
         message = messages.matches_message(
-            query_id=query.query_id, capture_time=query.capture_time, source=query.source,
-            track_id=query.track_id, index_version=self.bundle.version,
-            model_fingerprint=self.bundle.model_fingerprint, matches=matches,
-            min_score=self.settings.min_score, thumbnail=query.thumbnail,
+            query, index_version=self.bundle.version, model_fingerprint=self.bundle.model_fingerprint,
+            matches=matches, min_score=self.settings.min_score,
             timings_ms={"featurize": round(query.featurize_ms, 2), "search": round(search_ms, 3),
                         "transit": round(1000 * (received - query.timestamp), 2),
                         "capture_to_publish": round(1000 * (time.time() - query.capture_time), 2)})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -110,6 +111,18 @@ class IndexBundle:
             item["extra"] = json.loads(item["extra"] or "{}")
             rows[faiss_id] = item
         return rows
+
+    def keyword_search(self, text: str, limit: int = 50) -> list[int]:
+        """faiss ids of items whose title, category, location or metadata contain every word
+        of `text` (prefix match: "jack" finds "jacket"), best keyword match first."""
+        words = [w for w in re.findall(r"\w+", text.lower()) if w]
+        if not words:
+            raise ValueError("keyword search needs at least one word")
+        query = " ".join(f'"{w}"*' for w in words)
+        with self._lock:
+            rows = self._db.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rank LIMIT ?",
+                                    (query, int(limit))).fetchall()
+        return [row[0] for row in rows]
 
     def thumbnail_path(self, item: dict) -> Path | None:
         return self.path / item["thumbnail"] if item.get("thumbnail") else None

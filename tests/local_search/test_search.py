@@ -91,3 +91,17 @@ def test_search_is_safe_from_several_threads(bundle_dir):
         results = list(pool.map(lambda i: bundle.search(vectors[i:i + 1], k=1)[0][0].item["item_id"], range(40)))
     expected = [bundle.search(vectors[i:i + 1], k=1)[0][0].item["item_id"] for i in range(40)]
     assert results == expected
+
+
+def test_keyword_search_matches_words_and_prefixes(bundle_dir):
+    bundle = IndexBundle.open(bundle_dir)
+    shoes = bundle.keyword_search("shoes", limit=100)
+    assert len(shoes) == 20 and all(bundle.items([i])[i]["category"] == "shoes" for i in shoes)
+    jackets = bundle.keyword_search("jack")
+    assert jackets and all("jacket" in bundle.items([i])[i]["title"].lower() for i in jackets)
+    red_dresses = bundle.keyword_search("red dress")
+    assert red_dresses and all(bundle.items([i])[i]["title"] == "Red dress" for i in red_dresses)
+    assert set(bundle.keyword_search("footwear", limit=100)) == set(shoes)  # the location column
+    assert bundle.keyword_search("zebra") == []
+    with pytest.raises(ValueError, match="at least one word"):
+        bundle.keyword_search("  !! ")
