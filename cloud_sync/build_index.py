@@ -39,7 +39,8 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
                  skip_bad_rows: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                  index_version: int | None = None, progress: bool = True,
                  featurizer: Featurizer | None = None,
-                 on_problems: Callable[[list[CatalogProblem]], None] | None = None) -> BuildResult:
+                 on_problems: Callable[[list[CatalogProblem]], None] | None = None,
+                 catalog_digest: str = "") -> BuildResult:
     """Build a bundle at `out`. Written to a temporary directory and renamed at the end,
     so a failed build leaves an existing bundle at `out` untouched."""
     out = Path(out)
@@ -91,7 +92,8 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
                       "arch": featurizer.spec.arch,
                       "input_size": [featurizer.preprocessing.height, featurizer.preprocessing.width],
                       "dim": featurizer.dim},
-            "catalog": {"source": catalog.source, "skipped_rows": len(result.problems)},
+            "catalog": {"source": catalog.source, "skipped_rows": len(result.problems),
+                        **({"digest": catalog_digest} if catalog_digest else {})},
         })
     return BuildResult(out, manifest, result.problems)
 

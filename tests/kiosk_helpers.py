@@ -4,7 +4,9 @@ from __future__ import annotations
 import queue
 from pathlib import Path
 
+from components.common import messages
 from components.common.ipc import Ipc
+from components.local_nucleus import ComponentSpec
 from components.local_nucleus.runner import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,3 +36,14 @@ class Inbox:
 
     def close(self) -> None:
         self.ipc.close()
+
+
+OBSERVER = "com.visualsearch.TestObserver"
+
+
+def observer_spec() -> ComponentSpec:
+    """A test-only component allowed to read matches and every component's status."""
+    topics = [messages.MATCHES] + [messages.status_topic(n) for n in ("featurizer", "local_search", "display")]
+    return ComponentSpec(OBSERVER, {"accessControl": {"aws.greengrass.ipc.pubsub": {
+        f"{OBSERVER}:pubsub:1": {"policyDescription": "observe", "resources": topics,
+                                 "operations": ["aws.greengrass#SubscribeToTopic"]}}}})

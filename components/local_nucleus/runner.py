@@ -171,9 +171,20 @@ class KioskRunner:
                            "restarts": p.restarts} for name, p in self.processes.items()}
 
     def wait_until_running(self, timeout: float = 120.0) -> None:
-        """Wait until every component has reported RUNNING over IPC."""
-        for name in self.processes:
-            self.nucleus.wait_for_state(name, "RUNNING", timeout)
+        """Wait until every component has reported RUNNING over IPC; fail fast on BROKEN."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reported, states = self.nucleus.states, self.states()
+            broken = [n for n, s in states.items() if s["state"] == "BROKEN"]
+            if broken:
+                raise RuntimeError(f"{', '.join(broken)} BROKEN: " + " | ".join(
+                    list(self.processes[broken[0]].log)[-3:]))
+            waiting = [n for n in self.processes if reported.get(n) != "RUNNING"]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{', '.join(waiting)} did not report RUNNING within {timeout:.0f}s")
+            self._stop.wait(0.2)
 
     # ---- supervision -------------------------------------------------------------------------
     def _launch(self, proc: ComponentProcess) -> None:
