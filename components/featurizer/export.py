@@ -32,7 +32,7 @@ def zoo_base(arch: str, pretrained: bool):
 
 def save_featurizer(block, out_dir: str | Path, preprocessing: Preprocessing,
                     name: str = "featurizer-v1", arch: str = "", extra: dict | None = None) -> FeaturizerSpec:
-    """Export a Gluon HybridBlock (images -> vectors) as a featurizer directory, atomically."""
+    """Export a Gluon HybridBlock (images -> vectors, flattened if needed) as a featurizer directory, atomically."""
     import mxnet as mx
 
     out_dir = Path(out_dir)
@@ -40,9 +40,12 @@ def save_featurizer(block, out_dir: str | Path, preprocessing: Preprocessing,
         raise ModelError(f"{out_dir}: exists and is not a featurizer directory; choose another --out")
     with staged_dir(out_dir) as staging:
         head = mx.gluon.nn.HybridSequential()
-        head.add(block, mx.gluon.nn.Flatten())
+        head.add(block)
+        sample = mx.nd.zeros((1, 3, preprocessing.height, preprocessing.width))
+        if block(sample).ndim != 2:  # e.g. a ResNet base ends with (N, C, 1, 1) pooling
+            head.add(mx.gluon.nn.Flatten())
         head.hybridize()
-        probe = head(mx.nd.zeros((1, 3, preprocessing.height, preprocessing.width)))
+        probe = head(sample)
         head.export(str(staging / DEFAULT_SYMBOL_FILE[: -len("-symbol.json")]), epoch=0)
         output_layer = mx.sym.load(str(staging / DEFAULT_SYMBOL_FILE)).list_outputs()[0]
         spec = FeaturizerSpec(preprocessing=preprocessing, output_layer=output_layer,

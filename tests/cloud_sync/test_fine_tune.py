@@ -49,7 +49,7 @@ def test_fine_tune_writes_a_loadable_featurizer_that_differs_from_its_start(runs
     assert vectors.shape == (3, 32)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     symbol = (runs["a"] / model.spec.symbol_file).read_text()
-    assert "embedding_" in symbol and "cosine_classifier" not in symbol  # no classifier shipped
+    assert "ft1_embedding_" in symbol and "cosine_classifier" not in symbol  # no classifier shipped
 
 
 def test_provenance_is_recorded_and_the_bad_image_reported(runs):
