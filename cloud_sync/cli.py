@@ -129,6 +129,38 @@ def bench_search(bundle, queries, k):
         click.echo(line)
 
 
+@bench.command("kiosk")
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(10), help="How long to run.")
+@click.option("--video", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Video to play as the camera (default: the demo video).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@expected_errors
+def bench_kiosk(seconds, video, port):
+    """Frame-to-match latency (capture to match published) and frames searched per second."""
+    import threading
+
+    from cloud_sync import demo as kiosk
+
+    options = kiosk.DemoOptions(source=str((video or kiosk.DEMO_VIDEO).resolve()), port=port,
+                                work_dir=Path("demo-output").resolve())
+    runner, recorder = kiosk.start_kiosk(options, None, click.echo, show_logs=False)
+    try:
+        try:
+            runner.wait_until_running(timeout=180)
+        except (RuntimeError, TimeoutError) as exc:
+            raise click.ClickException(f"the kiosk did not start: {exc}") from None
+        click.echo(f"kiosk running; measuring for {seconds:.0f} s ...")
+        kiosk.wait_for(threading.Event(), seconds, lambda: None)
+    finally:
+        runner.stop()
+        recorder.close()
+    figures = kiosk.kiosk_latency(recorder.records)
+    if not figures:
+        raise click.ClickException("no camera matches were published; see the component logs with `demo`")
+    click.echo(f"{figures['searches']} camera searches in {seconds:.0f} s: {figures['searches_per_s']:.2f} "
+               f"frames searched/s; capture to match published: median {figures['median_ms']:.1f} ms, "
+               f"p95 {figures['p95_ms']:.1f} ms")
+
 def _register_optional_commands():
     from cloud_sync.evaluate_cli import evaluate
     from cloud_sync.fine_tune_cli import fine_tune
@@ -176,6 +208,10 @@ def demo(video, camera, catalog, model_dir, port, headless, duration, out, work_
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     runner, recorder = kiosk.start_kiosk(options, out, click.echo, show_logs=not headless)
     try:
+        try:
+            runner.wait_until_running(timeout=180)
+        except (RuntimeError, TimeoutError) as exc:
+            raise click.ClickException(f"the kiosk did not start: {exc}") from None
         click.echo(f"kiosk display: http://127.0.0.1:{port}/   (Ctrl-C stops everything)")
 
         def show_states():

@@ -134,11 +134,18 @@ def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], No
 
 
 def score_held_items(records: list[dict], timeline: dict) -> tuple[int, int, list[dict]]:
-    """For each held item of the video: is the category at rank 1 of the last match shown
-    while it was held the item's category? Returns (right, held items, per-item rows)."""
+    """For each item held up in the video: is the category at rank 1 of the last match shown
+    while it was held the item's category? Returns (right, held items, per-item rows).
+    Matches are placed on the video's time line by their `source_time`; items the run did
+    not reach are left out."""
+    played_until = max((r.get("source_time") or -1 for r in records if r.get("source") == "camera"), default=-1)
     rows = []
-    for held in timeline["held"]:
-        shown = [r for r in records if held["start_s"] <= (r.get("source_time") or -1) <= held["end_s"] + 0.5]
+    for held in timeline["items"]:
+        start, end = held["hold_start_s"], held["leave_s"]
+        if held["hold_end_s"] > played_until:
+            continue  # the run ended before this item was held for its full time
+        shown = [r for r in records if r.get("source") == "camera"
+                 and start <= (r.get("source_time") if r.get("source_time") is not None else -1) <= end]
         last = shown[-1] if shown else None
         top = last["matches"][0]["category"] if last and last["matches"] else None
         rows.append({"category": held["category"], "matches": len(shown), "rank1": top,
