@@ -39,7 +39,7 @@ class IndexBundle:
     @classmethod
     def open(cls, path: str | Path, expected_fingerprint: str | None = None) -> "IndexBundle":
         """Verify checksums, format and (if given) model fingerprint, then load the index."""
-        path = Path(path)
+        path = Path(path).resolve()
         manifest = verify_bundle(path, expected_fingerprint)
         try:
             index = faiss.read_index(str(path / INDEX_FILE))

@@ -1,0 +1,148 @@
+"""What the kiosk shows, built from IPC messages: the current query, capped history, component health.
+
+Every change is pushed to the pages as one full snapshot (an SSE `state` event). A ticker
+calls `refresh()` so time-driven changes (idle screen, a component gone silent) are pushed
+too; the page itself never polls.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from components.common import messages
+from components.display.catalog import Catalog
+from components.display.events import EventHub
+from components.display.results import card, safe_thumbnail
+from components.display.settings import DisplaySettings
+
+BAD_STATES = {"error", "errored", "broken", "stopping", "stopped"}
+
+
+class KioskState:
+    def __init__(self, settings: DisplaySettings, catalog: Catalog, hub: EventHub, clock=time.monotonic):
+        self.settings = settings
+        self.catalog = catalog
+        self.hub = hub
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._current: dict | None = None
+        self._current_at = 0.0
+        self._history: deque[dict] = deque(maxlen=settings.history_size)
+        self._statuses: dict[str, tuple[dict, float]] = {}
+        self._signature = None
+
+    # --- from IPC ------------------------------------------------------------
+    def handle_match(self, message: dict) -> None:
+        """A camera match message (visualsearch/matches) becomes the current query."""
+        if not isinstance(message, dict) or message.get("schema") != messages.MATCHES_SCHEMA:
+            raise messages.MessageError(f"not a match message (schema {_schema(message)!r})")
+        entry = {
+            "query_id": str(message.get("query_id", "")),
+            "track_id": str(message.get("track_id", "")),
+            "capture_time": message.get("capture_time"),
+            "received": time.time(),
+            "index_version": message.get("index_version"),
+            "no_match": bool(message.get("no_match")) or not message.get("matches"),
+            "min_score": message.get("min_score"),
+            "timings_ms": message.get("timings_ms") or {},
+            "thumbnail": safe_thumbnail(message.get("thumbnail")),
+            "matches": [card(m, message.get("index_version")) for m in message.get("matches") or [] if isinstance(m, dict)],
+        }
+        with self._lock:
+            previous = self._current
+            if previous is not None and not (entry["track_id"] and entry["track_id"] == previous["track_id"]):
+                self._history.appendleft(_history_entry(previous))  # same held item: replaced, not repeated
+            self._current, self._current_at = entry, self._clock()
+            self._publish_locked()
+
+    def handle_status(self, message: dict) -> None:
+        """A status message (visualsearch/status/<component>)."""
+        if not isinstance(message, dict) or message.get("schema") != messages.STATUS_SCHEMA:
+            raise messages.MessageError(f"not a status message (schema {_schema(message)!r})")
+        name = str(message.get("component", ""))
+        if name == "local_search" and message.get("bundle_dir"):
+            self.catalog.follow(str(message["bundle_dir"]), message.get("index_version"))
+        with self._lock:
+            self._statuses[name] = (message, self._clock())
+            self._publish_locked()
+
+    def refresh(self) -> None:
+        """Push a snapshot if time alone changed what the page shows (idle, a component down)."""
+        with self._lock:
+            if self._signature_locked() != self._signature:
+                self._publish_locked()
+
+    # --- for the pages -------------------------------------------------------
+    def snapshot(self) -> dict:
+        with self._lock:
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> dict:
+        now = self._clock()
+        components = [self._health(name, now) for name in self.settings.watched()]
+        warnings = [f"{c['name']} is down: {c['problem']}" for c in components if not c["healthy"]]
+        local = self._statuses.get("local_search", ({}, 0.0))[0]
+        catalog = self.catalog.summary()
+        return {
+            "mode": self._mode(now),
+            "current": self._current,
+            "history": list(self._history),
+            "components": components,
+            "warnings": warnings,
+            "index_version": local.get("index_version", catalog["index_version"]),
+            "items": local.get("items", catalog["items"]),
+            "online": self._online(),
+            "idle_after_s": self.settings.idle_after_s,
+            "time": time.time(),
+        }
+
+    def _mode(self, now: float) -> str:
+        if self._current is None or now - self._current_at > self.settings.idle_after_s:
+            return "idle"
+        return "no_match" if self._current["no_match"] else "match"
+
+    def _health(self, name: str, now: float) -> dict:
+        timeout = self.settings.status_timeout_s
+        if name not in self._statuses:
+            waited = now - self._started
+            problem = f"no status since the display started {waited:.0f} s ago" if waited > timeout else ""
+            return {"name": name, "state": "unknown", "detail": "", "age_s": None,
+                    "healthy": not problem, "problem": problem}
+        message, at = self._statuses[name]
+        age = now - at
+        state = str(message.get("state", "unknown"))
+        problem = ""
+        if age > timeout:
+            problem = f"no status for {age:.0f} s"
+        elif state.lower() in BAD_STATES:
+            problem = f"{state}: {message.get('detail') or 'no detail'}"
+        return {"name": name, "state": state, "detail": str(message.get("detail", "")), "age_s": round(age, 1),
+                "healthy": not problem, "problem": problem}
+
+    def _online(self):
+        """Cloud connectivity as the components report it (`online` in a status), None if none does."""
+        reports = [(at, m["online"]) for m, at in self._statuses.values() if isinstance(m.get("online"), bool)]
+        return max(reports)[1] if reports else None
+
+    def _signature_locked(self):
+        snapshot = self._snapshot_locked()
+        return snapshot["mode"], tuple(snapshot["warnings"]), snapshot["online"]
+
+    def _publish_locked(self) -> None:
+        snapshot = self._snapshot_locked()
+        self._signature = snapshot["mode"], tuple(snapshot["warnings"]), snapshot["online"]
+        self.hub.publish("state", snapshot)
+
+
+def _history_entry(entry: dict) -> dict:
+    top = entry["matches"][0] if entry["matches"] else None
+    return {"query_id": entry["query_id"], "received": entry["received"], "thumbnail": entry["thumbnail"],
+            "no_match": entry["no_match"], "top_title": top["title"] if top else "",
+            "top_thumbnail_url": top["thumbnail_url"] if top else "",
+            "top_score": top["score"] if top else None}
+
+
+def _schema(message) -> str:
+    return message.get("schema") if isinstance(message, dict) else type(message).__name__
