@@ -1,0 +1,20 @@
+"""`python -u -m components.featurizer`: the component's process under the nucleus."""
+import sys
+from pathlib import Path
+
+from components.common.component_main import run_component
+from components.featurizer.component import COMPONENT, FeaturizerComponent, FeaturizerSettings
+
+ARTIFACT_ROOT = Path(__file__).resolve().parents[2]  # what the artifact zip unpacks to
+
+
+def build(ipc, settings: FeaturizerSettings) -> FeaturizerComponent:
+    from components.featurizer.model import Featurizer
+
+    model_dir = Path(settings.model_dir)
+    if not model_dir.is_absolute() and not model_dir.exists():  # the nucleus runs us in the work dir
+        model_dir = ARTIFACT_ROOT / model_dir
+    return FeaturizerComponent(ipc, settings, Featurizer(model_dir))
+
+
+sys.exit(run_component(COMPONENT, FeaturizerSettings, build))

@@ -1,0 +1,54 @@
+"""Image work around the CNN: the item's crop, thumbnails, query images, distinct clip frames."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+import cv2
+import numpy as np
+
+from components.common.messages import MessageError, QueryMessage
+from components.featurizer.preprocess import decode_image, read_image
+
+CROP_MARGIN = 0.12  # of the item's box on each side: the catalog photos show some background
+
+
+def distinct_frames(vectors: np.ndarray, max_similarity: float) -> list[int]:
+    """Indices of the frames kept: the first, then each one not too similar to the last kept."""
+    kept: list[int] = []
+    for i, vector in enumerate(vectors):
+        if not kept or float(vector @ vectors[kept[-1]]) <= max_similarity:
+            kept.append(i)
+    return kept
+
+
+def load_query_image(query: QueryMessage) -> np.ndarray:
+    if query.image_path:
+        return read_image(query.image_path)
+    try:
+        data = base64.b64decode(query.image_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MessageError(f"image_b64 is not base64 ({exc})") from None
+    return decode_image(data, f"query {query.query_id} image_b64")
+
+
+def crop_to_box(frame: np.ndarray, box: tuple[float, float, float, float], margin: float = CROP_MARGIN):
+    """The item's box (fractions of the frame) plus a margin; the whole frame if the box is tiny."""
+    height, width = frame.shape[:2]
+    x, y, w, h = box
+    left, right = max(0, int((x - margin * w) * width)), min(width, int(np.ceil((x + w + margin * w) * width)))
+    top, bottom = max(0, int((y - margin * h) * height)), min(height, int(np.ceil((y + h + margin * h) * height)))
+    if right - left < 32 or bottom - top < 32:
+        return frame
+    return frame[top:bottom, left:right]
+
+
+def thumbnail_b64(image: np.ndarray, longest_px: int, quality: int = 70) -> str:
+    if longest_px <= 0:
+        return ""
+    scale = longest_px / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return base64.b64encode(data.tobytes()).decode("ascii") if ok else ""
