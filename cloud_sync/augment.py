@@ -16,11 +16,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CameraAugment:
-    """Random crop + scale + rotation + flip, colour/lighting jitter, blur and sensor noise."""
+    """Random crop or zoom-out + rotation + flip, colour/lighting jitter, blur and sensor noise."""
 
     size: int                                    # output is size x size
     scale: tuple[float, float] = (0.25, 1.0)     # crop area, as a fraction of the image
     ratio: tuple[float, float] = (3 / 4, 4 / 3)  # crop aspect ratio
+    zoom_out_p: float = 0.4                      # share of crops larger than the photo
+    zoom_out: tuple[float, float] = (1.2, 2.5)   # their area, relative to the photo's centre square
     max_rotation: float = 15.0                   # degrees, either way
     brightness: float = 0.3                      # multiplicative, +-
     contrast: float = 0.3
@@ -43,11 +45,24 @@ class CameraAugment:
         return out
 
     def crop(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A random-resized crop, rotated and maybe mirrored, in one affine warp."""
+        """A random-resized crop, rotated and maybe mirrored, in one affine warp.
+
+        Sometimes the "crop" is larger than the photo (the item held further away): the
+        photo then sits, smaller and off-centre, on a plain background of a random colour,
+        as an item framed by the camera with some counter or wall around it does.
+        """
         h, w = image.shape[:2]
-        crop_w, crop_h = _crop_size(h, w, rng, self.scale, self.ratio)
-        cx = rng.uniform(crop_w / 2, w - crop_w / 2)
-        cy = rng.uniform(crop_h / 2, h - crop_h / 2)
+        border, fill = cv2.BORDER_REFLECT_101, (0, 0, 0)
+        if rng.random() < self.zoom_out_p:
+            side = min(h, w) * math.sqrt(rng.uniform(*self.zoom_out))
+            crop_w = crop_h = side
+            cx = w / 2 + rng.uniform(-1, 1) * max(0.0, (side - w) / 2)
+            cy = h / 2 + rng.uniform(-1, 1) * max(0.0, (side - h) / 2)
+            border, fill = cv2.BORDER_CONSTANT, tuple(float(v) for v in rng.integers(40, 230, 3))
+        else:
+            crop_w, crop_h = _crop_size(h, w, rng, self.scale, self.ratio)
+            cx = rng.uniform(crop_w / 2, w - crop_w / 2)
+            cy = rng.uniform(crop_h / 2, h - crop_h / 2)
         angle = math.radians(rng.uniform(-self.max_rotation, self.max_rotation))
         flip = -1.0 if rng.random() < 0.5 else 1.0
         sx, sy = crop_w / self.size, crop_h / self.size
@@ -58,7 +73,7 @@ class CameraAugment:
         matrix = np.hstack([a, (np.array([cx, cy]) - a @ half)[:, None]])
         return cv2.warpAffine(image, matrix, (self.size, self.size),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REFLECT_101)
+                              borderMode=border, borderValue=fill)
 
     def colour(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Brightness, contrast, saturation, white balance and hue of shop lighting."""

@@ -16,7 +16,7 @@ from components.display.events import EventHub
 from components.display.results import card, safe_thumbnail
 from components.display.settings import DisplaySettings
 
-BAD_STATES = {"error", "errored", "broken", "stopping", "stopped"}
+BAD_STATES = {"error", "errored", "broken", "stopping", "stopped", "camera_lost"}
 
 
 class KioskState:

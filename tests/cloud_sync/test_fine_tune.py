@@ -67,6 +67,14 @@ def test_same_seed_gives_the_same_weights(runs):
     assert fingerprint(runs["a"]) == fingerprint(runs["b"])
 
 
+def test_a_fine_tuned_featurizer_can_be_fine_tuned_again(runs, tmp_path):
+    result = fine_tune(runs["data"], tmp_path / "again", runs["a"], "--embedding-dim", 16,
+                       "--val", runs["data"])
+    assert result.exit_code == 0, result.output
+    model = Featurizer(tmp_path / "again")  # new layers are ft2_*, clear of the ft1_* ones
+    assert model.dim == 16 and "ft2_embedding_" in (tmp_path / "again" / model.spec.symbol_file).read_text()
+
+
 def test_missing_folder_is_one_clear_line(tmp_path):
     result = run("fine-tune", "--data", tmp_path / "nope", "--out", tmp_path / "out")
     assert result.exit_code == 1
