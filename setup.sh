@@ -20,10 +20,5 @@ fi
 echo "setup: .venv ready ($(.venv/bin/visual-search --version))"
 
 if [ "$run_main_job" = 1 ]; then
-  # The main job: index the demo catalog with the demo model and measure it on the demo queries.
-  vs=.venv/bin/visual-search
-  $vs build-index demo/catalog --model models/demo-featurizer --out demo-output/bundle
-  $vs evaluate --catalog demo/catalog --queries demo/queries --model models/demo-featurizer \
-    --bundle demo-output/bundle --json demo-output/evaluation.json --report demo-output/evaluation.html
-  echo "setup: report at demo-output/evaluation.html"
+  exec .venv/bin/visual-search demo   # the whole kiosk on this machine; Ctrl-C stops it
 fi
