@@ -14,7 +14,7 @@ from components.common import messages
 from components.display.catalog import Catalog
 from components.display.events import EventHub
 from components.display.results import card, safe_thumbnail
-from components.display.settings import DisplaySettings
+from components.display.settings import COMPONENT, DisplaySettings
 
 BAD_STATES = {"error", "errored", "broken", "stopping", "stopped", "camera_lost"}
 
@@ -30,6 +30,7 @@ class KioskState:
         self._current: dict | None = None
         self._current_at = 0.0
         self._history: deque[dict] = deque(maxlen=settings.history_size)
+        self._watched = settings.watched()
         self._statuses: dict[str, tuple[dict, float]] = {}
         self._signature = None
 
@@ -62,6 +63,8 @@ class KioskState:
         if not isinstance(message, dict) or message.get("schema") != messages.STATUS_SCHEMA:
             raise messages.MessageError(f"not a status message (schema {_schema(message)!r})")
         name = str(message.get("component", ""))
+        if name not in self._watched:  # only watched names are kept, so the table stays bounded
+            raise messages.MessageError(f"status of {name!r}, which the display does not watch")
         if name == "local_search" and message.get("bundle_dir"):
             self.catalog.follow(str(message["bundle_dir"]), message.get("index_version"))
         with self._lock:
@@ -81,8 +84,8 @@ class KioskState:
 
     def _snapshot_locked(self) -> dict:
         now = self._clock()
-        components = [self._health(name, now) for name in self.settings.watched()]
-        warnings = [f"{c['name']} is down: {c['problem']}" for c in components if not c["healthy"]]
+        components = [self._health(name, now) for name in self._watched]
+        warnings = [_warning(c) for c in components if not c["healthy"]]
         local = self._statuses.get("local_search", ({}, 0.0))[0]
         catalog = self.catalog.summary()
         return {
@@ -142,6 +145,12 @@ def _history_entry(entry: dict) -> dict:
             "no_match": entry["no_match"], "top_title": top["title"] if top else "",
             "top_thumbnail_url": top["thumbnail_url"] if top else "",
             "top_score": top["score"] if top else None}
+
+
+def _warning(health: dict) -> str:
+    if health["name"] == COMPONENT:  # the display's own status did not come back to it over IPC
+        return f"the display does not hear its own status over IPC ({health['problem']}): is the nucleus down?"
+    return f"{health['name']} is down: {health['problem']}"
 
 
 def _schema(message) -> str:

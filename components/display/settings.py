@@ -25,8 +25,9 @@ class DisplaySettings:
                                   min=1.0)
     status_timeout_s: float = setting(35.0, "A watched component with no status for this long is shown as down.",
                                       min=1.0)
-    watched_components: str = setting("featurizer,local_search", "Comma-separated components whose status the "
-                                      "kiosk watches (each needs a subscribe policy in the recipe).")
+    watched_components: str = setting("featurizer,local_search,display", "Comma-separated components whose "
+                                      "status the kiosk watches (each needs a subscribe policy in the recipe); "
+                                      "the display's own status coming back proves its IPC link works.")
     history_size: int = setting(8, "Recent camera queries kept and shown.", min=1, max=100)
     max_event_clients: int = setting(16, "Live-update (SSE) connections served at once (more: 503).",
                                      min=1, max=256)

@@ -5,7 +5,7 @@ import json
 import cv2
 import pytest
 
-from components.common.messages import QueryMessage
+from components.common.messages import MessageError, QueryMessage
 from tests.conftest import demo_image
 from tests.display.app_helpers import Clock, make_display, match_message, status, write_clip
 
@@ -79,8 +79,20 @@ def test_a_component_in_error_or_silent_is_a_warning(display, client):
     display.state.handle_status(status("featurizer"))
     assert client.get("/api/state").json["warnings"] == []
     display.state._clock.now += 31
-    assert client.get("/api/state").json["warnings"] == ["featurizer is down: no status for 31 s",
-                                                         "local_search is down: no status for 31 s"]
+    assert client.get("/api/state").json["warnings"] == [
+        "featurizer is down: no status for 31 s", "local_search is down: no status for 31 s",
+        "the display does not hear its own status over IPC (no status since the display started 31 s ago): "
+        "is the nucleus down?"]
+    display.state.handle_status(status("display"))
+    assert len(client.get("/api/state").json["warnings"]) == 2
+
+
+def test_only_watched_components_are_tracked(display, client):
+    with pytest.raises(MessageError):
+        display.state.handle_status(status("someone_else"))
+    with pytest.raises(MessageError):
+        display.state.handle_status({"schema": "visualsearch.matches/1"})
+    assert [c["name"] for c in client.get("/api/state").json["components"]] == ["featurizer", "local_search", "display"]
 
 
 def test_the_event_stream_yields_a_state_event_after_a_match(display, client, demo_bundle):

@@ -64,6 +64,7 @@ def test_an_uploaded_catalog_photo_finds_its_item_and_keywords_narrow_the_result
     browser.submit("form.search-form")
     visual = browser.evaluate(CARD_IDS)
     assert visual[0] == "hat-003" and len(visual) == 10
+    assert browser.evaluate("document.querySelector('.card').dataset.category") == item["category"] == "hat"
     assert browser.evaluate("document.querySelector('.card .title').textContent") == item["title"]
     browser.set_file("input[type=file]", catalog_image(item))
     browser.evaluate(f"document.querySelector('input[name=q]').value = {json.dumps(item['title'])}")

@@ -51,7 +51,8 @@ def test_a_camera_match_on_ipc_reaches_the_state_twin(kiosk):
         threading.Event().wait(0.05)
     assert state["mode"] == "match" and state["current"]["matches"][0]["item_id"] == "shirt-002"
     assert state["index_version"] == kiosk.bundle.version and state["items"] == 200
-    assert {c["name"]: c["state"] for c in state["components"]} == {"featurizer": "running", "local_search": "running"}
+    assert {c["name"]: c["state"] for c in state["components"]} == {"featurizer": "running", "local_search": "running",
+                                                                           "display": "running"}
     assert state["warnings"] == []
 
 

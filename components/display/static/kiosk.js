@@ -16,6 +16,7 @@
   function card(m) {
     var article = el("article", "card");
     article.dataset.itemId = m.item_id;
+    article.dataset.category = m.category || "";
     var picture = el("div", "card-image");
     if (m.thumbnail_url) {
       var img = el("img");
