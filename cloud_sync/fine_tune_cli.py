@@ -1,6 +1,7 @@
 """`visual-search fine-tune`: train an embedding head on a categorised catalog."""
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -41,6 +42,10 @@ from components.featurizer.export import ZOO_ARCHS
 def fine_tune(data, out, val, val_fraction, arch, start_from, pretrained, epochs, patience,
               image_size, freeze_base, embedding_dim, batch_size, lr, seed, quiet):
     """Train a featurizer's embedding on a catalog's categories and write it to --out."""
+    # MXNet's default threaded engine gives slightly different weights from run to run on
+    # CPU (measured); the naive engine is as fast here and makes --seed reproducible. It must
+    # be chosen before mxnet is imported, so a process that imported it already keeps its own.
+    os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
     from tqdm import tqdm
 
     from cloud_sync.fine_tune import FineTuneConfig, fine_tune as run
