@@ -16,6 +16,7 @@ from typing import Callable
 
 from components.common import messages
 from components.common.bundle import MANIFEST
+from components.common.errors import VisualSearchError
 from components.local_nucleus.config import ComponentSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,7 @@ DEMO_MODEL = PROJECT_ROOT / "models" / "demo-featurizer"
 DEMO_VIDEO = PROJECT_ROOT / "demo" / "video" / "demo.mp4"
 DEMO_TIMELINE = DEMO_VIDEO.with_name("timeline.json")
 RECORDER = "com.visualsearch.DemoRecorder"
+START_TIMEOUT_S = 180  # loading MXNet and the model in three processes on a busy laptop
 SHORT_NAMES = {"com.visualsearch.Featurizer": "featurizer", "com.visualsearch.LocalSearch": "local_search",
                "com.visualsearch.Display": "display"}
 
@@ -108,6 +110,8 @@ def recorder_spec() -> ComponentSpec:
 
 
 def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], None], show_logs: bool):
+    """Start the nucleus stand-in, the three components and the recorder; return once every
+    component reports RUNNING (or stop everything and raise)."""
     from components.local_nucleus.runner import KioskRunner
 
     bundle = ensure_bundle(options.catalog, options.model, options.work_dir / "bundle", echo)
@@ -127,6 +131,10 @@ def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], No
     runner.start()
     try:
         recorder = MatchRecorder(runner.nucleus, out)
+        runner.wait_until_running(timeout=START_TIMEOUT_S)
+    except (RuntimeError, TimeoutError) as exc:
+        runner.stop()
+        raise VisualSearchError(f"the kiosk did not start: {exc}") from None
     except Exception:
         runner.stop()
         raise
