@@ -53,3 +53,43 @@ def write_csv_catalog(root: Path, rows: list[dict], images: dict[str, Path] | No
 
 def demo_image(category: str, n: int = 0) -> Path:
     return sorted((DEMO_CATALOG / "images" / category).glob("*.jpg"))[n]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> str:
+    """A real moto server over HTTP on 127.0.0.1 (free port), stopped after the session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server._server.server_port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_endpoint, monkeypatch) -> str:
+    """Point plain boto3 (and subprocesses) at the moto server with dummy credentials."""
+    for name in ("AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return moto_endpoint
+
+
+@pytest.fixture
+def s3_bucket(aws_env, request) -> str:
+    """A fresh, empty bucket on the moto server (unique per test)."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:30].strip("-")
+    bucket = f"{name}-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket

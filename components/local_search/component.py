@@ -25,6 +25,17 @@ class LocalSearchSettings:
     smoothing_window: int = setting(3, "Queries of the same held item averaged to keep the ranking steady "
                                        "(1 = off).", min=1, max=20)
     status_interval_s: float = setting(10.0, "Seconds between status messages.", min=1.0)
+    index_bucket: str = setting("", "S3 bucket that publish-index writes to; empty = no sync, serve bundle_dir only.")
+    index_prefix: str = setting("", "Key prefix under the bucket (bundles are under <prefix>/indexes/).")
+    index_dir: str = setting("indexes", "Where synced bundles are kept on the device "
+                                        "(relative paths are under the component's work directory).")
+    poll_interval_s: float = setting(300.0, "Seconds between checks of the LATEST pointer in S3 "
+                                            "(an index-updated message from IoT Core triggers one at once).",
+                                     min=0.1)
+    telemetry_interval_s: float = setting(60.0, "Seconds of usage aggregated into one telemetry record.", min=0.01)
+    telemetry_queue_max: int = setting(10080, "Telemetry records kept on disk while offline (10080 = 7 days "
+                                              "of minutes); beyond it the oldest are dropped and counted.",
+                                       min=10)
 
 
 class LocalSearchComponent:
