@@ -81,9 +81,11 @@ def read_manifest(bundle_dir: str | Path) -> dict:
     return manifest
 
 
-def verify_bundle(bundle_dir: str | Path, expected_fingerprint: str | None = None) -> dict:
+def verify_bundle(bundle_dir: str | Path, expected_fingerprint: str | None = None,
+                  skip: tuple[str, ...] = ()) -> dict:
     """Check format version, every file's size and sha256, and the model fingerprint.
 
+    `skip` names files not to hash (the display never reads the faiss index).
     Returns the manifest; raises BundleError naming the first file that does not match.
     """
     bundle_dir = Path(bundle_dir)
@@ -92,6 +94,8 @@ def verify_bundle(bundle_dir: str | Path, expected_fingerprint: str | None = Non
         if required not in manifest["files"]:
             raise BundleError(f"{bundle_dir / MANIFEST}: does not list {required}")
     for rel, entry in manifest["files"].items():
+        if rel in skip:
+            continue
         path = bundle_dir / rel
         if not path.is_file():
             raise BundleError(f"{path}: missing (listed in the manifest)")

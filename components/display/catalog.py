@@ -12,7 +12,7 @@ from pathlib import Path
 
 from components.common.bundle import THUMBNAIL_DIR
 from components.common.errors import VisualSearchError
-from components.local_search.search import IndexBundle
+from components.local_search.items import ItemStore
 
 log = logging.getLogger("display")
 
@@ -24,7 +24,7 @@ class CatalogUnavailable(VisualSearchError):
 class Catalog:
     def __init__(self, bundle_dir: str = ""):
         self._lock = threading.Lock()
-        self._bundle: IndexBundle | None = None
+        self._bundle: ItemStore | None = None
         self._fixed = bool(bundle_dir)
         self._failed: tuple | None = None   # the announcement that did not open: said once, not every status
         if bundle_dir and not self._open(bundle_dir):
@@ -32,7 +32,7 @@ class Catalog:
                                      f"(see the error above); fix it or leave it empty to follow local_search")
 
     @property
-    def bundle(self) -> IndexBundle | None:
+    def bundle(self) -> ItemStore | None:
         with self._lock:
             return self._bundle
 
@@ -50,7 +50,7 @@ class Catalog:
 
     def _open(self, bundle_dir: str) -> bool:
         try:
-            bundle = IndexBundle.open(bundle_dir)
+            bundle = ItemStore.open(bundle_dir)
         except VisualSearchError as exc:
             log.error("cannot open index bundle: %s", exc)
             return False
@@ -59,7 +59,7 @@ class Catalog:
         log.info("catalog: bundle %s version %s, %d items", bundle.path, bundle.version, len(bundle))
         return True
 
-    def require(self) -> IndexBundle:
+    def require(self) -> ItemStore:
         bundle = self.bundle
         if bundle is None:
             raise CatalogUnavailable("the catalog is not available yet (no index bundle announced by local_search)")

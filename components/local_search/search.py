@@ -1,21 +1,18 @@
 """The search library: open a verified index bundle and answer top-k queries with metadata."""
 from __future__ import annotations
 
-import json
-import re
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from components.common.bundle import INDEX_FILE, ITEMS_FILE, verify_bundle
+from components.common.bundle import INDEX_FILE, verify_bundle
 from components.common.errors import BundleError
 from components.local_search.faiss_index import set_search_params, similarity
+from components.local_search.items import ITEM_COLUMNS, ItemStore, connect_items
 
-ITEM_COLUMNS = ("item_id", "title", "category", "price", "location", "url", "image", "thumbnail", "extra")
+__all__ = ["ITEM_COLUMNS", "IndexBundle", "Match"]
 
 
 @dataclass(frozen=True)
@@ -26,15 +23,12 @@ class Match:
     item: dict    # item_id, title, category, price, location, url, image, thumbnail, extra
 
 
-class IndexBundle:
+class IndexBundle(ItemStore):
     """A bundle opened for search. Thread-safe: searches may run from several threads."""
 
-    def __init__(self, path: Path, manifest: dict, index: faiss.Index, db: sqlite3.Connection):
-        self.path = path
-        self.manifest = manifest
+    def __init__(self, path: Path, manifest: dict, index: faiss.Index, db):
+        super().__init__(path, manifest, db)
         self.index = index
-        self._db = db
-        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path, expected_fingerprint: str | None = None) -> "IndexBundle":
@@ -49,20 +43,11 @@ class IndexBundle:
             raise BundleError(f"{path / INDEX_FILE}: holds {index.ntotal} x {index.d}, manifest says "
                               f"{manifest['item_count']} x {manifest['model']['dim']}")
         set_search_params(index, manifest["index"].get("search_params", ""))
-        db = sqlite3.connect(f"file:{path / ITEMS_FILE}?mode=ro", uri=True, check_same_thread=False)
-        return cls(path, manifest, index, db)
-
-    @property
-    def version(self) -> int:
-        return self.manifest["index_version"]
+        return cls(path, manifest, index, connect_items(path))
 
     @property
     def metric(self) -> str:
         return self.manifest["metric"]
-
-    @property
-    def model_fingerprint(self) -> str:
-        return self.manifest["model"]["fingerprint"]
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -94,39 +79,3 @@ class IndexBundle:
                                      item=rows[int(faiss_id)]))
             results.append(matches)
         return results
-
-    def items(self, faiss_ids: list[int]) -> dict[int, dict]:
-        """Metadata rows by faiss id."""
-        if not faiss_ids:
-            return {}
-        marks = ",".join("?" * len(faiss_ids))
-        with self._lock:
-            cursor = self._db.execute(
-                f"SELECT faiss_id, {', '.join(ITEM_COLUMNS)} FROM items WHERE faiss_id IN ({marks})",
-                faiss_ids)
-            fetched = cursor.fetchall()
-        rows = {}
-        for faiss_id, *values in fetched:
-            item = dict(zip(ITEM_COLUMNS, values))
-            item["extra"] = json.loads(item["extra"] or "{}")
-            rows[faiss_id] = item
-        return rows
-
-    def keyword_search(self, text: str, limit: int = 50) -> list[int]:
-        """faiss ids of items whose title, category, location or metadata contain every word
-        of `text` (prefix match: "jack" finds "jacket"), best keyword match first."""
-        words = [w for w in re.findall(r"\w+", text.lower()) if w]
-        if not words:
-            raise ValueError("keyword search needs at least one word")
-        query = " ".join(f'"{w}"*' for w in words)
-        with self._lock:
-            rows = self._db.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rank LIMIT ?",
-                                    (query, int(limit))).fetchall()
-        return [row[0] for row in rows]
-
-    def thumbnail_path(self, item: dict) -> Path | None:
-        return self.path / item["thumbnail"] if item.get("thumbnail") else None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()

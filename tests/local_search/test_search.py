@@ -105,3 +105,23 @@ def test_keyword_search_matches_words_and_prefixes(bundle_dir):
     assert bundle.keyword_search("zebra") == []
     with pytest.raises(ValueError, match="at least one word"):
         bundle.keyword_search("  !! ")
+
+
+def test_the_item_store_reads_metadata_without_the_faiss_index(bundle_dir, tmp_path):
+    """The display opens only items and thumbnails: a second copy of the index is not loaded."""
+    from components.local_search.items import ItemStore
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    (copy / "index.faiss").write_bytes(b"not read by the display")
+    store = ItemStore.open(copy)
+    assert len(store) == 200 and store.version == IndexBundle.open(bundle_dir).version
+    [hat] = store.items(store.keyword_search("grey hat")[:1]).values()
+    assert hat["category"] == "hat" and store.thumbnail_path(hat).is_file()
+    with open(copy / "items.sqlite", "r+b") as handle:
+        handle.seek(200)
+        byte = handle.read(1)
+        handle.seek(200)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(BundleError, match="items.sqlite: sha256"):
+        ItemStore.open(copy)
