@@ -104,13 +104,3 @@ def _crop_size(h: int, w: int, rng: np.random.Generator, scale, ratio) -> tuple[
             return crop_w, crop_h
     side = min(h, w)  # fall back to the centre square that inference sees
     return float(side), float(side)
-
-
-def shrink_for_cache(image: np.ndarray, short_side: int) -> np.ndarray:
-    """Downscale (never upscale) so the shorter side is `short_side`: a cheap source for crops."""
-    h, w = image.shape[:2]
-    scale = short_side / min(h, w)
-    if scale >= 1:
-        return image
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                      interpolation=cv2.INTER_AREA)

@@ -20,6 +20,7 @@ from components.common.bundle import (INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS,
 from components.common.files import can_replace, staged_dir
 from components.common.errors import BundleError, CatalogError
 from components.featurizer.model import Featurizer
+from components.featurizer.preprocess import shrink
 from components.local_search.faiss_index import build_index as build_faiss_index, set_search_params
 from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
 
@@ -56,7 +57,7 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
 
         def save_thumbnail(item: CatalogItem, image: np.ndarray) -> None:
             rel = f"{THUMBNAIL_DIR}/{len(thumbnails)}.jpg"
-            cv2.imwrite(str(staging / rel), make_thumbnail(image),
+            cv2.imwrite(str(staging / rel), shrink(image, longest=THUMBNAIL_MAX_SIDE),
                         [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_JPEG_QUALITY])
             thumbnails.append(rel)
 
@@ -96,15 +97,6 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
                         **({"digest": catalog_digest} if catalog_digest else {})},
         })
     return BuildResult(out, manifest, result.problems)
-
-
-def make_thumbnail(image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    scale = THUMBNAIL_MAX_SIDE / max(h, w)
-    if scale >= 1:
-        return image
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                      interpolation=cv2.INTER_AREA)
 
 
 def write_items(path: Path, items: list[CatalogItem], thumbnails: list[str]) -> None:

@@ -19,13 +19,13 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from cloud_sync.augment import CameraAugment, shrink_for_cache
+from cloud_sync.augment import CameraAugment
 from cloud_sync.catalog import CatalogItem, read_catalog, read_image_bytes
 from components.common.errors import CatalogError, ImageError, ModelError
 from components.common.files import can_replace
 from components.featurizer.export import save_featurizer, zoo_base
 from components.featurizer.model import SPEC_FILE, Featurizer, FeaturizerSpec
-from components.featurizer.preprocess import Preprocessing, decode_image, preprocess
+from components.featurizer.preprocess import Preprocessing, decode_image, preprocess, shrink
 
 COSINE_SCALE = 16.0  # logits = scale * cos(embedding, class centre)
 COSINE_MARGIN = 0.1  # CosFace margin taken off the true class's cosine while training
@@ -121,7 +121,7 @@ def _fine_tune(cfg: FineTuneConfig, split: Split, start: Start, started: float, 
     prep = start.preprocessing
     label = {name: index for index, name in enumerate(split.classes)}
     train_x, train_y = load_images(*split.train, label, split.skipped, progress,
-                                   lambda image: shrink_for_cache(image, 2 * prep.height))
+                                   lambda image: shrink(image, shortest=2 * prep.height))
     val_x, val_y = load_images(*split.val, label, split.skipped, progress,
                                lambda image: preprocess(image, prep))
     for line in split.skipped:

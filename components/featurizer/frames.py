@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from components.common.messages import MessageError, QueryMessage
-from components.featurizer.preprocess import decode_image, read_image
+from components.featurizer.preprocess import decode_image, read_image, shrink
 
 CROP_MARGIN = 0.12  # of the item's box on each side: the catalog photos show some background
 
@@ -46,9 +46,5 @@ def crop_to_box(frame: np.ndarray, box: tuple[float, float, float, float], margi
 def thumbnail_b64(image: np.ndarray, longest_px: int, quality: int = 70) -> str:
     if longest_px <= 0:
         return ""
-    scale = longest_px / max(image.shape[:2])
-    if scale < 1:
-        image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
-                           interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, data = cv2.imencode(".jpg", shrink(image, longest=longest_px), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return base64.b64encode(data.tobytes()).decode("ascii") if ok else ""

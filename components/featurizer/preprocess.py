@@ -85,6 +85,15 @@ def resize_for_input(image: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return resized[top:top + prep.height, left:left + prep.width]
 
 
+def shrink(image: np.ndarray, *, longest: int | None = None, shortest: int | None = None) -> np.ndarray:
+    """Scale down (never up) so the longest (or shortest) side is at most the given pixels."""
+    h, w = image.shape[:2]
+    scale = longest / max(h, w) if longest is not None else shortest / min(h, w)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
 def to_tensor(image: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """A BGR uint8 image already at input size -> normalised CHW float32."""
     if prep.color_order == "RGB":

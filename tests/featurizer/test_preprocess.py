@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from components.common.errors import ImageError
-from components.featurizer.preprocess import Preprocessing, decode_image, preprocess, read_image
+from components.featurizer.preprocess import Preprocessing, decode_image, preprocess, read_image, shrink
 from tests.conftest import demo_image
 
 PREP = Preprocessing(height=32, width=48, mean=(0, 0, 0), std=(1, 1, 1))
@@ -62,3 +62,10 @@ def test_bad_preprocessing_values_are_refused():
         Preprocessing(height=32, width=32, color_order="RGBA")
     with pytest.raises(ValueError, match="std"):
         Preprocessing(height=32, width=32, std=(1, 0, 1))
+
+
+def test_shrink_scales_down_by_either_side_and_never_up():
+    image = np.zeros((300, 600, 3), np.uint8)
+    assert shrink(image, longest=150).shape[:2] == (75, 150)
+    assert shrink(image, shortest=100).shape[:2] == (100, 200)
+    assert shrink(image, longest=1000) is image and shrink(image, shortest=300) is image
