@@ -160,9 +160,15 @@ def bench_kiosk(seconds, video, port):
 def _register_optional_commands():
     from cloud_sync.evaluate_cli import evaluate
     from cloud_sync.fine_tune_cli import fine_tune
+    from cloud_sync.index_cli import list_indexes, publish_index, rollback_index
+    from cloud_sync.telemetry_cli import telemetry_report
 
     main.add_command(evaluate)
     main.add_command(fine_tune)
+    main.add_command(publish_index)
+    main.add_command(list_indexes)
+    main.add_command(rollback_index)
+    main.add_command(telemetry_report)
 
 
 _register_optional_commands()

@@ -1,0 +1,172 @@
+"""The index versions in S3: the LATEST pointer, listing, rollback, and telling devices.
+
+A version counts as complete when its manifest.json is in S3 and every file the manifest
+lists is there with the listed size (publish-index writes the manifest last, so a missing
+manifest means an upload that stopped half-way).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import boto3
+
+from cloud_sync.aws import aws_errors, get_bytes, list_objects, s3_url
+from components.common.bundle import MANIFEST
+from components.common.errors import BundleError
+from components.common.messages import IOT_INDEX_UPDATED, new_id
+from components.common.s3_layout import (Pointer, bundle_key, indexes_prefix, latest_key,
+                                         version_prefix)
+
+INDEX_UPDATED_SCHEMA = "visualsearch.index_updated/1"
+
+
+@dataclass
+class IndexVersion:
+    index_version: int
+    files: int                 # objects under the version's prefix
+    size: int                  # their bytes
+    complete: bool
+    problem: str = ""          # why it is not complete
+    item_count: int | None = None
+    model_fingerprint: str = ""
+    created_at: str = ""
+    manifest_sha256: str = ""
+    latest: bool = False
+
+
+@dataclass
+class IndexListing:
+    versions: list[IndexVersion]
+    pointer: Pointer | None
+    pointer_problem: str = ""  # LATEST exists but cannot be read
+
+
+def read_pointer(s3, bucket: str, prefix: str) -> Pointer | None:
+    """What LATEST names; None when there is none yet; BundleError when it is unreadable."""
+    key = latest_key(prefix)
+    raw = get_bytes(s3, bucket, key)
+    return None if raw is None else Pointer.from_json(raw, where=s3_url(bucket, key))
+
+
+def write_pointer(s3, bucket: str, prefix: str, pointer: Pointer) -> None:
+    s3.put_object(Bucket=bucket, Key=latest_key(prefix), Body=pointer.to_json(),
+                  ContentType="application/json")
+
+
+def list_indexes(bucket: str, prefix: str, *, s3) -> IndexListing:
+    with aws_errors(s3_url(bucket, indexes_prefix(prefix))):
+        try:
+            pointer, pointer_problem = read_pointer(s3, bucket, prefix), ""
+        except BundleError as exc:
+            pointer, pointer_problem = None, str(exc)
+        sizes_by_version: dict[int, dict[str, int]] = {}
+        root = indexes_prefix(prefix)
+        for obj in list_objects(s3, bucket, root):
+            head, _, rel = obj["Key"][len(root):].partition("/")
+            if head.isdigit() and rel:
+                sizes_by_version.setdefault(int(head), {})[rel] = obj["Size"]
+        versions = [_describe(s3, bucket, prefix, version, sizes)
+                    for version, sizes in sorted(sizes_by_version.items())]
+    for version in versions:
+        version.latest = pointer is not None and version.index_version == pointer.index_version
+    return IndexListing(versions, pointer, pointer_problem)
+
+
+def _describe(s3, bucket: str, prefix: str, version: int, sizes: dict[str, int]) -> IndexVersion:
+    described = IndexVersion(index_version=version, files=len(sizes), size=sum(sizes.values()),
+                             complete=False)
+    try:
+        raw, manifest = _remote_manifest(s3, bucket, prefix, version)
+        _check_complete(manifest, sizes, bucket, prefix, version)
+    except BundleError as exc:
+        described.problem = str(exc)
+        return described
+    described.complete = True
+    described.item_count = manifest.get("item_count")
+    described.model_fingerprint = str(manifest.get("model", {}).get("fingerprint", ""))
+    described.created_at = str(manifest.get("created_at", ""))
+    described.manifest_sha256 = hashlib.sha256(raw).hexdigest()
+    return described
+
+
+def _remote_manifest(s3, bucket: str, prefix: str, version: int) -> tuple[bytes, dict]:
+    where = s3_url(bucket, bundle_key(prefix, version, MANIFEST))
+    raw = get_bytes(s3, bucket, bundle_key(prefix, version, MANIFEST))
+    if raw is None:
+        raise BundleError(f"{where}: missing (the upload of version {version} did not finish)")
+    try:
+        manifest = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise BundleError(f"{where}: not an index manifest (no file list)")
+    if manifest.get("index_version") != version:
+        raise BundleError(f"{where}: says index_version {manifest.get('index_version')!r}, "
+                          f"but is stored under version {version}")
+    return raw, manifest
+
+
+def _check_complete(manifest: dict, sizes: dict[str, int], bucket: str, prefix: str, version: int) -> None:
+    wrong = [rel for rel, entry in manifest["files"].items() if sizes.get(rel) != entry.get("size")]
+    if wrong:
+        shown = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+        raise BundleError(f"version {version} is incomplete in {s3_url(bucket, version_prefix(prefix, version))}: "
+                          f"{len(wrong)} file(s) missing or of the wrong size ({shown})")
+
+
+@dataclass
+class RollbackResult:
+    pointer: Pointer
+    previous: Pointer | None
+    moved_latest: bool
+
+
+def rollback_index(bucket: str, prefix: str, version: int, *, s3) -> RollbackResult:
+    """Point LATEST at a version already in S3, after checking that it is complete."""
+    with aws_errors(s3_url(bucket, version_prefix(prefix, version))):
+        try:
+            previous = read_pointer(s3, bucket, prefix)
+        except BundleError:
+            previous = None  # an unreadable pointer is exactly what a rollback repairs
+        where = version_prefix(prefix, version)
+        sizes = {obj["Key"][len(where):]: obj["Size"] for obj in list_objects(s3, bucket, where)}
+        if not sizes:
+            raise BundleError(f"version {version} is not in {s3_url(bucket, where)}; "
+                              f"list-indexes shows the versions there")
+        raw, manifest = _remote_manifest(s3, bucket, prefix, version)
+        _check_complete(manifest, sizes, bucket, prefix, version)
+        pointer = Pointer(index_version=version, manifest_sha256=hashlib.sha256(raw).hexdigest(),
+                          published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          item_count=int(manifest.get("item_count") or 0),
+                          model_fingerprint=str(manifest.get("model", {}).get("fingerprint", "")))
+        unchanged = previous is not None and (previous.index_version, previous.manifest_sha256) == (
+            pointer.index_version, pointer.manifest_sha256)
+        if not unchanged:
+            write_pointer(s3, bucket, prefix, pointer)
+    return RollbackResult(previous if unchanged else pointer, previous, not unchanged)
+
+
+def index_updated_message(pointer: Pointer, bucket: str, prefix: str) -> dict:
+    """What devices receive on IOT_INDEX_UPDATED: enough to fetch the bundle, and to ignore a
+    message about the version they already serve."""
+    return {"schema": INDEX_UPDATED_SCHEMA, "id": new_id(), "timestamp": time.time(),
+            "index_version": pointer.index_version, "manifest_sha256": pointer.manifest_sha256,
+            "item_count": pointer.item_count, "model_fingerprint": pointer.model_fingerprint,
+            "bucket": bucket, "prefix": prefix, "latest_key": latest_key(prefix)}
+
+
+def iot_data_client(endpoint: str | None = None):
+    """An iot-data client; `endpoint` is the account's data endpoint (`aws iot describe-endpoint
+    --endpoint-type iot:Data-ATS`), with or without https://."""
+    if endpoint and "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    return boto3.client("iot-data", endpoint_url=endpoint or None)
+
+
+def notify_devices(message: dict, *, iot) -> None:
+    with aws_errors(f"IoT Core publish to {IOT_INDEX_UPDATED}"):
+        iot.publish(topic=IOT_INDEX_UPDATED, qos=1, payload=json.dumps(message, sort_keys=True).encode())
