@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -17,12 +16,10 @@ import boto3
 from cloud_sync.aws import aws_errors, get_bytes, list_objects, s3_url
 from components.common.bundle import MANIFEST
 from components.common.errors import BundleError
-from components.common.messages import IOT_INDEX_UPDATED, new_id
+from components.common import messages
+from components.common.messages import IOT_INDEX_UPDATED
 from components.common.s3_layout import (Pointer, bundle_key, indexes_prefix, latest_key,
                                          version_prefix)
-
-INDEX_UPDATED_SCHEMA = "visualsearch.index_updated/1"
-
 
 @dataclass
 class IndexVersion:
@@ -151,12 +148,10 @@ def rollback_index(bucket: str, prefix: str, version: int, *, s3) -> RollbackRes
 
 
 def index_updated_message(pointer: Pointer, bucket: str, prefix: str) -> dict:
-    """What devices receive on IOT_INDEX_UPDATED: enough to fetch the bundle, and to ignore a
-    message about the version they already serve."""
-    return {"schema": INDEX_UPDATED_SCHEMA, "id": new_id(), "timestamp": time.time(),
-            "index_version": pointer.index_version, "manifest_sha256": pointer.manifest_sha256,
-            "item_count": pointer.item_count, "model_fingerprint": pointer.model_fingerprint,
-            "bucket": bucket, "prefix": prefix, "latest_key": latest_key(prefix)}
+    return messages.index_updated_message(
+        index_version=pointer.index_version, manifest_sha256=pointer.manifest_sha256,
+        item_count=pointer.item_count, model_fingerprint=pointer.model_fingerprint,
+        bucket=bucket, prefix=prefix, latest_key=latest_key(prefix))
 
 
 def iot_data_client(endpoint: str | None = None):

@@ -27,6 +27,7 @@ FEATURES_SCHEMA = "visualsearch.features/1"
 MATCHES_SCHEMA = "visualsearch.matches/1"
 QUERY_SCHEMA = "visualsearch.query/1"
 STATUS_SCHEMA = "visualsearch.status/1"
+INDEX_UPDATED_SCHEMA = "visualsearch.index_updated/1"
 
 
 class MessageError(VisualSearchError):
@@ -151,6 +152,16 @@ def status_message(component: str, state: str, detail: str = "", **fields) -> di
     """What a component reports about itself on visualsearch/status/<component>."""
     return {"schema": STATUS_SCHEMA, "id": new_id(), "timestamp": time.time(),
             "component": component, "state": state, "detail": detail, **fields}
+
+
+def index_updated_message(*, index_version: int, manifest_sha256: str, item_count: int,
+                          model_fingerprint: str, bucket: str, prefix: str, latest_key: str) -> dict:
+    """cloud -> devices on IOT_INDEX_UPDATED: where LATEST is, and which version it names, so a
+    device already serving that version can ignore it."""
+    return {"schema": INDEX_UPDATED_SCHEMA, "id": new_id(), "timestamp": time.time(),
+            "index_version": index_version, "manifest_sha256": manifest_sha256, "item_count": item_count,
+            "model_fingerprint": model_fingerprint, "bucket": bucket, "prefix": prefix,
+            "latest_key": latest_key}
 
 
 def _check_schema(data, expected: str) -> None:
