@@ -158,11 +158,14 @@ def bench_kiosk(seconds, video, port):
                f"p95 {figures['p95_ms']:.1f} ms")
 
 def _register_optional_commands():
+    from cloud_sync.components_cli import build_components, publish_components
     from cloud_sync.evaluate_cli import evaluate
     from cloud_sync.fine_tune_cli import fine_tune
     from cloud_sync.index_cli import list_indexes, publish_index, rollback_index
     from cloud_sync.telemetry_cli import telemetry_report
 
+    main.add_command(build_components)
+    main.add_command(publish_components)
     main.add_command(evaluate)
     main.add_command(fine_tune)
     main.add_command(publish_index)

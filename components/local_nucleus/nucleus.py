@@ -161,6 +161,11 @@ class LocalNucleus:
         """Open subscriptions: (component, "pubsub" | "iotcore" | "configuration", target)."""
         return self._call(self._services.subscriptions)
 
+    def access_requests(self) -> dict[tuple[str, str, str, str, bool], int]:
+        """Every IPC authorization asked for so far, with its count:
+        (component, service, operation, resource, allowed) -> count."""
+        return self._call(lambda: dict(self._services.access_requests))
+
     @property
     def states(self) -> dict[str, str]:
         """Latest UpdateState per component (RUNNING / ERRORED)."""

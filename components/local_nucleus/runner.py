@@ -5,8 +5,9 @@ gives (IPC socket, SVCUID token, thing name) plus the recipe's `Setenv`; its con
 is the recipe's DefaultConfiguration merged with local overrides. The recipe variables
 `{artifacts:decompressedPath}` and `{work:path}` point at a local layout in which the
 artifact is this checkout and the Install step's virtual environment is the one running
-this code, so the Run scripts are used unchanged. A process that exits non-zero is
-restarted; three errors in a row make it BROKEN, as on a device.
+this code, so the Run scripts are used unchanged; the Install step (a venv from the
+artifact's pinned requirements) is not run, as that venv is already there. A process that
+exits non-zero is restarted; three errors in a row make it BROKEN, as on a device.
 """
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ class ComponentProcess:
     name: str
     command: list[str]
     env: dict
+    cwd: str = ""                  # {work:path}: a nucleus starts lifecycle scripts there
     state: str = "NEW"             # NEW, STARTING, RUNNING, ERRORED, BROKEN, FINISHED, STOPPED
     process: subprocess.Popen | None = None
     errors_in_a_row: int = 0
@@ -111,7 +113,8 @@ class KioskRunner:
             variables = self._variables(name)
             env = {**os.environ, **{k: substitute(v, variables) for k, v in setenv.items()},
                    **self.nucleus.component_env(name), "PYTHONUNBUFFERED": "1"}
-            self.processes[name] = ComponentProcess(name, shlex.split(substitute(script, variables)), env)
+            self.processes[name] = ComponentProcess(name, shlex.split(substitute(script, variables)), env,
+                                                    variables["work:path"])
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -188,7 +191,7 @@ class KioskRunner:
 
     # ---- supervision -------------------------------------------------------------------------
     def _launch(self, proc: ComponentProcess) -> None:
-        proc.process = subprocess.Popen(proc.command, env=proc.env, cwd=self.project_root,
+        proc.process = subprocess.Popen(proc.command, env=proc.env, cwd=proc.cwd or self.project_root,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, bufsize=1, start_new_session=True)
         proc.state, proc.started_at = "RUNNING", time.monotonic()

@@ -9,6 +9,7 @@ import base64
 import copy
 import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -72,6 +73,8 @@ class Services:
         self._local: list[_Subscription] = []
         self._iot: list[_Subscription] = []
         self._config: list[_Subscription] = []
+        # every authorization asked for: (component, service, operation, resource, allowed) -> count
+        self.access_requests: Counter[tuple[str, str, str, str, bool]] = Counter()
         self.operations = {
             NS + "PublishToTopic": Operation(self.publish_to_topic),
             NS + "SubscribeToTopic": Operation(self.subscribe_to_topic, NS + "SubscriptionResponseMessage"),
@@ -97,7 +100,9 @@ class Services:
 
     def _authorize(self, caller: str, service: str, operation: str, resource: str) -> None:
         policy = AccessPolicy(self.specs[caller].policy_source(), self.thing_name)
-        if not policy.allows(service, NS + operation, resource):
+        allowed = policy.allows(service, NS + operation, resource)
+        self.access_requests[(caller, service, NS + operation, resource, allowed)] += 1
+        if not allowed:
             if service == MQTTPROXY:
                 raise unauthorized("Not Authorized")
             raise unauthorized(f"Principal {caller} is not authorized to perform "
