@@ -22,7 +22,8 @@ COMPONENT = "local_search"
 
 @dataclass(frozen=True)
 class LocalSearchSettings:
-    bundle_dir: str = setting("", "Index bundle directory on the device (built by build-index).")
+    bundle_dir: str = setting("", "Index bundle served when nothing has been synced from S3 yet (with "
+                                  "index_bucket set, the last synced version wins once there is one).")
     top_k: int = setting(5, "Matches shown per query.", min=1, max=50)
     min_score: float = setting(0.35, "Cosine similarity below which a match is not shown; "
                                      "no match above it is a 'no good match' result.", min=-1.0, max=1.0)
