@@ -157,6 +157,21 @@ def bench_kiosk(seconds, video, port):
                f"frames searched/s; capture to match published: median {figures['median_ms']:.1f} ms, "
                f"p95 {figures['p95_ms']:.1f} ms")
 
+@bench.command("sync")
+@click.option("--catalog", type=click.Path(exists=True, path_type=Path), default=Path("demo/catalog"),
+              show_default=True, help="Catalog both index versions are built from.")
+@click.option("--model", "model_dir", type=click.Path(exists=True, path_type=Path),
+              default=Path("models/demo-featurizer"), show_default=True)
+@expected_errors
+def bench_sync(catalog, model_dir):
+    """Publish two index versions to a local S3 (moto on 127.0.0.1) and time the device's
+    download, verification and swap while searches run without pause."""
+    from cloud_sync.bench_sync import bench_sync as run
+
+    for line in run(catalog, model_dir):
+        click.echo(line)
+
+
 def _register_optional_commands():
     from cloud_sync.components_cli import build_components, publish_components
     from cloud_sync.evaluate_cli import evaluate
