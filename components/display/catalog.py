@@ -25,6 +25,7 @@ class Catalog:
     def __init__(self, bundle_dir: str = ""):
         self._lock = threading.Lock()
         self._bundle: ItemStore | None = None
+        self._previous: ItemStore | None = None  # matches in flight during a swap still show pictures
         self._fixed = bool(bundle_dir)
         self._failed: tuple | None = None   # the announcement that did not open: said once, not every status
         if bundle_dir and not self._open(bundle_dir):
@@ -55,7 +56,7 @@ class Catalog:
             log.error("cannot open index bundle: %s", exc)
             return False
         with self._lock:
-            self._bundle = bundle  # the old one closes when the last request using it lets go
+            self._previous, self._bundle = self._bundle, bundle
         log.info("catalog: bundle %s version %s, %d items", bundle.path, bundle.version, len(bundle))
         return True
 
@@ -75,11 +76,15 @@ class Catalog:
 
     def thumbnail_file(self, index_version: int, name: str) -> Path | None:
         """The file behind /catalog/<version>/thumbnails/<name>, or None (other version, bad name)."""
-        bundle = self.bundle
-        if bundle is None or bundle.version != index_version or "/" in name or "\\" in name or name.startswith("."):
+        if "/" in name or "\\" in name or name.startswith("."):
             return None
-        path = bundle.path / THUMBNAIL_DIR / name
-        return path if path.is_file() else None
+        with self._lock:
+            bundles = [b for b in (self._bundle, self._previous) if b is not None and b.version == index_version]
+        for bundle in bundles:
+            path = bundle.path / THUMBNAIL_DIR / name
+            if path.is_file():
+                return path
+        return None
 
     def summary(self) -> dict:
         bundle = self.bundle

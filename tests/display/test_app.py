@@ -1,6 +1,7 @@
 """The display app in-process (Flask test client): JSON twins, live events, history cap, bad input."""
 import io
 import json
+import shutil
 
 import cv2
 import pytest
@@ -246,3 +247,23 @@ def test_the_catalog_follows_the_bundle_local_search_announces(tmp_path, demo_bu
     assert client.get("/api/search?q=hat").status_code == 200
     assert client.get(thumbnail).status_code == 200
     assert client.get("/api/state").json["index_version"] == demo_bundle.version
+
+
+def test_after_a_swap_the_previous_versions_pictures_are_still_served(tmp_path, demo_bundle):
+    """Matches published just before local_search swapped index keep their pictures."""
+    def copy_as(version):
+        out = tmp_path / f"bundle-{version}"
+        shutil.copytree(demo_bundle.path, out)
+        manifest = json.loads((out / "manifest.json").read_text())
+        (out / "manifest.json").write_text(json.dumps({**manifest, "index_version": version}))
+        return out
+
+    display = make_display(tmp_path, demo_bundle, bundle_dir="")
+    client = display.app.test_client()
+    for version in (101, 102, 103):
+        display.state.handle_status(status("local_search", bundle_dir=str(copy_as(version)),
+                                           index_version=version, items=200))
+    assert client.get("/api/state").json["index_version"] == 103
+    assert client.get("/catalog/103/thumbnails/0.jpg").status_code == 200
+    assert client.get("/catalog/102/thumbnails/0.jpg").status_code == 200
+    assert client.get("/catalog/101/thumbnails/0.jpg").status_code == 404
