@@ -121,15 +121,7 @@ class IoTCore:
 
     def subscribe(self, topic_filter: str, callback: Callable[[MqttMessage], None]) -> Callable[[], None]:
         """Cloud-side listener (an IoT rule, a test); returns a function that removes it."""
-        entry = (topic_filter, callback)
-        with self._cond:
-            self._listeners.append(entry)
-
-        def unsubscribe() -> None:
-            with self._cond:
-                if entry in self._listeners:
-                    self._listeners.remove(entry)
-        return unsubscribe
+        return self._register(self._listeners, (topic_filter, callback))
 
     def publish(self, topic: str, payload: bytes | str | Any, qos: int = 1) -> None:
         """Cloud -> device (dict/list payloads are sent as JSON)."""
@@ -147,14 +139,18 @@ class IoTCore:
 
     # ---- device side: used by the nucleus ---------------------------------------------------
     def attach_device(self, deliver: Callable[[MqttMessage], None]) -> Callable[[], None]:
-        with self._cond:
-            self._devices.append(deliver)
+        return self._register(self._devices, deliver)
 
-        def detach() -> None:
+    def _register(self, registry: list, entry) -> Callable[[], None]:
+        """Add `entry` to `registry`; returns the function that removes it again."""
+        with self._cond:
+            registry.append(entry)
+
+        def remove() -> None:
             with self._cond:
-                if deliver in self._devices:
-                    self._devices.remove(deliver)
-        return detach
+                if entry in registry:
+                    registry.remove(entry)
+        return remove
 
     def publish_from_device(self, message: MqttMessage) -> None:
         check_device_publish(message)

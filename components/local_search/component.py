@@ -174,11 +174,8 @@ class LocalSearchComponent:
         for listener in list(self.query_listeners):
             try:
                 listener(event)
-            except Exception as exc:  # a listener never breaks a query; said once per interval
-                now, key = time.time(), f"listener:{id(listener)}"
-                with self._lock:
-                    last, self._last_said[key] = self._last_said.get(key, 0.0), now
-                if now - last > self.settings.status_interval_s:
+            except Exception as exc:  # a listener never breaks a query
+                if self._due(f"listener:{id(listener)}"):
                     log.warning("query listener %r failed (%s: %s)", listener, type(exc).__name__, exc)
 
     def _note_fingerprint(self, fingerprint: str, bundle: IndexBundle | None) -> None:
@@ -188,23 +185,28 @@ class LocalSearchComponent:
         if self.sync is not None and (bundle is None or bundle.model_fingerprint != fingerprint):
             self.sync.trigger(recheck=True)  # a bundle refused for the old model may fit the new one
 
-    def _not_ready(self, query: FeatureMessage) -> None:
+    def _due(self, key: str) -> bool:
+        """Whether a message repeated per query (under `key`) may be said again: once per
+        status interval, not per frame."""
+        now = time.time()
         with self._lock:
-            last = self._last_said.get("", 0.0)
-            self._last_said[""] = time.time()
-        if time.time() - last > self.settings.status_interval_s:
+            if now - self._last_said.get(key, 0.0) <= self.settings.status_interval_s:
+                return False
+            self._last_said[key] = now
+            return True
+
+    def _not_ready(self, query: FeatureMessage) -> None:
+        if self._due("no index"):
             log.warning("ignoring query %s: no index yet (waiting for the first one from %s)", query.query_id,
                         self.sync.source if self.sync is not None else "nowhere")
 
     def _refuse(self, query: FeatureMessage, bundle: IndexBundle) -> None:
         with self._lock:
             self.counts["refused"] += 1
-            last = self._last_said.get(query.model_fingerprint, 0.0)
-            self._last_said[query.model_fingerprint] = time.time()
         detail = (f"refused query {query.query_id}: model fingerprint {query.model_fingerprint[:12]} "
                   f"differs from the bundle's {bundle.model_fingerprint[:12]}; deploy the "
                   f"featurizer the index was built with, or rebuild the index")
-        if time.time() - last > self.settings.status_interval_s:  # say it once per interval, not per frame
+        if self._due(f"refused:{query.model_fingerprint}"):
             log.error(detail)
             self.publish_status("error", detail)
 
