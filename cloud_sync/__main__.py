@@ -1,3 +1,3 @@
-from cloud_sync.cli import main
+from cloud_sync.cli.main import main
 
 main()

@@ -16,7 +16,7 @@ def tiny_model(tmp_path_factory) -> Path:
     """An initialised mobilenet0.5 featurizer at 64x64: fast, and deterministic per seed."""
     import mxnet as mx
 
-    from components.featurizer.export import export_zoo_featurizer
+    from cloud_sync.training.export import export_zoo_featurizer
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     mx.random.seed(0)

@@ -13,10 +13,10 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from cloud_sync.greengrass_build import COMPONENTS
+from cloud_sync.packaging.greengrass_build import COMPONENTS
 from components.display.settings import DisplaySettings
 from components.featurizer.component import FeaturizerSettings
-from components.local_nucleus.runner import substitute
+from devkit.nucleus.runner import substitute
 from components.local_search.component import LocalSearchSettings
 
 try:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from components.common import messages
 from components.common.ipc import Ipc
-from components.local_nucleus import ComponentSpec
-from components.local_nucleus.runner import load_recipe
+from devkit.nucleus import ComponentSpec
+from devkit.nucleus.runner import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "recipes"

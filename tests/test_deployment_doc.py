@@ -7,7 +7,7 @@ import pytest
 from botocore.validate import validate_parameters
 from packaging.version import Version
 
-from cloud_sync.greengrass_build import project_version
+from cloud_sync.packaging.greengrass_build import project_version
 from components.common import messages, s3_layout
 from components.common.settings import parse_settings
 from tests.deploy_helpers import SETTINGS, grants

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
-from cloud_sync.build_index import build_bundle
-from cloud_sync.greengrass_build import COMPONENTS, build
-from components.local_nucleus import ComponentSpec, LocalNucleus
-from components.local_nucleus.runner import merge
+from cloud_sync.indexing.build_index import build_bundle
+from cloud_sync.packaging.greengrass_build import COMPONENTS, build
+from devkit.nucleus import ComponentSpec, LocalNucleus
+from devkit.nucleus.runner import merge
 from tests.conftest import DEMO_CATALOG
 from tests.deploy_helpers import Device, pins, run_command, run_install
 from tests.kiosk_helpers import REPO

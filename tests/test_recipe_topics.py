@@ -17,9 +17,9 @@ import pytest
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from cloud_sync.build_index import build_bundle
+from cloud_sync.indexing.build_index import build_bundle
 from components.common import messages
-from components.local_nucleus.runner import KioskRunner
+from devkit.nucleus.runner import KioskRunner
 from tests.conftest import DEMO_CATALOG, demo_image
 from tests.deploy_helpers import SETTINGS, grants
 from tests.kiosk_helpers import RECIPES, REPO, recipe

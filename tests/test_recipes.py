@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from cloud_sync.greengrass_build import (ARTIFACT_URI, INSTALL_MARKER, MAX_RECIPE_BYTES, ZIP_NAME,
+from cloud_sync.packaging.greengrass_build import (ARTIFACT_URI, INSTALL_MARKER, MAX_RECIPE_BYTES, ZIP_NAME,
                                          project_version)
 from components.common.settings import defaults, parse_settings
 from tests.deploy_helpers import PACKAGES, SERVICES, SETTINGS, lifecycle, pyproject
@@ -111,7 +111,7 @@ def test_gdk_config_follows_the_gdk_cli_schema():
     assert isinstance(component["author"], str) and SEMVER.match(component["version"])
     build = component["build"]
     assert build["build_system"] == "custom" and set(build) == {"build_system", "custom_build_command"}
-    assert build["custom_build_command"] == ["python3", "-m", "cloud_sync.greengrass_build"]
+    assert build["custom_build_command"] == ["python3", "-m", "cloud_sync.packaging.greengrass_build"]
     assert set(component["publish"]) <= {"bucket", "region", "options"} and component["publish"]["bucket"]
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from cloud_sync.build_index import build_bundle
+from cloud_sync.indexing.build_index import build_bundle
 from components.common.ipc import Ipc
 from components.display.component import DisplayComponent
 from components.display.settings import DisplaySettings
-from components.local_nucleus import ComponentSpec, LocalNucleus
+from devkit.nucleus import ComponentSpec, LocalNucleus
 from components.local_search.component import LocalSearchComponent, LocalSearchSettings
 from components.local_search.search import IndexBundle
 from tests.conftest import DEMO_CATALOG

@@ -18,7 +18,7 @@ from werkzeug.test import encode_multipart
 from components.common import messages
 from components.common.settings import defaults, describe, parse_settings
 from components.display.settings import DisplaySettings
-from components.local_nucleus import ComponentSpec, LocalNucleus
+from devkit.nucleus import ComponentSpec, LocalNucleus
 from tests.conftest import REPO
 from tests.display.app_helpers import match_message, write_clip
 from tests.display.conftest import catalog_image, catalog_item

@@ -25,8 +25,8 @@ from components.featurizer.component import FeaturizerComponent, FeaturizerSetti
 from components.featurizer.frames import crop_to_box, distinct_frames
 from components.featurizer.model import Featurizer
 from components.featurizer.preprocess import read_image
-from components.local_nucleus import ComponentSpec, LocalNucleus
-from components.local_nucleus.runner import KioskRunner
+from devkit.nucleus import ComponentSpec, LocalNucleus
+from devkit.nucleus.runner import KioskRunner
 from tests.conftest import REPO, demo_image
 from tests.kiosk_helpers import DISPLAY, FEATURIZER, RECIPES, Inbox, recipe
 

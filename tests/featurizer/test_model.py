@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cloud_sync.cli import main
+from cloud_sync.cli.main import main
 from components.common.errors import ModelError
 from components.featurizer.model import Featurizer, fingerprint, read_spec
 from components.featurizer.preprocess import read_image

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from cloud_sync.build_index import build_bundle
+from cloud_sync.indexing.build_index import build_bundle
 from components.common import messages, s3_layout
 from components.common.bundle import MANIFEST, manifest_digest, read_manifest
 from components.local_search.index_sync import Backoff
@@ -156,7 +156,7 @@ FAST_BACKOFF = Backoff(base_s=0.05, cap_s=0.5)
 
 
 def device_nucleus():
-    from components.local_nucleus import ComponentSpec, LocalNucleus
+    from devkit.nucleus import ComponentSpec, LocalNucleus
     from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, recipe
 
     return LocalNucleus(components=[ComponentSpec.from_recipe(recipe(n)) for n in (FEATURIZER, LOCAL_SEARCH, DISPLAY)])

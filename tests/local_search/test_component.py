@@ -1,17 +1,16 @@
 """local_search as it runs on a device: real IPC client, local nucleus stand-in."""
-import queue
 
 import numpy as np
 import pytest
 
-from cloud_sync.build_index import build_bundle
+from cloud_sync.indexing.build_index import build_bundle
 from components.common import messages
 from components.common.ipc import Ipc
 from components.common.messages import FeatureMessage
 from components.common.settings import defaults, parse_settings
 from components.featurizer.model import Featurizer
 from components.featurizer.preprocess import read_image
-from components.local_nucleus import ComponentSpec, LocalNucleus
+from devkit.nucleus import ComponentSpec, LocalNucleus
 from components.local_search.component import LocalSearchComponent, LocalSearchSettings
 from components.local_search.search import IndexBundle
 from tests.conftest import DEMO_CATALOG, demo_image

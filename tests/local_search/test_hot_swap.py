@@ -141,7 +141,7 @@ class Service:
 
 
 def test_listeners_get_one_event_per_query_and_one_that_raises_breaks_nothing(bundles):
-    from components.local_nucleus import ComponentSpec, LocalNucleus
+    from devkit.nucleus import ComponentSpec, LocalNucleus
     from tests.kiosk_helpers import recipe
 
     bundle = IndexBundle.open(bundles[1])

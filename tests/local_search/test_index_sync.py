@@ -151,7 +151,7 @@ def test_an_update_for_another_fleet_is_ignored(tmp_path, s3_bucket):
 
 
 def test_what_publish_index_writes_is_what_the_device_follows(tmp_path, s3, s3_bucket, bundles):
-    from cloud_sync.publish_index import publish_bundle
+    from cloud_sync.publishing.publish_index import publish_bundle
 
     sync = make_sync(tmp_path / "indexes", s3_bucket)
     for version in (1, 2):

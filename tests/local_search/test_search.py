@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cloud_sync.build_index import build_bundle
+from cloud_sync.indexing.build_index import build_bundle
 from components.common.errors import BundleError
 from components.featurizer.model import Featurizer
 from components.featurizer.preprocess import read_image

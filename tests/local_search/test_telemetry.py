@@ -12,8 +12,8 @@ from awsiot.greengrasscoreipc.model import ServiceError
 from components.common import messages
 from components.common.ipc import Ipc
 from components.common.telemetry import UsageRecord
-from components.local_nucleus import ComponentSpec, LocalNucleus
-from components.local_nucleus.iot_core import IoTCore
+from devkit.nucleus import ComponentSpec, LocalNucleus
+from devkit.nucleus.iot_core import IoTCore
 from components.local_search.telemetry import Telemetry, backoff_cap, percentiles
 from components.local_search.telemetry_queue import TelemetryQueue
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync.build_index import build_bundle
+from cloud_sync.indexing.build_index import build_bundle
 from components.common import messages
 from components.common.telemetry import UsageRecord
-from components.local_nucleus.runner import KioskRunner
+from devkit.nucleus.runner import KioskRunner
 from tests.conftest import DEMO_CATALOG
 from tests.kiosk_helpers import LOCAL_SEARCH, RECIPES, REPO
 

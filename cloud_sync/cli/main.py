@@ -1,0 +1,26 @@
+"""The `visual-search` command: the group, and every subcommand added to it."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from cloud_sync.cli.components_commands import build_components, publish_components
+from cloud_sync.cli.evaluate_command import evaluate
+from cloud_sync.cli.index_commands import list_indexes, publish_index, rollback_index
+from cloud_sync.cli.indexing_commands import build_index
+from cloud_sync.cli.kiosk_commands import bench, demo
+from cloud_sync.cli.telemetry_commands import telemetry_report
+from cloud_sync.cli.training_commands import export_featurizer, fine_tune
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edge-visual-search")
+def main():
+    """Edge visual search: build, check and publish catalog indexes; run the kiosk."""
+    os.environ.setdefault("MXNET_STORAGE_FALLBACK_LOG_VERBOSE", "0")
+
+
+for command in (export_featurizer, fine_tune, build_index, evaluate, publish_index, list_indexes,
+                rollback_index, telemetry_report, build_components, publish_components, demo, bench):
+    main.add_command(command)

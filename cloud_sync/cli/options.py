@@ -1,0 +1,35 @@
+"""What every `visual-search` subcommand shares: one-line expected errors, list options."""
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from components.common.errors import VisualSearchError
+
+
+def expected_errors(command):
+    """Expected failures print one line naming the file and reason, no traceback, exit 1."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except VisualSearchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    return wrapper
+
+
+def comma_list(kind=str):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            items = [kind(v.strip()) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list of {kind.__name__}") from None
+        if not items:
+            raise click.BadParameter("needs at least one value")
+        return items
+    return parse

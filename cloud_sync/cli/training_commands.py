@@ -1,0 +1,101 @@
+"""`visual-search fine-tune`: train an embedding head on a categorised catalog."""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from cloud_sync.cli.options import expected_errors
+from cloud_sync.training.export import ZOO_ARCHS
+
+
+@click.command("export-featurizer")
+@click.option("--arch", required=True, help="Gluon model-zoo network, e.g. mobilenet0.5, resnet18_v1.")
+@click.option("--pretrained", is_flag=True, help="Download ImageNet weights (needs internet or $MXNET_HOME/models).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Featurizer directory to write.")
+@click.option("--image-size", default=224, show_default=True, type=click.IntRange(32, 1024), help="Square input size.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for initialised weights.")
+@expected_errors
+def export_featurizer(arch, pretrained, out, image_size, seed):
+    """Cut a model-zoo network before its classifier and write a featurizer directory."""
+    import mxnet as mx
+
+    from cloud_sync.training.export import export_zoo_featurizer
+    from components.featurizer.model import fingerprint
+
+    mx.random.seed(seed)
+    spec = export_zoo_featurizer(arch, out, pretrained=pretrained, image_size=image_size)
+    click.echo(f"wrote {out}: {arch}, {spec.dim}-d output {spec.output_layer}, "
+               f"input {image_size}x{image_size}, fingerprint {fingerprint(out)[:12]}")
+
+
+@click.command("fine-tune")
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Training catalog: class folders or catalog.csv/jsonl with a category column.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Featurizer directory to write.")
+@click.option("--val", type=click.Path(path_type=Path), default=None,
+              help="Validation catalog (default: a seeded stratified hold-out of --data).")
+@click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0.01, 0.5),
+              help="Share of each category held out when --val is not given.")
+@click.option("--arch", default="mobilenet0.5", show_default=True, type=click.Choice(ZOO_ARCHS),
+              help="Model-zoo base network (ignored with --from).")
+@click.option("--from", "start_from", type=click.Path(path_type=Path), default=None,
+              help="Start from this featurizer directory instead of a zoo network.")
+@click.option("--pretrained", is_flag=True, help="Start from ImageNet zoo weights (needs them downloaded).")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Most epochs to train.")
+@click.option("--patience", default=10, show_default=True, type=click.IntRange(1),
+              help="Stop after this many epochs without a better validation accuracy.")
+@click.option("--image-size", type=click.IntRange(32, 1024), default=None,
+              help="Square input size [default: that of --from, else 128].")
+@click.option("--freeze-base/--no-freeze-base", default=False, show_default=True,
+              help="Train only the embedding head.")
+@click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(2, 4096))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2))
+@click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Peak learning rate (SGD, warm-up then cosine decay).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same data: same weights.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@expected_errors
+def fine_tune(data, out, val, val_fraction, arch, start_from, pretrained, epochs, patience,
+              image_size, freeze_base, embedding_dim, batch_size, lr, seed, quiet):
+    """Train a featurizer's embedding on a catalog's categories and write it to --out."""
+    # MXNet's default threaded engine gives slightly different weights from run to run on
+    # CPU (measured); the naive engine is as fast here and makes --seed reproducible. It must
+    # be chosen before mxnet is imported, so a process that imported it already keeps its own.
+    os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+    from tqdm import tqdm
+
+    from cloud_sync.training.fine_tune import FineTuneConfig, fine_tune as run
+    from components.featurizer.model import fingerprint
+
+    if start_from is not None and pretrained:
+        raise click.UsageError("--from and --pretrained exclude each other")
+    config = FineTuneConfig(
+        data=data, out=out, val=val, val_fraction=val_fraction, arch=arch, start_from=start_from,
+        pretrained=pretrained, epochs=epochs, patience=patience, image_size=image_size,
+        freeze_base=freeze_base, embedding_dim=embedding_dim, batch_size=batch_size, lr=lr,
+        seed=seed, command=command_line(click.get_current_context()))
+    result = run(config, progress=not quiet, report=lambda line: tqdm.write(line, file=sys.stderr))
+    click.echo(f"wrote {out}: {result.spec.arch}, {result.spec.dim}-d embedding, "
+               f"input {result.spec.preprocessing.height}x{result.spec.preprocessing.width}, "
+               f"best val accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch} of "
+               f"{result.epochs_run}), {result.train_count} training images, "
+               f"{len(result.skipped)} skipped, {result.seconds:.0f}s, "
+               f"fingerprint {fingerprint(out)[:12]}")
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as typed (options given on the command line), for the model's provenance."""
+    words = ["visual-search", ctx.info_name]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words)

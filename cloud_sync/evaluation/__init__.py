@@ -1,0 +1,1 @@
+"""Retrieval quality of a featurizer and index: metrics, baselines, calibration and reports."""

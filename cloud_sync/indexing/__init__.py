@@ -1,0 +1,1 @@
+"""Catalogs in, index bundles out: reading catalogs, featurizing them, writing the bundle."""

@@ -1,0 +1,130 @@
+"""`build-index`: catalog -> featurizer -> faiss index + metadata + thumbnails -> bundle."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import faiss
+import numpy as np
+
+from cloud_sync.indexing.catalog import CatalogItem, CatalogProblem, read_catalog
+from cloud_sync.indexing.embed import featurize_catalog
+from components.common.bundle import (INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS, THUMBNAIL_DIR,
+                                      write_manifest)
+from components.common.files import can_replace, staged_dir
+from components.common.errors import BundleError, CatalogError
+from components.featurizer.model import Featurizer
+from components.featurizer.preprocess import shrink
+from components.local_search.faiss_index import build_index as build_faiss_index, set_search_params
+from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
+
+THUMBNAIL_MAX_SIDE = 224
+THUMBNAIL_JPEG_QUALITY = 82
+
+
+@dataclass
+class BuildResult:
+    bundle: Path
+    manifest: dict
+    problems: list[CatalogProblem]
+
+
+def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Path, *,
+                 index: str = "auto", search_params: str | None = None, metric: str = "cosine",
+                 skip_bad_rows: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                 index_version: int | None = None, progress: bool = True,
+                 featurizer: Featurizer | None = None,
+                 on_problems: Callable[[list[CatalogProblem]], None] | None = None,
+                 catalog_digest: str = "") -> BuildResult:
+    """Build a bundle at `out`. Written to a temporary directory and renamed at the end,
+    so a failed build leaves an existing bundle at `out` untouched."""
+    out = Path(out)
+    if metric not in METRICS:
+        raise BundleError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+    if not can_replace(out, lambda path: (path / MANIFEST).is_file()):
+        raise BundleError(f"{out}: exists and is not an index bundle; choose another --out")
+    catalog = read_catalog(catalog_path)
+    featurizer = featurizer or Featurizer(model_dir)
+    with staged_dir(out) as staging:
+        (staging / THUMBNAIL_DIR).mkdir()
+        thumbnails: list[str] = []
+
+        def save_thumbnail(item: CatalogItem, image: np.ndarray) -> None:
+            rel = f"{THUMBNAIL_DIR}/{len(thumbnails)}.jpg"
+            cv2.imwrite(str(staging / rel), shrink(image, longest=THUMBNAIL_MAX_SIDE),
+                        [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_JPEG_QUALITY])
+            thumbnails.append(rel)
+
+        result = featurize_catalog(catalog, featurizer, on_image=save_thumbnail, progress=progress)
+        if result.problems and on_problems is not None:
+            on_problems(result.problems)
+        if result.problems and not skip_bad_rows:
+            raise CatalogError(f"{catalog.location}: {len(result.problems)} bad row(s); fix them "
+                               f"or pass --skip-bad-rows to build without them")
+        if not result.items:
+            raise CatalogError(f"{catalog.location}: no usable items to index")
+        if index == "auto":
+            choice = choose_index(len(result.items), featurizer.dim, memory_budget)[0]
+            factory, params, reason = choice.factory, choice.search_params, choice.reason
+        else:
+            factory, params, reason = index, "", "chosen with --index"
+        if search_params is not None:
+            params = search_params
+        faiss_index = build_faiss_index(result.vectors, factory, metric)
+        try:
+            set_search_params(faiss_index, params)
+        except RuntimeError as exc:
+            raise BundleError(f"--search-params {params!r} do not apply to {factory}: {exc}") from None
+        faiss.write_index(faiss_index, str(staging / INDEX_FILE))
+        write_items(staging / ITEMS_FILE, result.items, thumbnails)
+        manifest = write_manifest(staging, {
+            "index_version": index_version or _next_version(out),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "item_count": len(result.items),
+            "metric": metric,
+            "index": {"factory": factory, "search_params": params, "reason": reason},
+            "model": {"fingerprint": featurizer.fingerprint, "name": featurizer.spec.name,
+                      "arch": featurizer.spec.arch,
+                      "input_size": [featurizer.preprocessing.height, featurizer.preprocessing.width],
+                      "dim": featurizer.dim},
+            "catalog": {"source": catalog.source, "skipped_rows": len(result.problems),
+                        **({"digest": catalog_digest} if catalog_digest else {})},
+        })
+    return BuildResult(out, manifest, result.problems)
+
+
+def write_items(path: Path, items: list[CatalogItem], thumbnails: list[str]) -> None:
+    db = sqlite3.connect(path)
+    try:
+        db.execute("""CREATE TABLE items (
+            faiss_id INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
+            category TEXT, price TEXT, location TEXT, url TEXT, image TEXT, thumbnail TEXT,
+            extra TEXT NOT NULL DEFAULT '{}')""")
+        db.executemany(
+            "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, it.id, it.title, it.category, it.price, it.location, it.url, it.image,
+              thumbnails[i], json.dumps(it.extra, ensure_ascii=False)) for i, it in enumerate(items)])
+        # keyword search over what a shopper or staff member would type (title, category, ...)
+        db.execute("""CREATE VIRTUAL TABLE items_fts USING fts5(
+            item_id, title, category, location, extra, content='items', content_rowid='faiss_id',
+            tokenize='unicode61 remove_diacritics 2')""")
+        db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
+        db.commit()
+    finally:
+        db.close()
+
+
+def _next_version(out: Path) -> int:
+    """Monotonic index version: UTC time as YYYYMMDDHHMMSS, above any bundle already at `out`."""
+    version = int(time.strftime("%Y%m%d%H%M%S", time.gmtime()))
+    try:
+        previous = int(json.loads((out / MANIFEST).read_text())["index_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return version
+    return max(version, previous + 1)

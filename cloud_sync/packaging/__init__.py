@@ -1,0 +1,1 @@
+"""Greengrass packaging: build the three components and publish them to an AWS account."""

@@ -1,0 +1,178 @@
+"""`publish-index`: upload a verified bundle to S3, check it there, then move LATEST.
+
+Order matters because devices poll LATEST: every data file is uploaded and checked against
+the manifest (size and sha256) first, then manifest.json, then the pointer. A version is
+immutable once its manifest is in S3, so a device that has downloaded version N never finds
+different bytes under N later.
+
+Each object is sent with an S3 SHA-256 checksum (S3 rejects bytes damaged in transit) and the
+manifest's sha256 as `x-amz-meta-sha256`; HEAD with checksums then proves the stored object
+is the one the manifest lists, without downloading it again.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import mimetypes
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from boto3.s3.transfer import TransferConfig
+
+from cloud_sync.aws import aws_errors, get_bytes, head_object, s3_url
+from cloud_sync.publishing.index_versions import read_pointer, write_pointer
+from components.common.bundle import MANIFEST, manifest_digest, verify_bundle
+from components.common.errors import BundleError
+from components.common.s3_layout import Pointer, bundle_key, latest_key, version_prefix
+
+UPLOAD_WORKERS = 8
+# Objects below this go up in one PUT, so S3's ChecksumSHA256 is the sha256 of the whole file
+# (multipart objects get a checksum of part checksums, checked by downloading instead).
+SINGLE_PUT_LIMIT = 4 * 1024 ** 3
+TRANSFER = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, use_threads=False)
+
+
+@dataclass(frozen=True)
+class Progress:
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+@dataclass
+class PublishResult:
+    pointer: Pointer                 # what LATEST names after the publish
+    previous: Pointer | None         # what it named before
+    moved_latest: bool
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # already in S3 with the right checksum
+
+
+def publish_bundle(bundle_dir: str | Path, bucket: str, prefix: str, *, s3, force: bool = False,
+                   on_progress: Callable[[Progress], None] | None = None) -> PublishResult:
+    bundle_dir = Path(bundle_dir)
+    manifest = verify_bundle(bundle_dir)
+    version, digest = int(manifest["index_version"]), manifest_digest(bundle_dir)
+    with aws_errors(s3_url(bucket, version_prefix(prefix, version))):
+        previous = _pointer_or_none(s3, bucket, prefix, force)
+        _check_version_is_publishable(s3, bucket, prefix, version, digest, previous, force)
+        files = dict(manifest["files"])
+        files[MANIFEST] = {"size": (bundle_dir / MANIFEST).stat().st_size, "sha256": digest}
+        uploader = _Uploader(s3, bucket, prefix, version, bundle_dir, files, on_progress)
+        uploader.run([rel for rel in files if rel != MANIFEST])
+        uploader.run([MANIFEST])  # last: a manifest in S3 means every file it lists is there
+        pointer = Pointer(index_version=version, manifest_sha256=digest,
+                          published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          item_count=int(manifest["item_count"]),
+                          model_fingerprint=str(manifest["model"].get("fingerprint", "")))
+        unchanged = previous is not None and (previous.index_version,
+                                              previous.manifest_sha256) == (version, digest)
+        if not unchanged:
+            write_pointer(s3, bucket, prefix, pointer)
+    return PublishResult(pointer=previous if unchanged else pointer, previous=previous,
+                         moved_latest=not unchanged, uploaded=sorted(uploader.uploaded),
+                         skipped=sorted(uploader.skipped))
+
+
+def _pointer_or_none(s3, bucket: str, prefix: str, force: bool) -> Pointer | None:
+    try:
+        return read_pointer(s3, bucket, prefix)
+    except BundleError as exc:
+        if force:
+            return None
+        raise BundleError(f"{exc}; pass --force to replace it") from None
+
+
+def _check_version_is_publishable(s3, bucket: str, prefix: str, version: int, digest: str,
+                                  previous: Pointer | None, force: bool) -> None:
+    in_s3 = get_bytes(s3, bucket, bundle_key(prefix, version, MANIFEST))
+    other = hashlib.sha256(in_s3).hexdigest() if in_s3 is not None else None
+    if other is None and previous is not None and previous.index_version == version:
+        other = previous.manifest_sha256
+    if other is not None and other != digest:
+        raise BundleError(
+            f"version {version} is already published in {s3_url(bucket, version_prefix(prefix, version))} "
+            f"with a different manifest (sha256 {other[:12]}, this bundle {digest[:12]}); versions are "
+            f"immutable because devices cache them by number: rebuild with a new --index-version")
+    if previous is not None and version < previous.index_version and not force:
+        raise BundleError(
+            f"{s3_url(bucket, latest_key(prefix))} names version {previous.index_version}, newer than "
+            f"this bundle's {version}; devices would go back to an older index. Pass --force to publish "
+            f"it anyway (or rollback-index {version} if it is already in S3)")
+
+
+class _Uploader:
+    """Puts the files of one version that S3 does not already hold, each checked after upload."""
+
+    def __init__(self, s3, bucket, prefix, version, bundle_dir: Path, files: dict, on_progress):
+        self.s3, self.bucket, self.prefix, self.version = s3, bucket, prefix, version
+        self.bundle_dir, self.files, self.on_progress = bundle_dir, files, on_progress
+        self.uploaded: list[str] = []
+        self.skipped: list[str] = []
+        self._lock = threading.Lock()
+        self._files_done = self._bytes_done = 0
+        self._bytes_total = sum(entry["size"] for entry in files.values())
+
+    def run(self, rels: list[str]) -> None:
+        pool = ThreadPoolExecutor(UPLOAD_WORKERS)
+        try:
+            futures = [pool.submit(self._put_if_needed, rel) for rel in rels]
+            for future in as_completed(futures):
+                future.result()  # the first failure stops the publish; LATEST is not moved
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    def _put_if_needed(self, rel: str) -> None:
+        entry, key = self.files[rel], bundle_key(self.prefix, self.version, rel)
+        if stored_object_matches(self.s3, self.bucket, key, entry):
+            self._file_done(rel, entry["size"], uploaded=False)
+            return
+        path = self.bundle_dir / rel
+        extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": entry["sha256"]},
+                 "ContentType": mimetypes.guess_type(rel)[0] or "application/octet-stream"}
+        try:
+            self.s3.upload_file(str(path), self.bucket, key, ExtraArgs=extra, Config=TRANSFER,
+                                Callback=self._add_bytes)
+        except OSError as exc:
+            raise BundleError(f"{path}: cannot read it ({exc.strerror or exc}); nothing was published "
+                              f"as LATEST") from None
+        if not stored_object_matches(self.s3, self.bucket, key, entry):
+            raise BundleError(f"{s3_url(self.bucket, key)}: the uploaded object does not match the "
+                              f"manifest's size and sha256 (did {path} change during the upload?); "
+                              f"LATEST was not moved")
+        self._file_done(rel, 0, uploaded=True)
+
+    def _add_bytes(self, count: int) -> None:
+        with self._lock:
+            self._bytes_done += count
+            self._report()
+
+    def _file_done(self, rel: str, skipped_bytes: int, uploaded: bool) -> None:
+        with self._lock:
+            (self.uploaded if uploaded else self.skipped).append(rel)
+            self._files_done += 1
+            self._bytes_done += skipped_bytes
+            self._report()
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(Progress(self._files_done, len(self.files), self._bytes_done, self._bytes_total))
+
+
+def stored_object_matches(s3, bucket: str, key: str, entry: dict) -> bool:
+    """Whether S3 holds exactly the bytes a manifest entry describes (size, then sha256)."""
+    head = head_object(s3, bucket, key)
+    if head is None or head.get("ContentLength") != entry["size"]:
+        return False
+    checksum = head.get("ChecksumSHA256") or ""
+    if checksum and "-" not in checksum:
+        return base64.b64decode(checksum).hex() == entry["sha256"]
+    digest = hashlib.sha256()  # multipart or uploaded without a checksum: read it back
+    for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest() == entry["sha256"]

@@ -1,0 +1,135 @@
+"""`bench sync`: publish two index versions to a local S3 (moto) and time the device's swap
+while a thread searches without pause. Figures only; the tests check behaviour."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from components.common.errors import VisualSearchError
+
+PREFIX = "bench"
+BUCKET = "visual-search-bench"
+
+
+def _local_s3():
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise VisualSearchError("bench sync needs moto[server] (pip install -e '.[test]')") from None
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per S3 request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    # Only this process, which does nothing else, talks to this endpoint with dummy keys.
+    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{server._server.server_port}",
+                      AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    for name in ("AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        os.environ.pop(name, None)
+    return server
+
+
+class _Searcher(threading.Thread):
+    """Searches the served index without pause; records (time, version, latency, error)."""
+
+    def __init__(self, serving, vectors: np.ndarray):
+        super().__init__(name="searcher", daemon=True)
+        self.serving, self.vectors, self.stop = serving, vectors, threading.Event()
+        self.records: list[tuple[float, int | None, float, str]] = []
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            vector = self.vectors[n % len(self.vectors)][None, :]
+            n += 1
+            start = time.perf_counter()
+            version, error = None, ""
+            try:
+                with self.serving.lease() as bundle:
+                    version = bundle.version
+                    _, ids = bundle.search_ids(vector, 5)
+                    bundle.items([int(i) for i in ids[0] if i >= 0])
+            except Exception as exc:  # counted, not raised: the figure is how many there are
+                error = f"{type(exc).__name__}: {exc}"
+            self.records.append((time.perf_counter(), version, 1000 * (time.perf_counter() - start), error))
+
+
+def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> Iterator[str]:
+    import boto3
+
+    from cloud_sync.indexing.build_index import build_bundle
+    from cloud_sync.publishing.publish_index import publish_bundle
+    from components.local_search.bundle_store import BundleStore
+    from components.local_search.index_sync import IndexSync
+    from components.local_search.serving import ServingIndex
+
+    work = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    server = _local_s3()
+    try:
+        bundles = []
+        for version in (1, 2):
+            bundles.append(build_bundle(catalog, model_dir, work / f"v{version}", index_version=version,
+                                        progress=False).manifest)
+        size = sum(e["size"] for e in bundles[0]["files"].values())
+        yield f"bundle: {bundles[0]['item_count']} items, {len(bundles[0]['files'])} files, {size / 1e6:.1f} MB"
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        start = time.perf_counter()
+        publish_bundle(work / "v1", BUCKET, PREFIX, s3=s3)
+        yield f"publish-index v1 (upload, check, move LATEST): {time.perf_counter() - start:.2f} s"
+
+        serving = ServingIndex()
+        sync = IndexSync(BundleStore(work / "device"), serving, bucket=BUCKET, prefix=PREFIX,
+                         poll_interval_s=3600, expected_fingerprint=lambda: None, report=lambda *_: None)
+        start = time.perf_counter()
+        sync.start()
+        _wait(lambda: serving.bundle is not None and serving.bundle.version == 1, 120, sync)
+        yield f"device, empty store -> serving v1 (download, verify, load): {time.perf_counter() - start:.2f} s"
+
+        with serving.lease() as bundle:
+            vectors = bundle.index.reconstruct_n(0, len(bundle))
+        searcher = _Searcher(serving, vectors)
+        searcher.start()
+        time.sleep(1.0)
+        publish_bundle(work / "v2", BUCKET, PREFIX, s3=s3)
+        triggered = time.perf_counter()
+        sync.trigger()  # what the IoT Core index-updated message does
+        _wait(lambda: serving.bundle.version == 2, 120, sync)
+        swapped = time.perf_counter()
+        yield f"notified -> serving v2 (download, verify, load, swap): {swapped - triggered:.2f} s"
+        time.sleep(seconds_after)
+        searcher.stop.set()
+        searcher.join()
+        sync.stop()
+        yield from _query_figures(searcher.records, triggered, swapped)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _wait(condition, timeout: float, sync) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise VisualSearchError(f"the device did not swap within {timeout:.0f} s: {sync.last_error or sync.refusal}")
+        time.sleep(0.005)
+
+
+def _query_figures(records, triggered: float, swapped: float) -> Iterator[str]:
+    errors = [r for r in records if r[3]]
+    by_version = {v: sum(1 for r in records if r[1] == v) for v in (1, 2)}
+    yield (f"{len(records)} searches while it ran: {len(errors)} failed; answered by v1 {by_version[1]}, "
+           f"by v2 {by_version[2]}" + (f"; first failure: {errors[0][3]}" if errors else ""))
+    for label, chosen in (("before the update", [r for r in records if r[0] < triggered]),
+                          ("while v2 downloaded and loaded", [r for r in records if triggered <= r[0] <= swapped]),
+                          ("after the swap", [r for r in records if r[0] > swapped])):
+        if chosen:
+            ms = np.asarray([r[2] for r in chosen])
+            p50, p99 = np.percentile(ms, [50, 99])
+            yield f"  search latency {label}: p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {ms.max():.2f} ms ({len(ms)} searches)"

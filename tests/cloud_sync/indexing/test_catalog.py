@@ -1,0 +1,71 @@
+import json
+
+import pytest
+
+from cloud_sync.indexing.catalog import read_catalog
+from components.common.errors import CatalogError
+from tests.conftest import DEMO_CATALOG, write_csv_catalog
+
+
+def test_demo_catalog_csv_reads_all_columns():
+    catalog = read_catalog(DEMO_CATALOG)
+    assert catalog.source == "catalog.csv" and not catalog.problems
+    assert len(catalog.items) == 200
+    first = catalog.items[0]
+    assert (first.id, first.category, first.where) == ("dress-001", "dress", "catalog.csv:2")
+    assert first.price and first.location and first.extra["colour"]
+
+
+def test_class_folders_give_relative_ids_and_folder_categories(class_folders):
+    (class_folders / "hat" / "notes.txt").write_text("not a photo")
+    (class_folders / "README.md").write_text("top-level files are not items")
+    catalog = read_catalog(class_folders)
+    assert catalog.source == "class folders" and len(catalog.items) == 12
+    item = catalog.items[0]
+    assert item.id == item.image and item.id.startswith("dress/") and item.title == item.category == "dress"
+    assert [str(p) for p in catalog.problems] == ["hat/notes.txt: not an image file extension (.txt)"]
+
+
+def test_bad_csv_rows_are_each_reported_with_their_line(tmp_path):
+    root = write_csv_catalog(tmp_path / "c", [
+        {"id": "a", "image": "a.jpg", "title": "A"},
+        {"id": "", "image": "b.jpg", "title": "no id"},
+        {"id": "a", "image": "c.jpg", "title": "dup"},
+        {"id": "d", "image": "", "title": "no image"},
+        {"id": "e", "image": "e.jpg", "title": ""},
+    ])
+    catalog = read_catalog(root)
+    assert [i.id for i in catalog.items] == ["a", "e"]
+    assert catalog.items[1].title == "e"  # a missing title falls back to the id
+    assert [str(p) for p in catalog.problems] == [
+        "catalog.csv:3: missing id",
+        "catalog.csv:4: duplicate id 'a' (first at catalog.csv:2)",
+        "catalog.csv:5: id 'd': missing image",
+    ]
+
+
+def test_jsonl_catalog_and_its_bad_lines(tmp_path):
+    root = tmp_path / "j"
+    root.mkdir()
+    lines = [json.dumps({"id": "x", "image": "x.jpg", "title": "X", "category": "hat", "sku": 7}),
+             "{broken", "[1, 2]", ""]
+    (root / "catalog.jsonl").write_text("\n".join(lines) + "\n")
+    catalog = read_catalog(root)
+    assert [(i.id, i.category, i.extra) for i in catalog.items] == [("x", "hat", {"sku": 7})]
+    assert [p.where for p in catalog.problems] == ["catalog.jsonl:2", "catalog.jsonl:3"]
+
+
+def test_unusable_catalogs_are_clear_errors(tmp_path):
+    with pytest.raises(CatalogError, match="catalog folder not found"):
+        read_catalog(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CatalogError, match="no catalog.csv, catalog.jsonl"):
+        read_catalog(tmp_path / "empty")
+    root = tmp_path / "noimage"
+    root.mkdir()
+    (root / "catalog.csv").write_text("id,title\n1,x\n")
+    with pytest.raises(CatalogError, match="header lacks column\\(s\\) image"):
+        read_catalog(root)
+    (root / "catalog.csv").write_bytes(b"id,image\n1,\xff\xfe.jpg\n")
+    with pytest.raises(CatalogError, match="not UTF-8"):
+        read_catalog(root)

@@ -1,0 +1,54 @@
+"""`visual-search demo`: the whole kiosk, as separate processes over real IPC."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devkit import demo as kiosk
+from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, REPO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_headless_demo_writes_every_match_and_scores_the_held_items(tmp_path):
+    out = tmp_path / "m.jsonl"
+    command = [str(Path(sys.executable).with_name("visual-search")), "demo", "--headless", "--duration", "25",
+               "--out", str(out), "--port", str(free_port()), "--work-dir", str(tmp_path / "work")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    camera = [r for r in records if r["source"] == "camera"]
+    assert camera, result.stdout[-2000:]
+    for record in camera:
+        assert record["query_id"] and record["capture_time"] <= record["publish_time"]
+        assert all(set(m) >= {"item_id", "score"} for m in record["matches"])
+        assert [m["score"] for m in record["matches"]] == sorted((m["score"] for m in record["matches"]), reverse=True)
+    assert "right category at rank 1 for" in result.stdout
+    assert f"{len(records)} match messages written to {out}" in result.stdout
+
+
+def test_killing_one_component_does_not_stop_the_others(tmp_path):
+    options = kiosk.DemoOptions(source=str(kiosk.DEMO_VIDEO), port=free_port(), work_dir=tmp_path)
+    runner, recorder = kiosk.start_kiosk(options, None, print, show_logs=False)
+    try:
+        runner.wait_until_running(timeout=180)
+        runner.kill(DISPLAY)
+        before = len(recorder.records)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(recorder.records) <= before + 1:
+            time.sleep(0.2)
+        assert len(recorder.records) > before + 1  # featurizer -> local_search kept working
+        states = runner.states()
+        assert states[FEATURIZER]["restarts"] == 0 and states[LOCAL_SEARCH]["restarts"] == 0
+        assert states[DISPLAY]["restarts"] == 1 and states[DISPLAY]["state"] == "RUNNING"
+    finally:
+        runner.stop()
+        recorder.close()
