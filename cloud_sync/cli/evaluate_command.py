@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cloud_sync.cli.options import comma_list, expected_errors
+from cloud_sync.cli.options import comma_list, expected_errors, model_option
 
 METRIC_NAMES = ("cosine", "l2", "l1", "hamming")
 
@@ -40,7 +40,7 @@ def _write(path: Path, text: str) -> None:
               help="Catalog folder (catalog.csv, catalog.jsonl or <category>/<image>).")
 @click.option("--queries", required=True, type=click.Path(path_type=Path),
               help="Query set in the same formats; an item_id column on every row means exact-item ground truth.")
-@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Featurizer directory.")
+@model_option
 @click.option("--metric", "metrics", default=",".join(METRIC_NAMES), show_default=True, callback=_metrics,
               help="Comma-separated metrics. The index's metric is always added.")
 @click.option("--k", "ks", default="1,5,10", show_default=True, callback=_ks, help="Comma-separated cut-offs k.")
@@ -49,9 +49,21 @@ def _write(path: Path, text: str) -> None:
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the figures as JSON.")
 @click.option("--report", "report_out", type=click.Path(path_type=Path), default=None,
               help="Write a self-contained HTML report (chart, table, example queries).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random baseline.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random baseline and re-shots.")
+@click.option("--reshots", default=0, show_default=True, type=click.IntRange(0),
+              help="Also re-shoot this many catalog photos as a kiosk camera would and report exact-item "
+                   "recall@1/@5 against the whole catalog.")
+@click.option("--calibrate", is_flag=True,
+              help="Choose min_score: keep --keep of the genuine best matches, report the 'nothing' queries "
+                   "rejected; record it in the model's featurizer.json and in --bundle's manifest.")
+@click.option("--keep", default=0.95, show_default=True, type=click.FloatRange(0.5, 1.0),
+              help="Share of genuine best matches that --calibrate keeps.")
+@click.option("--nothing", "nothing_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Photos that must get no match (the store's empty counter, things it does not "
+                                 "sell), added to the built-in ones: black, grey, noise, text, demo-video empty scenes.")
 @expected_errors
-def evaluate(catalog, queries, model_dir, metrics, ks, bundle, json_out, report_out, seed):
+def evaluate(catalog, queries, model_dir, metrics, ks, bundle, json_out, report_out, seed, reshots,
+             calibrate, keep, nothing_dir):
     """Same-category retrieval quality per metric (P@1, P@k, R@k, mAP@k) against a random
     ranking, and recall@k and latency of the index against exact search. Read-only: bad
     catalog or query rows are reported and left out."""
@@ -71,9 +83,38 @@ def evaluate(catalog, queries, model_dir, metrics, ks, bundle, json_out, report_
         click.echo("skipped " + " and ".join(f"{n} {what} row(s)" for what, n in skipped.items())
                    + " (see 'bad row' above)", err=True)
     click.echo(format_table(evaluation))
+    results = dict(evaluation.results)
+    if reshots or calibrate:
+        results.update(_checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothing_dir))
     if json_out is not None:
-        _write(json_out, json.dumps(evaluation.results, indent=2) + "\n")
+        _write(json_out, json.dumps(results, indent=2) + "\n")
         click.echo(f"wrote {json_out}")
     if report_out is not None:
         _write(report_out, html_report(evaluation))
         click.echo(f"wrote {report_out}")
+
+
+def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothing_dir) -> dict:
+    """Exact-item re-shots and min_score calibration, printed and returned for the JSON."""
+    from cloud_sync.evaluation.calibration import (DEMO_TIMELINE, DEMO_VIDEO, calibrate_evaluation,
+                                                    nothing_queries, record_calibration)
+    from cloud_sync.evaluation.reshots import reshot_recall
+    from components.featurizer.model import Featurizer
+
+    featurizer = Featurizer(model_dir)
+    out = {}
+    if reshots:
+        out["reshots"] = reshot_recall(evaluation.catalog, evaluation.catalog_root, featurizer, reshots, seed=seed)
+        recall = out["reshots"]["recall_at_k"]
+        click.echo(f"exact item, {out['reshots']['queries']} camera-like re-shots: "
+                   f"recall@1 {recall['1']:.3f}, recall@5 {recall['5']:.3f}")
+    if calibrate:
+        nothing = nothing_queries(nothing_dir, DEMO_VIDEO, DEMO_TIMELINE)
+        result = calibrate_evaluation(evaluation, featurizer, nothing, keep)
+        out["calibration"] = result.as_dict()
+        click.echo(f"calibrated min_score {result.min_score:.3f}: keeps {result.genuine_kept:.1%} of "
+                   f"{result.genuine_queries} genuine best matches, rejects {result.nothing_rejected:.1%} of "
+                   f"{result.nothing_queries} 'nothing' queries (best 'nothing' score {result.nothing_max_score:.3f})")
+        for written in record_calibration(result, model_dir, bundle):
+            click.echo(f"recorded min_score in {written}")
+    return out

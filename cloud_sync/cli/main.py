@@ -10,6 +10,7 @@ from cloud_sync.cli.evaluate_command import evaluate
 from cloud_sync.cli.index_commands import list_indexes, publish_index, rollback_index
 from cloud_sync.cli.indexing_commands import build_index
 from cloud_sync.cli.kiosk_commands import bench, demo
+from cloud_sync.cli.search_command import search_image
 from cloud_sync.cli.telemetry_commands import telemetry_report
 from cloud_sync.cli.training_commands import export_featurizer, fine_tune
 
@@ -22,5 +23,5 @@ def main():
 
 
 for command in (export_featurizer, fine_tune, build_index, evaluate, publish_index, list_indexes,
-                rollback_index, telemetry_report, build_components, publish_components, demo, bench):
+                rollback_index, telemetry_report, search_image, build_components, publish_components, demo, bench):
     main.add_command(command)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
@@ -33,3 +34,11 @@ def comma_list(kind=str):
             raise click.BadParameter("needs at least one value")
         return items
     return parse
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-featurizer"
+
+model_option = click.option(
+    "--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL,
+    help="Featurizer directory [default: the project's models/demo-featurizer, EfficientNet-Lite0 "
+         "pretrained on ImageNet and fine-tuned on clothing].")

@@ -110,3 +110,13 @@ def verify_bundle(bundle_dir: str | Path, expected_fingerprint: str | None = Non
                           f"but the featurizer is {expected_fingerprint[:12]}; rebuild the index "
                           f"with this model")
     return manifest
+
+
+FALLBACK_MIN_SCORE = 0.35  # for bundles built before calibration was recorded
+
+
+def bundle_min_score(manifest: dict, configured: float | None = None) -> float:
+    """The min_score to apply: the configured one if set, else the bundle's calibrated one."""
+    if configured is not None:
+        return float(configured)
+    return float(manifest.get("min_score", FALLBACK_MIN_SCORE))
