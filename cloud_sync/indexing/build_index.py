@@ -95,6 +95,7 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
                       "dim": featurizer.dim},
             "catalog": {"source": catalog.source, "skipped_rows": len(result.problems),
                         **({"digest": catalog_digest} if catalog_digest else {})},
+            **calibrated_min_score(featurizer.spec),
         })
     return BuildResult(out, manifest, result.problems)
 
@@ -128,3 +129,11 @@ def _next_version(out: Path) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         return version
     return max(version, previous + 1)
+
+
+def calibrated_min_score(spec) -> dict:
+    """The model's calibrated min_score (from `evaluate --calibrate`), for the manifest."""
+    calibration = spec.extra.get("calibration") or {}
+    if "min_score" not in calibration:
+        return {}
+    return {"min_score": float(calibration["min_score"]), "calibration": calibration}
