@@ -12,7 +12,7 @@ from cloud_sync.cli.indexing_commands import build_index
 from cloud_sync.cli.kiosk_commands import bench, demo
 from cloud_sync.cli.search_command import search_image
 from cloud_sync.cli.telemetry_commands import telemetry_report
-from cloud_sync.cli.training_commands import export_featurizer, fine_tune
+from cloud_sync.cli.training_commands import export_featurizer, fine_tune, import_featurizer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,8 +20,10 @@ from cloud_sync.cli.training_commands import export_featurizer, fine_tune
 def main():
     """Edge visual search: build, check and publish catalog indexes; run the kiosk."""
     os.environ.setdefault("MXNET_STORAGE_FALLBACK_LOG_VERBOSE", "0")
+    # MXNet 1.x uses half the processors when this is unset (one of two cores here)
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
 
-for command in (export_featurizer, fine_tune, build_index, evaluate, publish_index, list_indexes,
+for command in (import_featurizer, export_featurizer, fine_tune, build_index, evaluate, publish_index, list_indexes,
                 rollback_index, telemetry_report, search_image, build_components, publish_components, demo, bench):
     main.add_command(command)
