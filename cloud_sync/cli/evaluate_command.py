@@ -84,7 +84,7 @@ def evaluate(catalog, queries, model_dir, metrics, ks, bundle, json_out, report_
                    + " (see 'bad row' above)", err=True)
     click.echo(format_table(evaluation))
     results = dict(evaluation.results)
-    if reshots or calibrate:
+    if reshots or calibrate or _has_calibration(model_dir):
         results.update(_checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothing_dir))
     if json_out is not None:
         _write(json_out, json.dumps(results, indent=2) + "\n")
@@ -96,8 +96,9 @@ def evaluate(catalog, queries, model_dir, metrics, ks, bundle, json_out, report_
 
 def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothing_dir) -> dict:
     """Exact-item re-shots and min_score calibration, printed and returned for the JSON."""
-    from cloud_sync.evaluation.calibration import (DEMO_TIMELINE, DEMO_VIDEO, calibrate_evaluation,
-                                                    nothing_queries, record_calibration)
+    from cloud_sync.evaluation.calibration import DEMO_TIMELINE, DEMO_VIDEO, at_threshold, best_scores
+    from cloud_sync.evaluation.calibration import calibrate as calibrate_scores
+    from cloud_sync.evaluation.calibration import nothing_queries, record_calibration
     from cloud_sync.evaluation.reshots import reshot_recall
     from components.featurizer.model import Featurizer
 
@@ -108,9 +109,18 @@ def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothi
         recall = out["reshots"]["recall_at_k"]
         click.echo(f"exact item, {out['reshots']['queries']} camera-like re-shots: "
                    f"recall@1 {recall['1']:.3f}, recall@5 {recall['5']:.3f}")
-    if calibrate:
+    recorded = featurizer.spec.extra.get("calibration", {}).get("min_score")
+    if calibrate or recorded is not None:
         nothing = nothing_queries(nothing_dir, DEMO_VIDEO, DEMO_TIMELINE)
-        result = calibrate_evaluation(evaluation, featurizer, nothing, keep)
+        genuine, nothing_scores = best_scores(evaluation, featurizer, nothing)
+    if recorded is not None and not calibrate:  # how the model's threshold does on these queries
+        result = at_threshold(float(recorded), genuine, nothing_scores)
+        out["threshold"] = result.as_dict()
+        click.echo(f"at the model's recorded min_score {result.min_score:.3f}: keeps {result.genuine_kept:.1%} "
+                   f"of {result.genuine_queries} genuine best matches, rejects {result.nothing_rejected:.1%} of "
+                   f"{result.nothing_queries} 'nothing' queries (best 'nothing' score {result.nothing_max_score:.3f})")
+    if calibrate:
+        result = calibrate_scores(genuine, nothing_scores, keep)
         out["calibration"] = result.as_dict()
         click.echo(f"calibrated min_score {result.min_score:.3f}: keeps {result.genuine_kept:.1%} of "
                    f"{result.genuine_queries} genuine best matches, rejects {result.nothing_rejected:.1%} of "
@@ -118,3 +128,9 @@ def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothi
         for written in record_calibration(result, model_dir, bundle):
             click.echo(f"recorded min_score in {written}")
     return out
+
+
+def _has_calibration(model_dir) -> bool:
+    from components.featurizer.model import read_spec
+
+    return "min_score" in read_spec(model_dir).extra.get("calibration", {})

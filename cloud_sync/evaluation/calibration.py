@@ -35,13 +35,16 @@ class Calibration:
     nothing_max_score: float     # the best score any "nothing" query reached
 
     def as_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        def plain(value):  # JSON has no NaN: an unknown share is null
+            if isinstance(value, float):
+                return None if np.isnan(value) else round(value, 4)
+            return value
+        return {key: plain(value) for key, value in asdict(self).items()}
 
 
 def calibrate(genuine_scores: np.ndarray, nothing_scores: np.ndarray, keep: float) -> Calibration:
     """The highest threshold that keeps at least `keep` of the genuine best-match scores."""
     genuine = np.sort(np.asarray(genuine_scores, dtype=np.float64))
-    nothing = np.asarray(nothing_scores, dtype=np.float64)
     if len(genuine) == 0:
         raise ValueError("no genuine matches to calibrate on (no query's best match was right)")
     if not 0 < keep <= 1:
@@ -49,10 +52,19 @@ def calibrate(genuine_scores: np.ndarray, nothing_scores: np.ndarray, keep: floa
     dropped = int(np.floor((1 - keep) * len(genuine) + 1e-9))  # genuine scores allowed below
     threshold = float(genuine[min(dropped, len(genuine) - 1)])
     threshold = float(np.floor(threshold * 1000) / 1000)  # a round figure at or below that score
+    return at_threshold(threshold, genuine, nothing_scores, keep)
+
+
+def at_threshold(min_score: float, genuine_scores: np.ndarray, nothing_scores: np.ndarray,
+                 keep: float = float("nan")) -> Calibration:
+    """What a given min_score keeps of genuine best matches and rejects of "nothing" queries."""
+    genuine = np.asarray(genuine_scores, dtype=np.float64)
+    nothing = np.asarray(nothing_scores, dtype=np.float64)
     return Calibration(
-        min_score=threshold, keep=keep,
-        genuine_kept=float(np.mean(genuine >= threshold)), genuine_queries=len(genuine),
-        nothing_rejected=float(np.mean(nothing < threshold)) if len(nothing) else float("nan"),
+        min_score=min_score, keep=keep,
+        genuine_kept=float(np.mean(genuine >= min_score)) if len(genuine) else float("nan"),
+        genuine_queries=len(genuine),
+        nothing_rejected=float(np.mean(nothing < min_score)) if len(nothing) else float("nan"),
         nothing_queries=len(nothing),
         nothing_max_score=float(nothing.max()) if len(nothing) else float("nan"))
 
@@ -119,11 +131,10 @@ def nothing_queries(extra_folder: Path | None = None, video: Path | None = None,
     return frames
 
 
-def calibrate_evaluation(evaluation, featurizer, nothing: list[tuple[str, np.ndarray]],
-                         keep: float) -> Calibration:
+def best_scores(evaluation, featurizer, nothing: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Genuine scores: the best cosine score of every query whose best match is relevant;
     "nothing" scores: the best cosine score of each frame in `nothing`."""
-    from cloud_sync.evaluation.evaluate import labels, relevance  # evaluate imports this module's users
+    from cloud_sync.evaluation.evaluate import labels, relevance  # evaluate's helpers, imported late
 
     catalog, queries = evaluation.catalog, evaluation.queries
     scores = queries.vectors @ catalog.vectors.T
@@ -133,7 +144,7 @@ def calibrate_evaluation(evaluation, featurizer, nothing: list[tuple[str, np.nda
     genuine = np.take_along_axis(scores, best, axis=1)[:, 0][right[:, 0]]
     nothing_vectors = featurizer.featurize([image for _, image in nothing])
     nothing_scores = (nothing_vectors @ catalog.vectors.T).max(axis=1) if len(nothing) else np.zeros(0)
-    return calibrate(genuine, nothing_scores, keep)
+    return genuine, nothing_scores
 
 
 def record_calibration(result: Calibration, model_dir: Path, bundle_dir: Path | None) -> list[Path]:

@@ -75,3 +75,10 @@ def test_calibrate_records_min_score_in_model_and_bundle(tiny_model, tmp_path, c
                                    "--out", str(tmp_path / "bundle2")])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert math.isclose(read_manifest(tmp_path / "bundle2")["min_score"], min_score)
+    # later evaluations report how the recorded threshold does on their queries
+    again = runner.invoke(main, ["evaluate", "--catalog", str(DEMO_CATALOG), "--queries", str(DEMO_QUERIES),
+                                 "--model", str(model), "--metric", "cosine", "--json", str(tmp_path / "f2.json")])
+    assert again.exit_code == 0, again.output
+    threshold = json.loads((tmp_path / "f2.json").read_text())["threshold"]
+    assert threshold["min_score"] == min_score and threshold["keep"] is None
+    assert f"at the model's recorded min_score {min_score:.3f}" in again.output
