@@ -82,14 +82,15 @@ class MatchRecorder:
         self.ipc = Ipc(nucleus.connect(RECORDER))
         self.ipc.subscribe_json(messages.MATCHES, self._record)
 
-    def _record(self, message: dict) -> None:
-        record = {"query_id": message["query_id"], "capture_time": message["capture_time"],
-                  "publish_time": message["timestamp"], "received_time": time.time(),
-                  "source": message.get("source"), "source_time": message.get("source_time"),
-                  "track_id": message.get("track_id"), "index_version": message.get("index_version"),
-                  "no_match": message["no_match"],
-                  "matches": [{"item_id": m["item_id"], "score": m["score"], "category": m.get("category", "")}
-                              for m in message["matches"]]}
+    def _record(self, data: dict) -> None:
+        message = messages.MatchesMessage.from_json(data)
+        record = {"query_id": message.query_id, "capture_time": message.capture_time,
+                  "publish_time": message.timestamp, "received_time": time.time(),
+                  "source": message.source, "source_time": message.source_time,
+                  "track_id": message.track_id, "index_version": message.index_version,
+                  "no_match": message.no_match,
+                  "matches": [{"item_id": m.item_id, "score": m.score, "category": m.category}
+                              for m in message.matches]}
         with self._lock:
             self.records.append(record)
             if self._out:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,8 +16,9 @@ from cloud_sync.indexing.catalog import CatalogItem, CatalogProblem, read_catalo
 from cloud_sync.indexing.embed import featurize_catalog
 from components.common.bundle import (INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS, THUMBNAIL_DIR,
                                       write_manifest)
-from components.common.files import can_replace, staged_dir
 from components.common.errors import BundleError, CatalogError
+from components.common.files import can_replace, staged_dir
+from components.common.items import write_items
 from components.featurizer.model import Featurizer
 from components.featurizer.preprocess import shrink
 from components.local_search.faiss_index import build_index as build_faiss_index, set_search_params
@@ -82,7 +82,7 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
         except RuntimeError as exc:
             raise BundleError(f"--search-params {params!r} do not apply to {factory}: {exc}") from None
         faiss.write_index(faiss_index, str(staging / INDEX_FILE))
-        write_items(staging / ITEMS_FILE, result.items, thumbnails)
+        write_items(staging / ITEMS_FILE, item_rows(result.items, thumbnails))
         manifest = write_manifest(staging, {
             "index_version": index_version or _next_version(out),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -100,25 +100,11 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
     return BuildResult(out, manifest, result.problems)
 
 
-def write_items(path: Path, items: list[CatalogItem], thumbnails: list[str]) -> None:
-    db = sqlite3.connect(path)
-    try:
-        db.execute("""CREATE TABLE items (
-            faiss_id INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
-            category TEXT, price TEXT, location TEXT, url TEXT, image TEXT, thumbnail TEXT,
-            extra TEXT NOT NULL DEFAULT '{}')""")
-        db.executemany(
-            "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(i, it.id, it.title, it.category, it.price, it.location, it.url, it.image,
-              thumbnails[i], json.dumps(it.extra, ensure_ascii=False)) for i, it in enumerate(items)])
-        # keyword search over what a shopper or staff member would type (title, category, ...)
-        db.execute("""CREATE VIRTUAL TABLE items_fts USING fts5(
-            item_id, title, category, location, extra, content='items', content_rowid='faiss_id',
-            tokenize='unicode61 remove_diacritics 2')""")
-        db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
-        db.commit()
-    finally:
-        db.close()
+def item_rows(items: list[CatalogItem], thumbnails: list[str]) -> list[dict]:
+    """Catalog items as rows of the bundle's items table (row i = faiss id i)."""
+    return [{"item_id": item.id, "title": item.title, "category": item.category, "price": item.price,
+             "location": item.location, "url": item.url, "thumbnail": thumbnail, "image": item.image,
+             "extra": item.extra} for item, thumbnail in zip(items, thumbnails, strict=True)]
 
 
 def _next_version(out: Path) -> int:

@@ -201,7 +201,7 @@ def tune(cfg: BackboneTuneConfig, *, progress: bool = True,
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
         bar.close()
         p1 = same_category_p1(embed(top, val_cache[:, 0]), val_y, embed(top, train_cache[:, 0]), y)
-        if p1 > best[0]:
+        if p1 >= best[0]:  # ties go to the later, longer-trained epoch
             best = (p1, epoch, {name: p.data().copy() for name, p in top.collect_params().items()})
         report(f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}, validation same-category P@1 "
                f"{p1:.4f} (best {best[0]:.4f} at epoch {best[1]})")

@@ -19,3 +19,7 @@ class CatalogError(VisualSearchError):
 
 class BundleError(VisualSearchError):
     """An index bundle that is incomplete, corrupted or made for another model."""
+
+
+class MessageError(VisualSearchError):
+    """A message that does not parse or does not follow its schema."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from components.common.bundle import THUMBNAIL_DIR
 from components.common.errors import VisualSearchError
-from components.local_search.items import ItemStore
+from components.common.items import ItemStore
 
 log = logging.getLogger("display")
 

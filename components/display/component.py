@@ -6,6 +6,7 @@ import threading
 
 from components.common import messages
 from components.common.errors import VisualSearchError
+from components.common.messages import MatchesMessage, StatusMessage
 from components.display.app import build_display_app
 from components.display.server import WebServer
 from components.display.settings import COMPONENT, DisplaySettings
@@ -35,7 +36,7 @@ class DisplayComponent:
     def start(self) -> None:
         self.ipc.subscribe_json(messages.MATCHES, self.handle_match)
         for name in self.settings.watched():
-            self.ipc.subscribe_json(messages.status_topic(name), self.state.handle_status)
+            self.ipc.subscribe_json(messages.status_topic(name), self.handle_status)
         self.server.start()
         self._ticker.start()
         self.publish_status()
@@ -45,20 +46,24 @@ class DisplayComponent:
         self.hub.close()
         self.server.stop()
 
-    def handle_match(self, message: dict) -> None:
+    def handle_match(self, data: dict) -> None:
         """Answers to uploads go to their waiting search; camera results to the kiosk."""
+        message = MatchesMessage.from_json(data)  # MessageError: logged and dropped by Ipc
         if self.searches.deliver(message):
             return
-        if message.get("source") == "upload":
-            log.info("late answer to upload %s dropped (its search had timed out)", message.get("query_id"))
+        if message.source == "upload":
+            log.info("late answer to upload %s dropped (its search had timed out)", message.query_id)
             return
         self.state.handle_match(message)
 
+    def handle_status(self, data: dict) -> None:
+        self.state.handle_status(StatusMessage.from_json(data))
+
     def publish_status(self, state: str = "running", detail: str = "") -> None:
         snapshot = self.state.snapshot()
-        self.ipc.publish_json(messages.status_topic(COMPONENT), messages.status_message(
+        self.ipc.publish_json(messages.status_topic(COMPONENT), StatusMessage.of(
             COMPONENT, state, detail, url=self.url, live_pages=self.hub.client_count,
-            index_version=snapshot["index_version"], warnings=snapshot["warnings"]))
+            index_version=snapshot["index_version"], warnings=snapshot["warnings"]).to_json())
 
     def _tick(self) -> None:
         since_status = 0.0

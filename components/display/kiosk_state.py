@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 
-from components.common import messages
+from components.common.messages import MatchesMessage, MessageError, StatusMessage
 from components.display.catalog import Catalog
 from components.display.events import EventHub
 from components.display.results import card, safe_thumbnail
@@ -31,25 +31,23 @@ class KioskState:
         self._current_at = 0.0
         self._history: deque[dict] = deque(maxlen=settings.history_size)
         self._watched = settings.watched()
-        self._statuses: dict[str, tuple[dict, float]] = {}
+        self._statuses: dict[str, tuple[StatusMessage, float]] = {}
         self._signature = None
 
     # --- from IPC ------------------------------------------------------------
-    def handle_match(self, message: dict) -> None:
-        """A camera match message (visualsearch/matches) becomes the current query."""
-        if not isinstance(message, dict) or message.get("schema") != messages.MATCHES_SCHEMA:
-            raise messages.MessageError(f"not a match message (schema {_schema(message)!r})")
+    def handle_match(self, message: MatchesMessage) -> None:
+        """A camera matches message (visualsearch/matches) becomes the current query."""
         entry = {
-            "query_id": str(message.get("query_id", "")),
-            "track_id": str(message.get("track_id", "")),
-            "capture_time": message.get("capture_time"),
+            "query_id": message.query_id,
+            "track_id": message.track_id,
+            "capture_time": message.capture_time,
             "received": time.time(),
-            "index_version": message.get("index_version"),
-            "no_match": bool(message.get("no_match")) or not message.get("matches"),
-            "min_score": message.get("min_score"),
-            "timings_ms": message.get("timings_ms") or {},
-            "thumbnail": safe_thumbnail(message.get("thumbnail")),
-            "matches": [card(m, message.get("index_version")) for m in message.get("matches") or [] if isinstance(m, dict)],
+            "index_version": message.index_version,
+            "no_match": message.no_match,
+            "min_score": message.min_score,
+            "timings_ms": message.timings_ms,
+            "thumbnail": safe_thumbnail(message.thumbnail),
+            "matches": [card(m, message.index_version) for m in message.matches],
         }
         with self._lock:
             previous = self._current
@@ -58,15 +56,13 @@ class KioskState:
             self._current, self._current_at = entry, self._clock()
             self._publish_locked()
 
-    def handle_status(self, message: dict) -> None:
+    def handle_status(self, message: StatusMessage) -> None:
         """A status message (visualsearch/status/<component>)."""
-        if not isinstance(message, dict) or message.get("schema") != messages.STATUS_SCHEMA:
-            raise messages.MessageError(f"not a status message (schema {_schema(message)!r})")
-        name = str(message.get("component", ""))
+        name = message.component
         if name not in self._watched:  # only watched names are kept, so the table stays bounded
-            raise messages.MessageError(f"status of {name!r}, which the display does not watch")
-        if name == "local_search" and message.get("bundle_dir"):
-            self.catalog.follow(str(message["bundle_dir"]), message.get("index_version"))
+            raise MessageError(f"status of {name!r}, which the display does not watch")
+        if name == "local_search" and message.bundle_dir:
+            self.catalog.follow(message.bundle_dir, message.index_version)
         with self._lock:
             self._statuses[name] = (message, self._clock())
             self._publish_locked()
@@ -86,7 +82,7 @@ class KioskState:
         now = self._clock()
         components = [self._health(name, now) for name in self._watched]
         warnings = [_warning(c) for c in components if not c["healthy"]]
-        local = self._statuses.get("local_search", ({}, 0.0))[0]
+        local = self._statuses.get("local_search", (None, 0.0))[0]
         catalog = self.catalog.summary()
         return {
             "mode": self._mode(now),
@@ -94,8 +90,8 @@ class KioskState:
             "history": list(self._history),
             "components": components,
             "warnings": warnings,
-            "index_version": local.get("index_version", catalog["index_version"]),
-            "items": local.get("items", catalog["items"]),
+            "index_version": local.index_version if local else catalog["index_version"],
+            "items": local.items if local else catalog["items"],
             "online": self._online(),
             "idle_after_s": self.settings.idle_after_s,
             "time": time.time(),
@@ -115,18 +111,18 @@ class KioskState:
                     "healthy": not problem, "problem": problem}
         message, at = self._statuses[name]
         age = now - at
-        state = str(message.get("state", "unknown"))
+        state = message.state
         problem = ""
         if age > timeout:
             problem = f"no status for {age:.0f} s"
         elif state.lower() in BAD_STATES:
-            problem = f"{state}: {message.get('detail') or 'no detail'}"
-        return {"name": name, "state": state, "detail": str(message.get("detail", "")), "age_s": round(age, 1),
+            problem = f"{state}: {message.detail or 'no detail'}"
+        return {"name": name, "state": state, "detail": message.detail, "age_s": round(age, 1),
                 "healthy": not problem, "problem": problem}
 
     def _online(self):
         """Cloud connectivity as the components report it (`online` in a status), None if none does."""
-        reports = [(at, m["online"]) for m, at in self._statuses.values() if isinstance(m.get("online"), bool)]
+        reports = [(at, m.online) for m, at in self._statuses.values() if m.online is not None]
         return max(reports)[1] if reports else None
 
     def _signature_locked(self):
@@ -151,7 +147,3 @@ def _warning(health: dict) -> str:
     if health["name"] == COMPONENT:  # the display's own status did not come back to it over IPC
         return f"the display does not hear its own status over IPC ({health['problem']}): is the nucleus down?"
     return f"{health['name']} is down: {health['problem']}"
-
-
-def _schema(message) -> str:
-    return message.get("schema") if isinstance(message, dict) else type(message).__name__

@@ -1,12 +1,19 @@
-"""Pure functions over match results: cards for the pages, merged clip parts, keyword filters."""
+"""Pure functions over match results: cards for the pages, merged clip parts, keyword filters.
+
+A card is what a page shows for one item: the Match's fields plus a similarity bar and
+the thumbnail's URL on the display; a keyword-only result has no score.
+"""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+
+from components.common.messages import ITEM_FIELDS, Match, MatchesMessage
 
 FILTER_MODES = ("hard", "soft")   # hard: only keyword matches; soft: keyword matches first
 MAX_THUMBNAIL_CHARS = 200_000
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
-CARD_KEYS = ("rank", "score", "faiss_id", "item_id", "title", "category", "price", "location", "url")
+SHOWN_FIELDS = tuple(name for name in ITEM_FIELDS if name != "thumbnail")  # the thumbnail becomes a URL
 
 
 def thumbnail_url(thumbnail: str, index_version) -> str:
@@ -19,46 +26,49 @@ def thumbnail_url(thumbnail: str, index_version) -> str:
     return f"/catalog/{index_version}/{thumbnail}"
 
 
-def card(match: dict, index_version) -> dict:
-    """What a page shows for one matched item (similarity as a 0-100 bar, None without one)."""
-    score = match.get("score")
+def card(match: Match, index_version) -> dict:
+    """What a page shows for one matched item (similarity as a 0-100 bar)."""
+    item = {name: getattr(match, name) for name in ITEM_FIELDS}
+    return _card(match.rank, match.score, match.faiss_id, item, index_version)
+
+
+def keyword_cards(ids: list[int], items: dict[int, dict], index_version) -> list[dict]:
+    """A keyword search alone: catalog items (ItemStore rows) in keyword-rank order, without a similarity."""
+    return [_card(rank, None, fid, items[fid], index_version, keyword_match=True)
+            for rank, fid in enumerate((i for i in ids if i in items), start=1)]
+
+
+def _card(rank: int, score: float | None, faiss_id: int, item: dict, index_version,
+          keyword_match: bool | None = None) -> dict:
     bar = None if score is None else round(100 * min(1.0, max(0.0, float(score))))
-    return {**{key: match.get(key, "") for key in CARD_KEYS}, "score": score, "similarity_percent": bar,
-            "thumbnail_url": thumbnail_url(str(match.get("thumbnail", "")), index_version),
-            "keyword_match": match.get("keyword_match")}
+    return {"rank": rank, "score": score, "faiss_id": faiss_id,
+            **{name: item.get(name) or "" for name in SHOWN_FIELDS}, "similarity_percent": bar,
+            "thumbnail_url": thumbnail_url(str(item.get("thumbnail") or ""), index_version),
+            "keyword_match": keyword_match}
 
 
-def merge_parts(messages: list[dict]) -> list[dict]:
+def merge_parts(answers: list[MatchesMessage]) -> list[Match]:
     """The matches of every part of a clip query, one per item with its best score, re-ranked."""
-    best: dict[str, dict] = {}
-    for message in messages:
-        for match in message.get("matches", []):
-            key = str(match.get("item_id") or match.get("faiss_id"))
-            if key not in best or float(match["score"]) > float(best[key]["score"]):
-                best[key] = {**match, "best_part": message.get("part", 1)}
-    merged = sorted(best.values(), key=lambda m: -float(m["score"]))
-    return [{**match, "rank": rank} for rank, match in enumerate(merged, start=1)]
+    best: dict[str, Match] = {}
+    for answer in answers:
+        for match in answer.matches:
+            if match.item_id not in best or match.score > best[match.item_id].score:
+                best[match.item_id] = match
+    merged = sorted(best.values(), key=lambda m: -m.score)
+    return [replace(match, rank=rank) for rank, match in enumerate(merged, start=1)]
 
 
-def apply_keywords(matches: list[dict], keyword_ids: set[int], mode: str) -> list[dict]:
-    """Hard: keep the matches whose item matched the keywords. Soft: those first, then the rest,
-    each group in its visual order. Every match is marked with `keyword_match`."""
+def apply_keywords(cards: list[dict], keyword_ids: set[int], mode: str) -> list[dict]:
+    """Hard: keep the cards whose item matched the keywords. Soft: those first, then the rest,
+    each group in its visual order. Every card is marked with `keyword_match`."""
     if mode not in FILTER_MODES:
         raise ValueError(f"filter mode {mode!r}, expected one of {', '.join(FILTER_MODES)}")
-    marked = [{**m, "keyword_match": int(m.get("faiss_id", -1)) in keyword_ids} for m in matches]
+    marked = [{**c, "keyword_match": c["faiss_id"] in keyword_ids} for c in cards]
     if mode == "hard":
-        kept = [m for m in marked if m["keyword_match"]]
+        kept = [c for c in marked if c["keyword_match"]]
     else:
-        kept = sorted(marked, key=lambda m: not m["keyword_match"])  # stable: visual order kept inside
-    return [{**match, "rank": rank} for rank, match in enumerate(kept, start=1)]
-
-
-def keyword_results(ids: list[int], items: dict[int, dict]) -> list[dict]:
-    """A keyword search alone: catalog items in keyword-rank order, without a similarity."""
-    return [{"rank": rank, "score": None, "faiss_id": fid, "keyword_match": True,
-             **{k: items[fid].get(k, "") for k in ("item_id", "title", "category", "price", "location",
-                                                   "url", "thumbnail")}}
-            for rank, fid in enumerate((i for i in ids if i in items), start=1)]
+        kept = sorted(marked, key=lambda c: not c["keyword_match"])  # stable: visual order kept inside
+    return [{**c, "rank": rank} for rank, c in enumerate(kept, start=1)]
 
 
 def safe_thumbnail(value) -> str:

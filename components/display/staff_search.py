@@ -5,8 +5,7 @@ from pathlib import Path
 
 from components.common.messages import QueryMessage, new_id
 from components.display.catalog import Catalog, CatalogUnavailable
-from components.display.results import (FILTER_MODES, apply_keywords, card, keyword_results, merge_parts,
-                                        safe_thumbnail)
+from components.display.results import FILTER_MODES, apply_keywords, card, keyword_cards, merge_parts, safe_thumbnail
 from components.display.settings import DisplaySettings
 from components.display.upload_search import QueryNotSent, SearchBusy, UploadSearches
 from components.display.uploads import UploadError, save_upload
@@ -45,9 +44,9 @@ class StaffSearch:
 
     def _keywords_only(self, keywords: str, ids: list[int]) -> dict:
         ids = ids[: self.settings.keyword_limit]
-        matches = keyword_results(ids, self.catalog.items(ids))
-        return _result({"kind": "keywords", "keywords": keywords, "mode": ""}, matches,
-                       index_version=self.catalog.require().version)
+        version = self.catalog.require().version
+        cards = keyword_cards(ids, self.catalog.items(ids), version)
+        return _result({"kind": "keywords", "keywords": keywords, "mode": ""}, cards, index_version=version)
 
     def _visual(self, data: bytes, keywords: str, keyword_ids: list[int] | None, mode: str) -> dict:
         query_id = new_id()
@@ -61,25 +60,25 @@ class StaffSearch:
         if not outcome.answers:
             raise UploadError(504, f"no answer within {self.searches.timeout_s:g} s: the featurizer or "
                                    f"local_search is not running or is overloaded (see the kiosk's warnings)")
-        matches = merge_parts(outcome.answers)
-        if keyword_ids is not None:
-            matches = apply_keywords(matches, set(keyword_ids), mode)
         first = outcome.answers[0]
+        cards = [card(match, first.index_version) for match in merge_parts(outcome.answers)]
+        if keyword_ids is not None:
+            cards = apply_keywords(cards, set(keyword_ids), mode)
         query = {"kind": saved.kind, "query_id": query_id, "keywords": keywords, "mode": mode if keywords else "",
                  "media": saved.media, "width": saved.width, "height": saved.height,
                  "duration_s": saved.duration_s, "upload_url": f"/uploads/{query_id}" if saved.kind == "image" else "",
-                 "frames": [t for t in (safe_thumbnail(a.get("thumbnail")) for a in outcome.answers) if t][:12]
+                 "frames": [t for t in (safe_thumbnail(a.thumbnail) for a in outcome.answers) if t][:12]
                  if saved.kind == "video" else []}
         note = ""
         if outcome.timed_out:
             note = (f"only {len(outcome.answers)} of {outcome.parts} frames were answered within "
                     f"{self.searches.timeout_s:g} s; results are from those")
-        return _result(query, matches, parts=outcome.parts, answered=len(outcome.answers), note=note,
-                       index_version=first.get("index_version"), waited_s=outcome.waited_s)
+        return _result(query, cards, parts=outcome.parts, answered=len(outcome.answers), note=note,
+                       index_version=first.index_version, waited_s=outcome.waited_s)
 
 
-def _result(query: dict, matches: list[dict], *, parts: int = 0, answered: int = 0, note: str = "",
+def _result(query: dict, cards: list[dict], *, parts: int = 0, answered: int = 0, note: str = "",
             index_version=None, waited_s: float = 0.0) -> dict:
-    return {"query": query, "matches": [card(m, index_version) for m in matches], "no_match": not matches,
+    return {"query": query, "matches": cards, "no_match": not cards,
             "parts": parts, "parts_answered": answered, "note": note, "index_version": index_version,
             "waited_s": waited_s}

@@ -13,7 +13,7 @@ from typing import Callable
 
 from components.common import messages
 from components.common.errors import VisualSearchError
-from components.common.messages import QueryMessage
+from components.common.messages import MatchesMessage, QueryMessage
 
 
 class SearchBusy(VisualSearchError):
@@ -27,7 +27,7 @@ class QueryNotSent(VisualSearchError):
 @dataclass
 class SearchOutcome:
     query_id: str
-    answers: list[dict] = field(default_factory=list)   # match messages, by part
+    answers: list[MatchesMessage] = field(default_factory=list)   # by part
     parts: int = 0                                        # 0 until the first answer says
     timed_out: bool = False
     waited_s: float = 0.0
@@ -72,24 +72,22 @@ class UploadSearches:
                 self._waiters.pop(query.query_id, None)
         with self._lock:
             outcome = waiter.outcome
-            outcome.answers = sorted(outcome.answers, key=lambda m: m.get("part", 1))
+            outcome.answers = sorted(outcome.answers, key=lambda m: m.part)
             outcome.timed_out = not finished
             outcome.waited_s = round(time.monotonic() - start, 3)
         return outcome
 
-    def deliver(self, message: dict) -> bool:
-        """A match message from IPC; True if a waiting search took it."""
-        query_id = str(message.get("query_id", ""))
+    def deliver(self, message: MatchesMessage) -> bool:
+        """A matches message from IPC; True if a waiting search took it."""
         with self._lock:
-            waiter = self._waiters.get(query_id)
+            waiter = self._waiters.get(message.query_id)
             if waiter is None:
                 return False
-            part = int(message.get("part", 1))
-            if part in waiter.parts_seen:
+            if message.part in waiter.parts_seen:
                 return True
-            waiter.parts_seen.add(part)
+            waiter.parts_seen.add(message.part)
             waiter.outcome.answers.append(message)
-            waiter.outcome.parts = max(1, int(message.get("parts", 1)))
+            waiter.outcome.parts = message.parts
             if waiter.outcome.complete:
                 waiter.done.set()
         return True

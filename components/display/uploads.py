@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 
 from components.common.errors import ImageError, VisualSearchError
-from components.featurizer.preprocess import decode_image
+from components.common.images import decode_image
 
 ACCEPTED = "JPEG, PNG or WebP images and MP4 video clips"
 EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "mp4": ".mp4"}

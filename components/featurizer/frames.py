@@ -7,8 +7,9 @@ import binascii
 import cv2
 import numpy as np
 
+from components.common.images import decode_image
 from components.common.messages import MessageError, QueryMessage
-from components.featurizer.preprocess import decode_image, read_image, shrink
+from components.featurizer.preprocess import read_image, shrink
 
 CROP_MARGIN = 0.12  # of the item's box on each side: the catalog photos show some background
 

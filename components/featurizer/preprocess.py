@@ -1,4 +1,4 @@
-"""Image decoding and the one preprocessing step shared by catalog images and camera frames.
+"""Reading images and the one preprocessing step shared by catalog images and camera frames.
 
 Catalog images (build-index, evaluate, fine-tune) and camera frames (the featurizer
 component) must go through exactly the same function, or the vectors they produce would
@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from components.common.errors import ImageError
+from components.common.images import decode_image
 
 RESIZE_MODES = ("center_crop", "stretch")
 COLOR_ORDERS = ("RGB", "BGR")
@@ -47,16 +48,6 @@ class Preprocessing:
             "std": list(self.std),
             "resize": self.resize,
         }
-
-
-def decode_image(data: bytes, source: str = "image") -> np.ndarray:
-    """Decode JPEG/PNG/WebP/... bytes into a BGR uint8 array; ImageError names `source`."""
-    if not data:
-        raise ImageError(f"{source}: empty file, not an image")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageError(f"{source}: not a decodable image")
-    return image
 
 
 def read_image(path: str | Path) -> np.ndarray:

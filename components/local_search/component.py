@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from components.common import messages
-from components.common.messages import FeatureMessage
+from components.common.messages import FeatureMessage, Match, MatchesMessage, StatusMessage
 from components.common.settings import setting
 from components.local_search.bundle_store import BundleStore, resolve_index_dir
 from components.local_search.index_sync import Backoff, IndexSync
@@ -156,19 +156,19 @@ class LocalSearchComponent:
                if score >= self.settings.min_score][: self.settings.top_k]
         rows = bundle.items([fid for fid, _ in top])
         search_ms = 1000 * (time.perf_counter() - start)
-        matches = [{"rank": rank, "score": round(score, 4), "faiss_id": fid, **_public(rows[fid])}
+        matches = [Match.from_item(rank, round(score, 4), fid, rows[fid])
                    for rank, (fid, score) in enumerate(top, start=1)]
-        message = messages.matches_message(
+        message = MatchesMessage.answering(
             query, index_version=bundle.version, model_fingerprint=bundle.model_fingerprint,
             matches=matches, min_score=self.settings.min_score,
             timings_ms={"featurize": round(query.featurize_ms, 2), "search": round(search_ms, 3),
                         "transit": round(1000 * (received - query.timestamp), 2),
                         "capture_to_publish": round(1000 * (time.time() - query.capture_time), 2)})
-        self.ipc.publish_json(messages.MATCHES, message)
+        self.ipc.publish_json(messages.MATCHES, message.to_json())
         with self._lock:
             self.counts["queries"] += 1
             self.counts["matched"] += bool(matches)
-        return [m["item_id"] for m in matches], search_ms
+        return [m.item_id for m in matches], search_ms
 
     def _emit(self, event: QueryEvent) -> None:
         for listener in list(self.query_listeners):
@@ -233,8 +233,8 @@ class LocalSearchComponent:
                   "bundle_dir": str(bundle.path) if bundle else "", "index_source": self.index_source}
         if self.sync is not None:
             fields.update(self.sync.status_fields())
-        self.ipc.publish_json(messages.status_topic(COMPONENT), messages.status_message(
-            COMPONENT, state, detail, **fields, **counts))
+        self.ipc.publish_json(messages.status_topic(COMPONENT), StatusMessage.of(
+            COMPONENT, state, detail, **fields, **counts).to_json())
 
     def _status_loop(self) -> None:
         while not self._stop.wait(self.settings.status_interval_s):
@@ -245,9 +245,3 @@ class LocalSearchComponent:
             self.publish_status("waiting", f"waiting for the first index from {self.sync.source}")
         else:
             self.publish_status("running")
-
-
-def _public(item: dict) -> dict:
-    """The metadata a display needs (image paths stay on the cloud side)."""
-    keys = ("item_id", "title", "category", "price", "location", "url", "thumbnail")
-    return {k: item.get(k, "") for k in keys}

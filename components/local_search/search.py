@@ -9,18 +9,17 @@ import numpy as np
 
 from components.common.bundle import INDEX_FILE, verify_bundle
 from components.common.errors import BundleError
+from components.common.items import ItemStore, connect_items
 from components.local_search.faiss_index import set_search_params, similarity
-from components.local_search.items import ITEM_COLUMNS, ItemStore, connect_items
-
-__all__ = ["ITEM_COLUMNS", "IndexBundle", "Match"]
 
 
 @dataclass(frozen=True)
-class Match:
+class SearchHit:
+    """One result of IndexBundle.search (the library call; what travels over IPC is messages.Match)."""
     rank: int
     score: float  # cosine similarity in [-1, 1]; higher is more similar
     faiss_id: int
-    item: dict    # item_id, title, category, price, location, url, image, thumbnail, extra
+    item: dict    # the item's row: every ITEM_COLUMNS key (components/common/items.py)
 
 
 class IndexBundle(ItemStore):
@@ -61,7 +60,7 @@ class IndexBundle(ItemStore):
         distances, ids = self.index.search(vectors, k)
         return similarity(distances, self.metric), ids
 
-    def search(self, vectors: np.ndarray, k: int = 5, min_score: float | None = None) -> list[list[Match]]:
+    def search(self, vectors: np.ndarray, k: int = 5, min_score: float | None = None) -> list[list[SearchHit]]:
         """Top-k matches for each query vector (rows of `vectors`), best first.
 
         Matches below `min_score` are left out, so a query may get an empty list:
@@ -75,7 +74,7 @@ class IndexBundle(ItemStore):
             for score, faiss_id in zip(query_scores, query_ids):
                 if faiss_id < 0 or (min_score is not None and score < min_score):
                     continue
-                matches.append(Match(rank=len(matches) + 1, score=float(score), faiss_id=int(faiss_id),
+                matches.append(SearchHit(rank=len(matches) + 1, score=float(score), faiss_id=int(faiss_id),
                                      item=rows[int(faiss_id)]))
             results.append(matches)
         return results

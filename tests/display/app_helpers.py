@@ -16,27 +16,30 @@ class Clock:
         return self.now
 
 
-def match_message(bundle, faiss_ids, scores=None, *, query_id="q1", source="camera", track_id="",
-                  part=1, parts=1, thumbnail="") -> dict:
-    """A match message as local_search publishes it, for items of `bundle`."""
+def matches_for(bundle, faiss_ids, scores=None, *, query_id="q1", source="camera", track_id="",
+                part=1, parts=1, thumbnail="") -> messages.MatchesMessage:
+    """A matches message as local_search publishes it, for items of `bundle`."""
     rows = bundle.items(list(faiss_ids))
     scores = scores or [0.9 - 0.1 * i for i in range(len(faiss_ids))]
-    matches = [{"rank": rank, "score": score, "faiss_id": fid,
-                **{k: rows[fid][k] for k in ("item_id", "title", "category", "price", "location", "url", "thumbnail")}}
+    matches = [messages.Match.from_item(rank, score, fid, rows[fid])
                for rank, (fid, score) in enumerate(zip(faiss_ids, scores), start=1)]
-    return {"schema": messages.MATCHES_SCHEMA, "id": messages.new_id(), "timestamp": 1.0, "query_id": query_id,
-            "capture_time": 1.0, "source": source, "source_time": -1.0, "part": part, "parts": parts,
-            "track_id": track_id, "index_version": bundle.version, "model_fingerprint": bundle.model_fingerprint,
-            "min_score": 0.35, "no_match": not matches, "matches": matches,
-            "timings_ms": {"capture_to_publish": 80.0}, "thumbnail": thumbnail}
+    return messages.MatchesMessage(
+        query_id=query_id, capture_time=1.0, timestamp=1.0, source=source, part=part, parts=parts,
+        track_id=track_id, index_version=bundle.version, model_fingerprint=bundle.model_fingerprint,
+        min_score=0.35, matches=matches, timings_ms={"capture_to_publish": 80.0}, thumbnail=thumbnail)
 
 
-def status(component: str, state: str = "running", **fields) -> dict:
-    return messages.status_message(component, state, **fields)
+def match_message(bundle, faiss_ids, scores=None, **fields) -> dict:
+    """matches_for(...) as JSON, to publish over IPC."""
+    return matches_for(bundle, faiss_ids, scores, **fields).to_json()
+
+
+def status(component: str, state: str = "running", **fields) -> messages.StatusMessage:
+    return messages.StatusMessage.of(component, state, **fields)
 
 
 def make_display(tmp_path: Path, bundle, answers=None, clock=None, **overrides) -> DisplayApp:
-    """The app as production builds it; `answers(query) -> [match messages]` plays featurizer +
+    """The app as production builds it; `answers(query) -> [MatchesMessage]` plays featurizer +
     local_search (None: nothing answers, so uploads time out)."""
     settings = DisplaySettings(**{"work_dir": str(tmp_path), "bundle_dir": str(bundle.path),
                                   "upload_timeout_s": 5.0, **overrides})

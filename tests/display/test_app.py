@@ -6,9 +6,9 @@ import shutil
 import cv2
 import pytest
 
-from components.common.messages import MessageError, QueryMessage
+from components.common.messages import MessageError, QueryMessage, StatusMessage
 from tests.conftest import demo_image
-from tests.display.app_helpers import Clock, make_display, match_message, status, write_clip
+from tests.display.app_helpers import Clock, make_display, matches_for, status, write_clip
 
 
 def canned_answers(bundle):
@@ -16,9 +16,9 @@ def canned_answers(bundle):
     def answer(data):
         query = QueryMessage.from_json(data)
         if query.kind == "image":
-            return [match_message(bundle, [0, 1, 2, 3, 4], query_id=query.query_id, source="upload")]
-        return [match_message(bundle, [20, 21], [0.6, 0.5], query_id=query.query_id, source="upload", part=1, parts=2),
-                match_message(bundle, [21, 40], [0.95, 0.4], query_id=query.query_id, source="upload", part=2, parts=2)]
+            return [matches_for(bundle, [0, 1, 2, 3, 4], query_id=query.query_id, source="upload")]
+        return [matches_for(bundle, [20, 21], [0.6, 0.5], query_id=query.query_id, source="upload", part=1, parts=2),
+                matches_for(bundle, [21, 40], [0.95, 0.4], query_id=query.query_id, source="upload", part=2, parts=2)]
     return answer
 
 
@@ -40,7 +40,7 @@ def upload(client, data: bytes, name="photo.jpg", content_type="image/jpeg", url
 
 def test_state_twin_and_kiosk_page_show_a_camera_match(display, client, demo_bundle):
     assert client.get("/api/state").json["mode"] == "idle"
-    display.state.handle_match(match_message(demo_bundle, [5, 6, 7], thumbnail="QUJD"))
+    display.state.handle_match(matches_for(demo_bundle, [5, 6, 7], thumbnail="QUJD"))
     state = client.get("/api/state").json
     assert state["mode"] == "match" and state["current"]["thumbnail"] == "QUJD"
     assert [c["faiss_id"] for c in state["current"]["matches"]] == [5, 6, 7]
@@ -56,7 +56,7 @@ def test_state_twin_and_kiosk_page_show_a_camera_match(display, client, demo_bun
 
 
 def test_no_match_then_idle_after_the_configured_time(display, client, demo_bundle):
-    display.state.handle_match(match_message(demo_bundle, []))
+    display.state.handle_match(matches_for(demo_bundle, []))
     assert client.get("/api/state").json["mode"] == "no_match"
     display.state._clock.now += 21
     assert client.get("/api/state").json["mode"] == "idle"
@@ -64,10 +64,10 @@ def test_no_match_then_idle_after_the_configured_time(display, client, demo_bund
 
 def test_history_is_capped_and_a_held_item_does_not_repeat(display, client, demo_bundle):
     for n in range(3):
-        display.state.handle_match(match_message(demo_bundle, [n], query_id=f"held{n}", track_id="same"))
+        display.state.handle_match(matches_for(demo_bundle, [n], query_id=f"held{n}", track_id="same"))
     assert client.get("/api/state").json["history"] == []
     for n in range(20):
-        display.state.handle_match(match_message(demo_bundle, [n], query_id=f"q{n}", track_id=f"t{n}"))
+        display.state.handle_match(matches_for(demo_bundle, [n], query_id=f"q{n}", track_id=f"t{n}"))
     history = client.get("/api/state").json["history"]
     assert [h["query_id"] for h in history] == ["q18", "q17", "q16"]
 
@@ -92,7 +92,7 @@ def test_only_watched_components_are_tracked(display, client):
     with pytest.raises(MessageError):
         display.state.handle_status(status("someone_else"))
     with pytest.raises(MessageError):
-        display.state.handle_status({"schema": "visualsearch.matches/1"})
+        display.state.handle_status(StatusMessage.from_json({"schema": "visualsearch.matches/1"}))
     assert [c["name"] for c in client.get("/api/state").json["components"]] == ["featurizer", "local_search", "display"]
 
 
@@ -102,7 +102,7 @@ def test_the_event_stream_yields_a_state_event_after_a_match(display, client, de
     chunks = response.response
     assert next(chunks).startswith(b"retry:")
     assert b'"mode":"idle"' in next(chunks)
-    display.state.handle_match(match_message(demo_bundle, [3], query_id="live"))
+    display.state.handle_match(matches_for(demo_bundle, [3], query_id="live"))
     event = next(chunks).decode()
     assert event.startswith("event: state\n")
     assert json.loads(event.split("data: ", 1)[1])["current"]["query_id"] == "live"
@@ -223,7 +223,7 @@ def test_a_query_the_nucleus_does_not_take_is_a_503_not_a_500(tmp_path, demo_bun
 
 
 def test_time_alone_pushes_the_idle_screen_to_live_pages(display, client, demo_bundle):
-    display.state.handle_match(match_message(demo_bundle, [3]))
+    display.state.handle_match(matches_for(demo_bundle, [3]))
     response = client.get("/events", buffered=False)
     chunks = response.response
     next(chunks), next(chunks)

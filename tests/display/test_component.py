@@ -56,6 +56,20 @@ def test_a_camera_match_on_ipc_reaches_the_state_twin(kiosk):
     assert state["warnings"] == []
 
 
+def test_a_malformed_match_on_ipc_is_dropped_and_the_next_one_shown(kiosk):
+    faiss_ids = [catalog_item(kiosk.bundle, "skirt-003")["faiss_id"]]
+    bad = {**match_message(kiosk.bundle, faiss_ids, query_id="bad"), "matches": [{"rank": 1, "score": "high"}]}
+    kiosk.local_search.ipc.publish_json(messages.MATCHES, bad)
+    kiosk.local_search.ipc.publish_json(messages.MATCHES, match_message(kiosk.bundle, faiss_ids, query_id="cam-2"))
+    for _ in range(100):
+        state = get_json(kiosk.url + "/api/state")
+        if state["current"] and state["current"]["query_id"] == "cam-2":
+            break
+        threading.Event().wait(0.05)
+    assert state["current"]["query_id"] == "cam-2"
+    assert "bad" not in [entry["query_id"] for entry in state["history"]]
+
+
 def test_an_uploaded_photo_travels_the_real_path(kiosk):
     before = get_json(kiosk.url + "/api/state")["current"]
     item = catalog_item(kiosk.bundle, "skirt-005")

@@ -1,25 +1,36 @@
 """Pure functions of the display: cards, merged clip parts, keyword filters, event fan-out, sniffing."""
+from dataclasses import replace
+
 import pytest
 
+from components.common.messages import Match, MatchesMessage
 from components.display.events import EventHub, TooManyClients
-from components.display.results import apply_keywords, card, merge_parts, safe_thumbnail, thumbnail_url
+from components.display.results import apply_keywords, card, keyword_cards, merge_parts, safe_thumbnail, thumbnail_url
 from components.display.uploads import sniff
 
 
-def m(fid, score, item=None):
-    return {"rank": 0, "score": score, "faiss_id": fid, "item_id": item or f"item-{fid}", "title": f"T{fid}",
-            "thumbnail": f"thumbnails/{fid}.jpg"}
+def m(fid, score, rank=1):
+    return Match(rank=rank, score=score, faiss_id=fid, item_id=f"item-{fid}", title=f"T{fid}",
+                 thumbnail=f"thumbnails/{fid}.jpg")
+
+
+def card_of(fid, score):
+    return card(m(fid, score), 42)
+
+
+def answer(part, *matches):
+    return MatchesMessage(query_id="clip", capture_time=1.0, index_version=42, model_fingerprint="f", part=part,
+                          parts=2, source="upload", matches=[replace(x, rank=r) for r, x in enumerate(matches, 1)])
 
 
 def test_merge_parts_keeps_each_items_best_score_and_reranks():
-    parts = [{"part": 1, "matches": [m(1, 0.5), m(2, 0.4)]}, {"part": 2, "matches": [m(2, 0.9), m(3, 0.3)]}]
+    parts = [answer(1, m(1, 0.5), m(2, 0.4)), answer(2, m(2, 0.9), m(3, 0.3))]
     merged = merge_parts(parts)
-    assert [(x["faiss_id"], x["score"], x["rank"]) for x in merged] == [(2, 0.9, 1), (1, 0.5, 2), (3, 0.3, 3)]
-    assert merged[0]["best_part"] == 2
+    assert [(x.faiss_id, x.score, x.rank) for x in merged] == [(2, 0.9, 1), (1, 0.5, 2), (3, 0.3, 3)]
 
 
 def test_hard_filter_keeps_only_keyword_matches_soft_ranks_them_first():
-    matches = [m(1, 0.9), m(2, 0.8), m(3, 0.7), m(4, 0.6)]
+    matches = [card_of(1, 0.9), card_of(2, 0.8), card_of(3, 0.7), card_of(4, 0.6)]
     hard = apply_keywords(matches, {2, 4}, "hard")
     assert [(x["faiss_id"], x["rank"]) for x in hard] == [(2, 1), (4, 2)]
     soft = apply_keywords(matches, {2, 4}, "soft")
@@ -34,6 +45,15 @@ def test_card_has_a_thumbnail_url_and_a_bounded_similarity_bar():
     assert card(m(7, -0.2), 42)["similarity_percent"] == 0 and card(m(7, 1.2), 42)["similarity_percent"] == 100
     assert thumbnail_url("thumbnails/../manifest.json", 42) == "" and thumbnail_url("/etc/passwd", 42) == ""
     assert thumbnail_url("thumbnails/7.jpg", None) == ""
+
+
+def test_keyword_cards_have_no_similarity_and_never_show_bundle_only_columns():
+    items = {3: {"item_id": "hat-003", "title": "Grey hat", "category": "hat", "price": "", "location": "Aisle 3",
+                 "url": "", "thumbnail": "thumbnails/3.jpg", "image": "img/hat-003.jpg", "extra": {"colour": "grey"}}}
+    [shown] = keyword_cards([9, 3], items, 42)
+    assert (shown["rank"], shown["faiss_id"], shown["score"], shown["similarity_percent"]) == (1, 3, None, None)
+    assert shown["keyword_match"] is True and shown["thumbnail_url"] == "/catalog/42/thumbnails/3.jpg"
+    assert not {"image", "extra", "thumbnail"} & set(shown) and not {"image", "extra", "thumbnail"} & set(card_of(3, 0.5))
 
 
 def test_query_thumbnails_must_be_plain_base64():

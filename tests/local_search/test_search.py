@@ -91,37 +91,3 @@ def test_search_is_safe_from_several_threads(bundle_dir):
         results = list(pool.map(lambda i: bundle.search(vectors[i:i + 1], k=1)[0][0].item["item_id"], range(40)))
     expected = [bundle.search(vectors[i:i + 1], k=1)[0][0].item["item_id"] for i in range(40)]
     assert results == expected
-
-
-def test_keyword_search_matches_words_and_prefixes(bundle_dir):
-    bundle = IndexBundle.open(bundle_dir)
-    shoes = bundle.keyword_search("shoes", limit=100)
-    assert len(shoes) == 20 and all(bundle.items([i])[i]["category"] == "shoes" for i in shoes)
-    jackets = bundle.keyword_search("jack")
-    assert jackets and all("jacket" in bundle.items([i])[i]["title"].lower() for i in jackets)
-    red_dresses = bundle.keyword_search("red dress")
-    assert red_dresses and all(bundle.items([i])[i]["title"] == "Red dress" for i in red_dresses)
-    assert set(bundle.keyword_search("footwear", limit=100)) == set(shoes)  # the location column
-    assert bundle.keyword_search("zebra") == []
-    with pytest.raises(ValueError, match="at least one word"):
-        bundle.keyword_search("  !! ")
-
-
-def test_the_item_store_reads_metadata_without_the_faiss_index(bundle_dir, tmp_path):
-    """The display opens only items and thumbnails: a second copy of the index is not loaded."""
-    from components.local_search.items import ItemStore
-
-    copy = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, copy)
-    (copy / "index.faiss").write_bytes(b"not read by the display")
-    store = ItemStore.open(copy)
-    assert len(store) == 200 and store.version == IndexBundle.open(bundle_dir).version
-    [hat] = store.items(store.keyword_search("grey hat")[:1]).values()
-    assert hat["category"] == "hat" and store.thumbnail_path(hat).is_file()
-    with open(copy / "items.sqlite", "r+b") as handle:
-        handle.seek(200)
-        byte = handle.read(1)
-        handle.seek(200)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    with pytest.raises(BundleError, match="items.sqlite: sha256"):
-        ItemStore.open(copy)

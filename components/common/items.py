@@ -1,7 +1,10 @@
-"""The metadata half of an index bundle: items.sqlite and thumbnails, without the faiss index.
+"""The items table of an index bundle (items.sqlite): its schema, its writer and its reader.
 
-The display needs only this (cards, keyword search, pictures), so it does not load a second
-copy of the index; `IndexBundle` (search.py) adds the index on top for local_search.
+build-index writes it (`write_items`); local_search and the display read it (`ItemStore`),
+so the table written in the cloud and the one read on the device cannot drift apart.
+Row `faiss_id` = i describes row i of the faiss index. The display reads only this and
+the thumbnails, so it does not load a second copy of the index; local_search's
+`IndexBundle` adds the index on top.
 """
 from __future__ import annotations
 
@@ -12,8 +15,46 @@ import threading
 from pathlib import Path
 
 from components.common.bundle import INDEX_FILE, ITEMS_FILE, verify_bundle
+from components.common.messages import ITEM_FIELDS
 
-ITEM_COLUMNS = ("item_id", "title", "category", "price", "location", "url", "image", "thumbnail", "extra")
+# What a match shows (messages.Match), plus what stays in the bundle: the catalog image it
+# was made from and the catalog's other columns (a JSON object).
+ITEM_COLUMNS = (*ITEM_FIELDS, "image", "extra")
+
+# Bundles already on devices were written with this table: change it only with the bundle
+# FORMAT_VERSION (components/common/bundle.py).
+ITEMS_TABLE = """CREATE TABLE items (
+    faiss_id INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
+    category TEXT, price TEXT, location TEXT, url TEXT, image TEXT, thumbnail TEXT,
+    extra TEXT NOT NULL DEFAULT '{}')"""
+# keyword search over what a shopper or staff member would type (title, category, ...)
+ITEMS_SEARCH_TABLE = """CREATE VIRTUAL TABLE items_fts USING fts5(
+    item_id, title, category, location, extra, content='items', content_rowid='faiss_id',
+    tokenize='unicode61 remove_diacritics 2')"""
+
+
+def write_items(path: Path, rows: list[dict]) -> None:
+    """Write items.sqlite at `path`: `rows[i]` (a dict with every ITEM_COLUMNS key) gets faiss_id i."""
+    for i, row in enumerate(rows):
+        missing = [name for name in ITEM_COLUMNS if name not in row]
+        if missing:
+            raise ValueError(f"item row {i} ({row.get('item_id', '?')}) lacks {', '.join(missing)}")
+    db = sqlite3.connect(path)
+    try:
+        db.execute(ITEMS_TABLE)
+        columns = ("faiss_id", *ITEM_COLUMNS)
+        db.executemany(f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                       [_values(i, row) for i, row in enumerate(rows)])
+        db.execute(ITEMS_SEARCH_TABLE)
+        db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
+        db.commit()
+    finally:
+        db.close()
+
+
+def _values(faiss_id: int, row: dict) -> tuple:
+    """One row in ("faiss_id", *ITEM_COLUMNS) order."""
+    return (faiss_id, *(row[name] for name in ITEM_FIELDS), row["image"], json.dumps(row["extra"], ensure_ascii=False))
 
 
 class ItemStore:
@@ -44,7 +85,7 @@ class ItemStore:
         return self.manifest["item_count"]
 
     def items(self, faiss_ids: list[int]) -> dict[int, dict]:
-        """Metadata rows by faiss id."""
+        """Rows by faiss id, each a dict of ITEM_COLUMNS (`extra` decoded)."""
         if not faiss_ids:
             return {}
         marks = ",".join("?" * len(faiss_ids))
@@ -80,4 +121,5 @@ class ItemStore:
 
 
 def connect_items(path: Path) -> sqlite3.Connection:
+    """items.sqlite of the bundle at `path`, read-only, usable from several threads (under a lock)."""
     return sqlite3.connect(f"file:{path / ITEMS_FILE}?mode=ro", uri=True, check_same_thread=False)

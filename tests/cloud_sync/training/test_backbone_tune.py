@@ -1,0 +1,83 @@
+"""`fine-tune --from` an imported EfficientNet-Lite0: the frozen part stays ImageNet's, products
+keep apart, same seed gives the same model (96x96 and one block, so it runs in seconds)."""
+from __future__ import annotations
+
+import shutil
+
+import mxnet as mx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cloud_sync.cli.main import main
+from components.featurizer.model import Featurizer, fingerprint
+from tests.conftest import DEMO_CATALOG, write_csv_catalog
+
+CATEGORIES = ("dress", "hat", "shoes")
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backbone-tune")
+    start = root / "lite0"
+    imported = run("import-featurizer", "efficientnet-lite0", "--out", start, "--image-size", 96)
+    assert imported.exit_code == 0, imported.output
+    rows, images = [], {}
+    for category in CATEGORIES:  # 4 products per category, two photos each (rows share an item_id)
+        photos = sorted((DEMO_CATALOG / "images" / category).glob("*.jpg"))[:8]
+        for n, photo in enumerate(photos):
+            images[f"{category}/{photo.name}"] = photo
+            rows.append({"id": f"{category}-{n}", "image": f"{category}/{photo.name}", "title": category,
+                         "category": category, "item_id": f"{category}-product-{n // 2}"})
+    data = write_csv_catalog(root / "catalog", rows, images)
+    args = ("--data", data, "--from", start, "--epochs", 2, "--train-blocks", 1, "--views", 2,
+            "--batch-size", 8, "--seed", 5, "--quiet")
+    first, second = run("fine-tune", "--out", root / "a", *args), run("fine-tune", "--out", root / "b", *args)
+    return {"start": start, "a": root / "a", "b": root / "b", "first": first, "second": second}
+
+
+def _params(model_dir):
+    return {name.split(":", 1)[1]: value.asnumpy()
+            for name, value in mx.nd.load(str(model_dir / "featurizer-v1-0000.params")).items()}
+
+
+def test_writes_a_loadable_1280_d_featurizer(tuned):
+    assert tuned["first"].exit_code == 0, tuned["first"].output
+    assert "validation same-category P@1" in tuned["first"].output
+    featurizer = Featurizer(tuned["a"])
+    assert featurizer.dim == 1280 and featurizer.spec.arch == "efficientnet-lite0"
+    assert featurizer.spec.extra["trained"].startswith("last 1 MBConv blocks")
+    assert fingerprint(tuned["a"]) != fingerprint(tuned["start"])
+
+
+def test_only_the_last_block_and_the_head_change(tuned):
+    before, after = _params(tuned["start"]), _params(tuned["a"])
+    assert before.keys() == after.keys()
+    changed = {name for name in before if not np.allclose(before[name], after[name], rtol=1e-5, atol=1e-5)}
+    assert changed, "nothing trained"
+    assert all(name.startswith(("efficientnet_lite0_blocks15_", "efficientnet_lite0_conv_head_",
+                                "efficientnet_lite0_bn1_"))  # the head's BatchNorm
+               for name in changed), sorted(changed)[:5]
+    # BatchNorm statistics keep their ImageNet values
+    assert not any(name.endswith(("running_mean", "running_var")) for name in changed)
+
+
+def test_the_same_seed_gives_the_same_model(tuned):
+    assert tuned["second"].exit_code == 0, tuned["second"].output
+    assert fingerprint(tuned["a"]) == fingerprint(tuned["b"])
+
+
+def test_a_start_that_is_not_efficientnet_lite_takes_the_zoo_path(tiny_model, tmp_path):
+    data = tmp_path / "catalog"
+    for category in CATEGORIES[:2]:
+        (data / category).mkdir(parents=True)
+        for photo in sorted((DEMO_CATALOG / "images" / category).glob("*.jpg"))[:3]:
+            shutil.copyfile(photo, data / category / photo.name)
+    result = run("fine-tune", "--data", data, "--out", tmp_path / "out", "--from", tiny_model, "--epochs", 1,
+                 "--embedding-dim", 8, "--batch-size", 4, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert Featurizer(tmp_path / "out").dim == 8  # an embedding head: the zoo-network recipe

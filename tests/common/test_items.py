@@ -1,0 +1,96 @@
+"""The items table of a bundle: written by build-index, read by local_search and the display."""
+import json
+import shutil
+import sqlite3
+
+import pytest
+
+from cloud_sync.indexing.build_index import build_bundle
+from components.common.bundle import INDEX_FILE, ITEMS_FILE, THUMBNAIL_DIR, write_manifest
+from components.common.errors import BundleError
+from components.common.items import ITEM_COLUMNS, ItemStore, write_items
+from components.common.messages import ITEM_FIELDS, Match
+from tests.conftest import DEMO_CATALOG
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "demo"
+    build_bundle(DEMO_CATALOG, tiny_model, out, progress=False)
+    return out
+
+
+def row(n: int, **fields) -> dict:
+    return {"item_id": f"item-{n}", "title": f"Item {n}", "category": "hat", "price": "9.99", "location": "Aisle 3",
+            "url": "", "thumbnail": f"{THUMBNAIL_DIR}/{n}.jpg", "image": f"img/{n}.jpg", "extra": {"colour": "grey"},
+            **fields}
+
+
+def small_bundle(path, rows) -> ItemStore:
+    """A bundle with these item rows and a stand-in index file (ItemStore never reads it)."""
+    (path / THUMBNAIL_DIR).mkdir(parents=True)
+    for n in range(len(rows)):
+        (path / THUMBNAIL_DIR / f"{n}.jpg").write_bytes(b"jpeg")
+    (path / INDEX_FILE).write_bytes(b"not an index")
+    write_items(path / ITEMS_FILE, rows)
+    write_manifest(path, {"index_version": 3, "item_count": len(rows), "metric": "cosine", "index": {},
+                          "model": {"fingerprint": "f" * 64}})
+    return ItemStore.open(path)
+
+
+def test_the_table_holds_the_match_fields_plus_what_stays_in_the_bundle(tmp_path):
+    write_items(tmp_path / ITEMS_FILE, [row(0)])
+    columns = [c[1] for c in sqlite3.connect(tmp_path / ITEMS_FILE).execute("PRAGMA table_info(items)")]
+    assert set(columns) == {"faiss_id", *ITEM_COLUMNS}
+    assert set(ITEM_COLUMNS) == set(ITEM_FIELDS) | {"image", "extra"}
+
+
+def test_rows_are_read_back_by_faiss_id_and_make_matches(tmp_path):
+    store = small_bundle(tmp_path / "bundle", [row(0), row(1, title="Red dress", category="dress", price="")])
+    rows = store.items([1, 0, 7])
+    assert set(rows) == {0, 1} and rows[1]["title"] == "Red dress" and rows[0]["extra"] == {"colour": "grey"}
+    assert rows[0]["image"] == "img/0.jpg" and store.thumbnail_path(rows[1]) == store.path / "thumbnails/1.jpg"
+    match = Match.from_item(1, 0.8, 1, rows[1])
+    assert (match.item_id, match.category, match.price, match.thumbnail) == ("item-1", "dress", "", "thumbnails/1.jpg")
+    assert len(store) == 2 and store.version == 3 and store.model_fingerprint == "f" * 64
+
+
+def test_a_row_without_every_column_is_refused_before_anything_is_written(tmp_path):
+    broken = row(1)
+    del broken["image"]
+    with pytest.raises(ValueError, match=r"item row 1 \(item-1\) lacks image"):
+        write_items(tmp_path / ITEMS_FILE, [row(0), broken])
+    assert not (tmp_path / ITEMS_FILE).exists()
+
+
+def test_keyword_search_matches_words_and_prefixes(bundle_dir):
+    store = ItemStore.open(bundle_dir)
+    shoes = store.keyword_search("shoes", limit=100)
+    assert len(shoes) == 20 and all(store.items([i])[i]["category"] == "shoes" for i in shoes)
+    jackets = store.keyword_search("jack")
+    assert jackets and all("jacket" in store.items([i])[i]["title"].lower() for i in jackets)
+    red_dresses = store.keyword_search("red dress")
+    assert red_dresses and all(store.items([i])[i]["title"] == "Red dress" for i in red_dresses)
+    assert set(store.keyword_search("footwear", limit=100)) == set(shoes)  # the location column
+    assert store.keyword_search("zebra") == []
+    with pytest.raises(ValueError, match="at least one word"):
+        store.keyword_search("  !! ")
+
+
+def test_the_item_store_reads_metadata_without_the_faiss_index(bundle_dir, tmp_path):
+    """The display opens only items and thumbnails: a second copy of the index is not loaded."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    (copy / "index.faiss").write_bytes(b"not read by the display")
+    store = ItemStore.open(copy)
+    assert len(store) == 200 and store.version == json.loads((bundle_dir / "manifest.json").read_text())["index_version"]
+    [hat] = store.items(store.keyword_search("grey hat")[:1]).values()
+    assert hat["category"] == "hat" and store.thumbnail_path(hat).is_file()
+    assert hat["extra"]["colour"]  # extra catalog columns are kept as metadata
+    with open(copy / "items.sqlite", "r+b") as handle:
+        handle.seek(200)
+        byte = handle.read(1)
+        handle.seek(200)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(BundleError, match="items.sqlite: sha256"):
+        ItemStore.open(copy)
