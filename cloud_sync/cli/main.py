@@ -6,6 +6,7 @@ import os
 import click
 
 from cloud_sync.cli.components_commands import build_components, publish_components
+from cloud_sync.cli.config_commands import validate_config
 from cloud_sync.cli.evaluate_command import evaluate
 from cloud_sync.cli.index_commands import list_indexes, publish_index, rollback_index
 from cloud_sync.cli.indexing_commands import build_index
@@ -27,3 +28,4 @@ def main():
 for command in (import_featurizer, export_featurizer, fine_tune, build_index, evaluate, publish_index, list_indexes,
                 rollback_index, telemetry_report, search_image, build_components, publish_components, demo, bench):
     main.add_command(command)
+main.add_command(validate_config)

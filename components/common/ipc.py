@@ -19,13 +19,19 @@ CALL_TIMEOUT_S = 10.0
 
 
 class Ipc:
-    def __init__(self, client=None):
+    def __init__(self, client=None, *, owns_client: bool = True):
         from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
         self.client = client or GreengrassCoreIPCClientV2()
+        self._owns_client = owns_client
         self._operations = []
         self._lock = threading.Lock()
         self.publish_failures = 0
+
+    def scoped(self) -> Ipc:
+        """The same connection, with subscriptions of its own: its `close()` ends only those
+        (a component rebuilt in the same process drops the old instance's subscriptions)."""
+        return Ipc(self.client, owns_client=False)
 
     # --- local pub/sub -------------------------------------------------------
     def publish_json(self, topic: str, message: dict) -> None:
@@ -94,6 +100,33 @@ class Ipc:
         with self._lock:
             self._operations.append(operation)
 
+    def on_validate_configuration(self, validate: Callable[[dict], str | None]) -> None:
+        """Answer every deployment's proposed configuration: `validate(configuration)` returns
+        None to accept it, or the reason it is refused (sent back, and the deployment fails
+        without changing anything). The nucleus asks only one subscriber per component."""
+        from awsiot.greengrasscoreipc.model import ConfigurationValidityReport, ConfigurationValidityStatus
+
+        def on_event(event) -> None:
+            proposal = event.validate_configuration_update_event
+            try:
+                reason = validate(dict(proposal.configuration or {}))
+            except Exception as exc:  # refuse what could not be checked, and say why
+                log.exception("configuration validation failed")
+                reason = f"validation failed ({type(exc).__name__}: {exc})"
+            status = ConfigurationValidityStatus.ACCEPTED if reason is None else ConfigurationValidityStatus.REJECTED
+            report = ConfigurationValidityReport(status=status, deployment_id=proposal.deployment_id,
+                                                 message=reason or "")
+            try:
+                self.client.send_configuration_validity_report_async(
+                    configuration_validity_report=report).result(CALL_TIMEOUT_S)
+            except Exception as exc:  # e.g. the deployment timed out waiting: it failed already
+                log.warning("configuration validity report not taken (%s: %s)", type(exc).__name__, exc)
+
+        _, operation = self.client.subscribe_to_validate_configuration_updates(
+            on_stream_event=on_event, on_stream_error=lambda e: False)
+        with self._lock:
+            self._operations.append(operation)
+
     def update_state(self, state: str) -> None:
         self.client.update_state_async(state=state).result(CALL_TIMEOUT_S)
 
@@ -105,7 +138,8 @@ class Ipc:
                 operation.close()
             except Exception:  # closing a stream the nucleus already dropped
                 pass
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
 
     def _log_failure(self, future, topic: str) -> None:
         error = future.exception()

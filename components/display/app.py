@@ -88,9 +88,10 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
     def search_page():
         if request.method == "GET" and "q" not in request.args:
             return render_template("search.html", result=None, form={"q": "", "mode": "hard"},
-                                   accepted=ACCEPTED, settings=settings)
+                                   accepted=ACCEPTED, settings=search.settings)
         form, result = _run_search(search)
-        return render_template("search.html", result=result, form=form, accepted=ACCEPTED, settings=settings)
+        return render_template("search.html", result=result, form=form, accepted=ACCEPTED,
+                               settings=search.settings)  # live settings (max_clip_s) as they are now
 
     @app.route("/api/search", methods=["GET", "POST"])
     def api_search():

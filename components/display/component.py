@@ -46,6 +46,12 @@ class DisplayComponent:
         self.hub.close()
         self.server.stop()
 
+    def apply_settings(self, settings: DisplaySettings) -> None:
+        """Take new `live` settings (see settings.py) while serving: the kiosk state, the staff
+        search and the ticker read them from here on; a search already waiting keeps its timeout."""
+        self.settings = self.state.settings = self.web.search.settings = settings
+        self.searches.timeout_s = settings.upload_timeout_s
+
     def handle_match(self, data: dict) -> None:
         """Answers to uploads go to their waiting search; camera results to the kiosk."""
         message = MatchesMessage.from_json(data)  # MessageError: logged and dropped by Ipc

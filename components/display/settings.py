@@ -1,15 +1,26 @@
-"""The display's settings: one table (key, default, help), read from its Greengrass configuration."""
+"""The display's settings: one table (key, default, help), read from its Greengrass configuration.
+
+Settings marked `live` take effect in the running component on a configuration update;
+changing any other one rebuilds the component (pages served again, subscriptions renewed).
+See `components/common/settings.py`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from components.common.settings import setting
 
 COMPONENT = "display"
+GREENGRASS_NAME = "com.visualsearch.Display"
 
 
 @dataclass(frozen=True)
 class DisplaySettings:
+    # Keys of older versions that a device may still hold: old name -> what became of it.
+    # They are logged and ignored, never refused. Add one here whenever a key is renamed or dropped.
+    RETIRED: ClassVar[dict[str, str]] = {}
+
     host: str = setting("127.0.0.1", "Address the pages are served on. Only this device by default; "
                                      "serving other machines (e.g. 0.0.0.0) must be set explicitly.")
     port: int = setting(8080, "TCP port of the pages (0 picks a free port and logs it).", min=0, max=65535)
@@ -17,22 +28,26 @@ class DisplaySettings:
                                   "empty = the bundle local_search announces in its status.")
     work_dir: str = setting("", "Directory where uploads are saved (under uploads/); empty = the "
                                 "current directory, which Greengrass sets to the component's work dir.")
-    upload_timeout_s: float = setting(15.0, "Seconds an upload search waits for its matches.", min=0.5, max=300.0)
+    upload_timeout_s: float = setting(15.0, "Seconds an upload search waits for its matches.", min=0.5, max=300.0,
+                                      live=True)
     max_upload_mb: float = setting(20.0, "Largest upload accepted, in MiB (larger: 413).", min=0.1, max=500.0)
-    max_clip_s: float = setting(30.0, "Longest video clip accepted, in seconds.", min=1.0, max=600.0)
-    keep_uploads: int = setting(20, "Uploaded files kept on disk; older ones are deleted.", min=1, max=1000)
+    max_clip_s: float = setting(30.0, "Longest video clip accepted, in seconds.", min=1.0, max=600.0, live=True)
+    keep_uploads: int = setting(20, "Uploaded files kept on disk; older ones are deleted.", min=1, max=1000,
+                                live=True)
     idle_after_s: float = setting(20.0, "Seconds without a camera match before the kiosk shows its idle screen.",
-                                  min=1.0)
+                                  min=1.0, live=True)
     status_timeout_s: float = setting(35.0, "A watched component with no status for this long is shown as down.",
-                                      min=1.0)
+                                      min=1.0, live=True)
     watched_components: str = setting("featurizer,local_search,display", "Comma-separated components whose "
                                       "status the kiosk watches (each needs a subscribe policy in the recipe); "
                                       "the display's own status coming back proves its IPC link works.")
     history_size: int = setting(8, "Recent camera queries kept and shown.", min=1, max=100)
     max_event_clients: int = setting(16, "Live-update (SSE) connections served at once (more: 503).",
                                      min=1, max=256)
-    keyword_limit: int = setting(24, "Items shown for a keyword search without an image.", min=1, max=500)
-    status_interval_s: float = setting(10.0, "Seconds between this component's status messages.", min=1.0)
+    keyword_limit: int = setting(24, "Items shown for a keyword search without an image.", min=1, max=500,
+                                  live=True)
+    status_interval_s: float = setting(10.0, "Seconds between this component's status messages.", min=1.0,
+                                       live=True)
 
     def watched(self) -> list[str]:
         return [name.strip() for name in self.watched_components.split(",") if name.strip()]

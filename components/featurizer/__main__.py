@@ -3,7 +3,8 @@ import sys
 from pathlib import Path
 
 from components.common.component_main import run_component
-from components.featurizer.component import COMPONENT, FeaturizerComponent, FeaturizerSettings
+from components.featurizer.component import FeaturizerComponent
+from components.featurizer.settings import COMPONENT, FeaturizerSettings
 
 ARTIFACT_ROOT = Path(__file__).resolve().parents[2]  # what the artifact zip unpacks to
 

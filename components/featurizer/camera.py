@@ -3,8 +3,9 @@
 `open_source(spec, loop, realtime)` returns a source whose `read()` gives a `Frame` or raises
 `CameraError`; `SourceEnded` (a CameraError) means a video file or folder reached its end
 without `loop`, so reopening would not help. `ReconnectingSource` keeps a source open
-through failures (a camera unplugged, a stream that drops), waiting as `Backoff` says
-between attempts. `sample_clip` reads an uploaded video clip at one frame per second.
+through failures (a camera unplugged, a stream that drops), waiting as its `Backoff`
+(components/common/backoff.py) says between attempts. `sample_clip` reads an uploaded
+video clip at one frame per second.
 
 Files and folders are paced at their frame rate when `realtime`. Without it they are read
 as fast as the caller asks, and `capture_time` is the time the frame would have been taken
@@ -20,6 +21,7 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 
+from components.common.backoff import Backoff
 from components.common.errors import ImageError, VisualSearchError
 from components.featurizer.preprocess import read_image
 
@@ -204,22 +206,6 @@ def sample_clip(path: str, every_s: float = 1.0, max_frames: int = 60) -> list[F
     if not frames:
         raise ClipError(f"{path}: no decodable frame in the clip")
     return frames
-
-
-class Backoff:
-    """Delays between reconnect attempts: initial, doubled after each failure, capped."""
-
-    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0, factor: float = 2.0):
-        self.initial_s, self.max_s, self.factor = initial_s, max_s, factor
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.initial_s * self.factor ** self.failures, self.max_s)
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class ReconnectingSource:

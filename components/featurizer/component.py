@@ -19,41 +19,17 @@ from dataclasses import dataclass
 from components.common.errors import VisualSearchError
 from components.common.messages import (FEATURES, QUERIES, FeatureMessage, MessageError, QueryMessage,
                                         new_id, status_message, status_topic)
-from components.common.settings import setting
+from components.common.backoff import Backoff
 from components.featurizer import camera
 from components.featurizer.camera import ClipError, Frame
 from components.featurizer.frames import crop_to_box, distinct_frames, load_query_image, thumbnail_b64
-from components.featurizer.trigger import Decision, SearchTrigger, StillTrigger, TriggerSettings
+from components.featurizer.settings import COMPONENT, FeaturizerSettings
+from components.featurizer.trigger import Decision, SearchTrigger, StillTrigger
 
 log = logging.getLogger("featurizer")
-COMPONENT = "featurizer"
 COUNTS = ("frames", "searches", "published", "queries", "failed_queries", "bad_queries", "errors")
 STATES = {"starting": "starting", "connected": "running", "reconnecting": "camera_lost",
           "ended": "camera_ended", "failed": "error"}  # camera state -> component state
-
-
-@dataclass(frozen=True)
-class FeaturizerSettings(TriggerSettings):
-    camera: str = setting("0", "camera index or device (/dev/video0), video file, folder of images, "
-                               "or rtsp:// / http(s):// stream URL")
-    model_dir: str = setting("models/demo-featurizer", "featurizer directory; a relative path is looked up "
-                                                       "in the working directory, then in the artifact")
-    loop_video: bool = setting(False, "start a video file or image folder again when it ends")
-    realtime: bool = setting(True, "play video files and folders at their frame rate (false: as fast as read)")
-    image_s: float = setting(2.0, "seconds each image of a folder source is shown", min=0.1, max=3600)
-    crop_to_item: bool = setting(True, "featurize the item's bounding box (plus a margin), not the whole frame")
-    thumbnail_px: int = setting(96, "longest side of the JPEG thumbnail in feature messages (0: none)",
-                                min=0, max=256)
-    clip_every_s: float = setting(1.0, "seconds between the frames of an uploaded video clip that are searched",
-                                  min=0.1, max=60)
-    clip_max_frames: int = setting(30, "most frames of one clip that are featurized", min=1, max=300)
-    clip_duplicate_similarity: float = setting(
-        0.97, "a clip frame whose cosine similarity to the last kept frame is above this is dropped",
-        min=0, max=1)
-    status_interval_s: float = setting(10.0, "seconds between status reports", min=0.5, max=3600)
-    reconnect_initial_s: float = setting(0.5, "first wait before reopening a failed camera (doubles on "
-                                              "each failure)", min=0.01, max=60)
-    reconnect_max_s: float = setting(30.0, "longest wait between camera reopen attempts", min=0.1, max=3600)
 
 
 @dataclass
@@ -133,6 +109,11 @@ class FeaturizerComponent:
         except Exception as exc:  # the nucleus may be gone already: status is best effort
             log.info("last status not sent (%s)", type(exc).__name__)
 
+    def apply_settings(self, settings: FeaturizerSettings) -> None:
+        """Take new `live` settings (see settings.py) while running: the camera thread passes
+        trigger thresholds on at its next frame; the rest is read where it is used."""
+        self.settings = settings
+
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
@@ -160,13 +141,16 @@ class FeaturizerComponent:
         s = self.settings
         source = camera.ReconnectingSource(
             lambda: self._open_source(s.camera, loop=s.loop_video, realtime=s.realtime, image_s=s.image_s),
-            camera.Backoff(s.reconnect_initial_s, s.reconnect_max_s), self._stop.wait, self._camera_changed)
+            Backoff(s.reconnect_initial_s, s.reconnect_max_s, jitter=0), self._stop.wait, self._camera_changed)
         stills, trigger, connection = StillTrigger(s.max_rate_hz), SearchTrigger(s), 0
         try:
             while not self._stop.is_set():
                 frame = source.read()
                 if frame is None:
                     break
+                if self.settings is not s:  # applied live: new trigger thresholds, same scene
+                    s = self.settings
+                    trigger.settings, stills.period = s, 1.0 / s.max_rate_hz
                 if source.connections != connection:  # a reopened camera may look at another scene
                     trigger, connection = SearchTrigger(s), source.connections
                 self.count("frames")

@@ -24,40 +24,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from components.common.settings import setting
+from components.featurizer.settings import TriggerSettings
 
 VIEW_SIZE = (64, 48)  # width, height of the view the trigger compares
 _NEIGHBOURS = np.ones((3, 3), np.uint8)
-
-
-@dataclass(frozen=True)
-class TriggerSettings:
-    max_rate_hz: float = setting(2.0, "at most this many camera searches per second", min=0.01, max=30)
-    pixel_threshold: float = setting(
-        14.0, "grey levels (0-255) by which a pixel of the 64x48 view must differ to count as changed",
-        min=1, max=255)
-    present_fraction: float = setting(
-        0.04, "share of the view that must differ from the empty scene for an item to be present",
-        min=0.001, max=1)
-    motion_fraction: float = setting(
-        0.01, "share of the view that may change between two frames while the item counts as steady",
-        min=0, max=1)
-    steady_s: float = setting(0.4, "seconds the item must be held steady before a search", min=0, max=10)
-    change_fraction: float = setting(
-        0.25, "share of the item's area that must differ from the last searched view to search again",
-        min=0.01, max=1)
-    new_track_fraction: float = setting(
-        0.6, "share of the item's area that must differ from the last searched view to call it a new item "
-        "(new track id) although the scene never emptied", min=0.01, max=1)
-    empty_gap_s: float = setting(
-        0.5, "seconds the scene must stay empty before the next item gets a new track id", min=0, max=60)
-    background_s: float = setting(
-        1.0, "seconds watched at start to learn the empty scene (the kiosk must start empty)", min=0, max=60)
-    background_tau_s: float = setting(
-        10.0, "time constant (s) with which the empty scene follows slow lighting changes", min=0.1, max=3600)
-    absorb_after_s: float = setting(
-        30.0, "a scene held steady this long becomes background: an item left on the counter stops "
-        "triggering", min=1, max=86400)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 import sys
 
 from components.common.component_main import run_component
-from components.local_search.component import COMPONENT, LocalSearchComponent, LocalSearchSettings
+from components.local_search.component import LocalSearchComponent
+from components.local_search.settings import COMPONENT, LocalSearchSettings
 
 
 def build(ipc, settings: LocalSearchSettings) -> LocalSearchComponent:
@@ -17,9 +18,8 @@ def build(ipc, settings: LocalSearchSettings) -> LocalSearchComponent:
     from components.local_search.search import IndexBundle
     from components.local_search.telemetry import Telemetry
 
-    if not settings.bundle_dir and not settings.index_bucket:
-        raise SettingsError(f"{COMPONENT}.bundle_dir: not set, and no index_bucket to sync from "
-                            f"(set one of them: the index bundle to serve)")
+    if settings.problems():
+        raise SettingsError("; ".join(settings.problems()))
     store = BundleStore(resolve_index_dir(settings.index_dir)) if settings.index_bucket else None
     bundle, source = (store.open_current(), "s3") if store else (None, "")
     if bundle is None and settings.bundle_dir:

@@ -8,39 +8,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 from components.common import messages
+from components.common.backoff import Backoff
 from components.common.messages import FeatureMessage, Match, MatchesMessage, StatusMessage
-from components.common.settings import setting
 from components.local_search.bundle_store import BundleStore, resolve_index_dir
-from components.local_search.index_sync import Backoff, IndexSync
+from components.local_search.index_sync import IndexSync
 from components.local_search.search import IndexBundle
 from components.local_search.serving import ServingIndex
+from components.local_search.settings import COMPONENT, LocalSearchSettings
 from components.local_search.smoothing import RankSmoother
 
 log = logging.getLogger("local_search")
-COMPONENT = "local_search"
-
-
-@dataclass(frozen=True)
-class LocalSearchSettings:
-    bundle_dir: str = setting("", "Index bundle served when nothing has been synced from S3 yet (with "
-                                  "index_bucket set, the last synced version wins once there is one).")
-    top_k: int = setting(5, "Matches shown per query.", min=1, max=50)
-    min_score: float = setting(0.35, "Cosine similarity below which a match is not shown; "
-                                     "no match above it is a 'no good match' result.", min=-1.0, max=1.0)
-    smoothing_window: int = setting(3, "Queries of the same held item averaged to keep the ranking steady "
-                                       "(1 = off).", min=1, max=20)
-    status_interval_s: float = setting(10.0, "Seconds between status messages.", min=1.0)
-    index_bucket: str = setting("", "S3 bucket that publish-index writes to; empty = no sync, serve bundle_dir only.")
-    index_prefix: str = setting("", "Key prefix under the bucket (bundles are under <prefix>/indexes/).")
-    index_dir: str = setting("indexes", "Where synced bundles are kept on the device "
-                                        "(relative paths are under the component's work directory).")
-    poll_interval_s: float = setting(300.0, "Seconds between checks of the LATEST pointer in S3 "
-                                            "(an index-updated message from IoT Core triggers one at once).",
-                                     min=0.1)
-    telemetry_interval_s: float = setting(60.0, "Seconds of usage aggregated into one telemetry record.", min=0.01)
-    telemetry_queue_max: int = setting(10080, "Telemetry records kept on disk while offline (10080 = 7 days "
-                                              "of minutes); beyond it the oldest are dropped and counted.",
-                                       min=10)
 
 
 @dataclass(frozen=True)
@@ -61,7 +38,7 @@ class LocalSearchComponent:
 
     def __init__(self, ipc, settings: LocalSearchSettings, bundle: IndexBundle | None = None, *,
                  index_source: str = "bundle_dir", store: BundleStore | None = None,
-                 backoff: Backoff = Backoff()):
+                 backoff: Backoff | None = None):
         self.ipc = ipc
         self.settings = settings
         self.serving = ServingIndex(bundle)
@@ -91,6 +68,18 @@ class LocalSearchComponent:
         """The model a new bundle must be built for: the featurizer's, else the served bundle's."""
         bundle = self.serving.bundle
         return self._featurizer_fingerprint or (bundle.model_fingerprint if bundle is not None else None)
+
+    def apply_settings(self, settings: LocalSearchSettings) -> None:
+        """Take new `live` settings (see settings.py) while serving: top_k and min_score apply
+        from the next query, a new smoothing window starts its averages over, a new poll
+        interval checks S3 at once and then keeps the new pace."""
+        old, self.settings = self.settings, settings
+        if settings.smoothing_window != old.smoothing_window:
+            with self._lock:
+                self._smoothing = (self.serving.bundle, RankSmoother(settings.smoothing_window))
+        if self.sync is not None and settings.poll_interval_s != old.poll_interval_s:
+            self.sync.poll_interval_s = settings.poll_interval_s
+            self.sync.trigger()
 
     def start(self) -> None:
         self.ipc.subscribe_json(messages.FEATURES, self.handle_features)

@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from components.common import s3_layout
+from components.common.backoff import Backoff
 from components.common.bundle import manifest_digest, read_manifest
 from components.common.errors import BundleError
 from components.local_search.bundle_store import BundleStore, ModelMismatch, check_model
@@ -33,17 +32,6 @@ log = logging.getLogger("local_search")
 S3_ERRORS = (BotoCoreError, ClientError, Urllib3Error)
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Wait after `n` S3 failures in a row: base * 2**(n-1), capped, times a jitter in [0.5, 1]."""
-    base_s: float = 2.0
-    cap_s: float = 300.0
-
-    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(max(failures, 1) - 1, 40))
-        return ceiling * (0.5 + 0.5 * rand())
-
-
 class IndexSync:
     """`report(state, detail)` is called when the served index changes ("running") or a
     bundle is refused ("error"); `expected_fingerprint()` names the model bundles must fit."""
@@ -51,9 +39,10 @@ class IndexSync:
     def __init__(self, store: BundleStore, serving: ServingIndex, *, bucket: str, prefix: str,
                  poll_interval_s: float, expected_fingerprint: Callable[[], str | None],
                  report: Callable[[str, str], None], seed_dir: str | Path | None = None,
-                 backoff: Backoff = Backoff()):
+                 backoff: Backoff | None = None):
         self.store, self.serving, self.bucket, self.prefix = store, serving, bucket, prefix
-        self.poll_interval_s, self.backoff = poll_interval_s, backoff
+        self.poll_interval_s = poll_interval_s
+        self.backoff = backoff or Backoff(base_s=2.0, cap_s=300.0)  # S3 failures in a row: 2 s ... 5 min
         self._expected, self._report = expected_fingerprint, report
         self._seed = Path(seed_dir) if seed_dir else None
         self._wake, self._stop = threading.Event(), threading.Event()
@@ -65,15 +54,20 @@ class IndexSync:
         self.last_sync: float | None = None  # time of the last S3 call that succeeded
         self.last_error = ""
         self.refusal = ""  # why the bundle LATEST names is not used, while it names it
-        self.failures = 0
         self.retry_in_s: float | None = None  # while failing: the wait before the next try
         self.checks = 0
+
+    @property
+    def failures(self) -> int:
+        """S3 or disk failures in a row (0 once a check succeeds)."""
+        return self.backoff.failures
 
     @property
     def source(self) -> str:
         return f"s3://{self.bucket}/{s3_layout.latest_key(self.prefix)}"
 
     def start(self) -> None:
+        self.backoff.reset()  # a Backoff handed in may have counted failures of an earlier run
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -122,10 +116,10 @@ class IndexSync:
                 log.exception("index sync: unexpected error")
                 self.last_error, ok = f"{type(exc).__name__}: {exc}", False
             if ok:
-                self.failures, self.retry_in_s, delay = 0, None, self.poll_interval_s
+                self.backoff.reset()
+                self.retry_in_s, delay = None, self.poll_interval_s
             else:
-                self.failures += 1
-                delay = self.retry_in_s = self.backoff.delay(self.failures)
+                delay = self.retry_in_s = self.backoff.next_delay()
                 log.warning("index sync: %s; retrying in %.1f s (failure %d in a row)",
                             self.last_error, delay, self.failures)
 

@@ -9,7 +9,8 @@ has accepted it. Delivery is therefore at-least-once: a crash between the publis
 delete sends that record again after the restart, and the cloud drops the duplicate by its
 `record_id`. When a publish fails (the nucleus refuses it: offline with its spooler full, a
 missing policy; or it times out) the record stays queued and the sender backs off
-exponentially, capped at min(30 s, max(1 s, interval_s)).
+exponentially with jitter (`components/common/backoff.py`), capped at
+min(30 s, max(1 s, interval_s)).
 
 What the queue does and does not cover: while IoT Core is unreachable the nucleus accepts
 QoS 1 publishes into its MQTT spooler until it is full, and those records have then left
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from components.common import messages
+from components.common.backoff import Backoff
 from components.common.ipc import PUBLISH_TIMEOUT_S
 from components.common.telemetry import UsageRecord
 from components.local_search.telemetry_queue import TelemetryQueue
@@ -121,6 +123,7 @@ class Telemetry:
         self.queue = TelemetryQueue(Path(db_path), queue_max)
         self.started_at = clock()
         self.backoff_cap_s = backoff_cap(self.interval_s)
+        self.backoff = Backoff(FIRST_BACKOFF_S, self.backoff_cap_s)
         self.sent = 0
         self.publish_failures = 0
         self._lock = threading.Lock()
@@ -217,7 +220,7 @@ class Telemetry:
     def _send_loop(self) -> None:
         """Never ends on an error: each new kind of failure is logged with its type, repeats of
         it during one outage only at debug level, and the recovery once."""
-        backoff, failing = FIRST_BACKOFF_S, ""
+        failing = ""
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -226,17 +229,17 @@ class Telemetry:
                 self.publish_failures += 1
                 if self._stop.is_set():
                     return
-                failure = f"{type(exc).__name__}: {exc}"
+                failure, delay = f"{type(exc).__name__}: {exc}", self.backoff.next_delay()
                 log.log(logging.DEBUG if failure == failing else logging.WARNING,
                         "telemetry: sending failed, %d record(s) kept, retrying in %.1f s (%s)",
-                        self._queued(), backoff, failure)
+                        self._queued(), delay, failure)
                 failing = failure
-                self._stop.wait(backoff)
-                backoff = min(self.backoff_cap_s, backoff * 2)
+                self._stop.wait(delay)
                 continue
             if failing:
                 log.info("telemetry: sending again (%d record(s) sent)", sent)
-            backoff, failing = FIRST_BACKOFF_S, ""
+            self.backoff.reset()
+            failing = ""
             self._wake.wait(self.backoff_cap_s)
 
     # ---- helpers ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -16,12 +17,19 @@ class ComponentSpec:
 
     `access_control` defaults to `configuration["accessControl"]`, as on a device where it lives
     in the recipe's DefaultConfiguration; then configuration updates of it take effect at once.
+    `defaults` is what a deployment's `reset` goes back to: the recipe's DefaultConfiguration,
+    or the configuration the spec was made with.
     """
 
     name: str
     configuration: dict[str, Any] = field(default_factory=dict)
     access_control: dict[str, Any] | None = None
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    defaults: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.defaults is None:
+            self.defaults = copy.deepcopy(self.configuration)
 
     @classmethod
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> ComponentSpec:
@@ -124,3 +132,48 @@ def related(subscribed: KeyPath, changed: KeyPath) -> bool:
     """A change at `changed` concerns a subscriber of `subscribed` (one is under the other)."""
     shorter = min(len(subscribed), len(changed))
     return list(subscribed[:shorter]) == list(changed[:shorter])
+
+
+def json_pointer(pointer: str) -> list[str]:
+    """RFC 6901: "" is the whole document, "/a/b" the key b under a (~1 is "/", ~0 is "~")."""
+    if pointer == "":
+        return []
+    if not pointer.startswith("/"):
+        raise ValueError(f"reset path {pointer!r} is not a JSON pointer (it must start with /)")
+    return [part.replace("~1", "/").replace("~0", "~") for part in pointer[1:].split("/")]
+
+
+def merged(base: Any, update: Any) -> Any:
+    """`update` merged into `base`: mappings key by key, anything else replaced."""
+    if not (isinstance(base, Mapping) and isinstance(update, Mapping)):
+        return copy.deepcopy(update)
+    result = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        result[key] = merged(result[key], value) if key in result else copy.deepcopy(value)
+    return result
+
+
+def apply_update(current: Mapping[str, Any], defaults: Mapping[str, Any] | None,
+                 merge: Mapping[str, Any] | str | None = None, reset: Iterable[str] = ()) -> dict[str, Any]:
+    """The configuration a deployment's `configurationUpdate` gives a component: first `reset`
+    (JSON pointers; each key goes back to its default, or away when the defaults lack it; ""
+    resets everything), then `merge` (a mapping, or the JSON text a deployment document holds)."""
+    result = copy.deepcopy(dict(current))
+    defaults = defaults or {}
+    for pointer in reset:
+        path = json_pointer(pointer)
+        if not path:
+            result = copy.deepcopy(dict(defaults))
+            continue
+        default = lookup(defaults, path)
+        if exists(default):
+            assign(result, path, default)
+        else:
+            parent = lookup(result, path[:-1])
+            if isinstance(parent, dict):
+                parent.pop(path[-1], None)
+    if isinstance(merge, str):
+        merge = json.loads(merge) if merge.strip() else {}
+    if merge is not None and not isinstance(merge, Mapping):
+        raise ValueError(f"merge must be a JSON object, not {type(merge).__name__}")
+    return merged(result, merge or {})

@@ -10,12 +10,14 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from typing import Any, Callable, Iterable, Mapping
 
 from .config import ComponentSpec, specs_from
 from .iot_core import IoTCore, MqttMessage
 from .server import IpcServer
 from .services import Services
+from .validation import ACCEPTED, FAILED, SUCCEEDED, DeploymentResult
 
 SOCKET_ENV = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last one a NUL
@@ -154,8 +156,45 @@ class LocalNucleus:
         return self._call(lambda: copy.deepcopy(self.components[component].configuration))
 
     def set_configuration(self, component: str, path: Any, value: Any) -> None:
-        """Set a key path (["a", "b"] or "a/b"; empty for all) and notify its subscribers."""
+        """Set a key path (["a", "b"] or "a/b"; empty for all) and notify its subscribers, with
+        no validation (as a component's own UpdateConfiguration); `deploy` validates first."""
         self._call(self._services.set_configuration, component, path, value)
+
+    def deploy(self, component: str, merge: Mapping[str, Any] | str | None = None, reset: Iterable[str] = (),
+               timeout: float = 30.0) -> DeploymentResult:
+        """Change a configuration as a deployment's `configurationUpdate` does, validation first.
+
+        `reset` (JSON pointers: back to the defaults) then `merge` give the proposed
+        configuration. If the component subscribed to SubscribeToValidateConfigurationUpdates it
+        is sent the whole proposal and the change is made only when it answers ACCEPTED within
+        `timeout` seconds (a deployment's configurationValidationPolicy; 30 s by default);
+        REJECTED or no answer fail the deployment (FAILED_NO_STATE_CHANGE, the component's
+        message in `detail`) and nothing changes. Then SubscribeToConfigurationUpdate
+        subscribers hear each changed key. Call it from any thread but the server's.
+        """
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("deploy() waits for the component's answer: call it from another thread")
+        deployment_id = str(uuid.uuid4())
+        proposed, answer = self._call(self._services.propose, component, deployment_id, merge, list(reset))
+        if proposed is None:
+            return DeploymentResult(deployment_id, SUCCEEDED, "the configuration is already so")
+        if answer is not None:
+            try:
+                report = answer.result(timeout)
+            except concurrent.futures.TimeoutError:
+                self._call(self._services.validators.discard, component, deployment_id)
+                return DeploymentResult(deployment_id, FAILED, "Error while waiting for validation report for one "
+                                        f"or more components: {component} did not answer within {timeout:g} s")
+            if report["status"] != ACCEPTED:
+                return DeploymentResult(deployment_id, FAILED, "Components reported that their to-be-deployed "
+                                        f"configuration is invalid {{ name = {component}, "
+                                        f"message = {report['message']} }}")
+        self._call(self._services.set_configuration, component, [], proposed)
+        return DeploymentResult(deployment_id, SUCCEEDED)
+
+    def validators(self) -> list[str]:
+        """Components subscribed to SubscribeToValidateConfigurationUpdates."""
+        return self._call(self._services.validators.components)
 
     def subscriptions(self) -> list[tuple[str, str, Any]]:
         """Open subscriptions: (component, "pubsub" | "iotcore" | "configuration", target)."""

@@ -15,34 +15,14 @@ from typing import Any, Callable, Protocol
 
 from . import config, topics
 from .access import MQTTPROXY, PUBSUB, AccessPolicy
+from .errors import NS, IpcError, invalid, not_found, unauthorized
 from .iot_core import IoTCore, IoTCoreError, MqttMessage
+from .validation import Validators
 
 log = logging.getLogger(__name__)
-NS = "aws.greengrass#"
 RECEIVE_ALL = "RECEIVE_ALL_MESSAGES"
 RECEIVE_FROM_OTHERS = "RECEIVE_MESSAGES_FROM_OTHERS"
 STATES = ("RUNNING", "ERRORED")
-
-
-class IpcError(Exception):
-    """An error shape sent back as APPLICATION_ERROR (`aws.greengrass#<name>`)."""
-
-    def __init__(self, name: str, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.model_type = NS + name
-        self.body = {"message": message, **fields}
-
-
-def unauthorized(message: str) -> IpcError:
-    return IpcError("UnauthorizedError", message)
-
-
-def invalid(message: str) -> IpcError:
-    return IpcError("InvalidArgumentsError", message)
-
-
-def not_found(message: str = "Key not found") -> IpcError:
-    return IpcError("ResourceNotFoundError", message)
 
 
 class Stream(Protocol):
@@ -73,6 +53,7 @@ class Services:
         self._local: list[_Subscription] = []
         self._iot: list[_Subscription] = []
         self._config: list[_Subscription] = []
+        self.validators = Validators()
         # every authorization asked for: (component, service, operation, resource, allowed) -> count
         self.access_requests: Counter[tuple[str, str, str, str, bool]] = Counter()
         self.operations = {
@@ -83,6 +64,9 @@ class Services:
             NS + "GetConfiguration": Operation(self.get_configuration),
             NS + "SubscribeToConfigurationUpdate": Operation(self.subscribe_to_configuration_update,
                                                              NS + "ConfigurationUpdateEvents"),
+            NS + "SubscribeToValidateConfigurationUpdates": Operation(self.validators.subscribe,
+                                                                      NS + "ValidateConfigurationUpdateEvents"),
+            NS + "SendConfigurationValidityReport": Operation(self.validators.report),
             NS + "UpdateState": Operation(self.update_state),
         }
 
@@ -239,6 +223,17 @@ class Services:
                 if name == component and config.related(subscribed, changed):
                     event = {"configurationUpdateEvent": {"componentName": component, "keyPath": changed}}
                     sub.stream.send_event(NS + "ConfigurationUpdateEvents", event)
+
+    def propose(self, component: str, deployment_id: str, merge: Any, reset: Any):
+        """A deployment's first step: the configuration it would give `component`, and the
+        validator's future answer (None: no validator). (None, None) when nothing would change."""
+        if component not in self.specs:
+            raise KeyError(f"unknown component {component!r}")
+        spec = self.specs[component]
+        proposed = config.apply_update(spec.configuration, spec.defaults, merge, reset)
+        if proposed == spec.configuration:
+            return None, None
+        return proposed, self.validators.ask(component, deployment_id, proposed)
 
     def update_state(self, caller: str, request: dict, stream: Stream) -> dict:
         state = request.get("state")

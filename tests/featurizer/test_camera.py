@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from components.featurizer.camera import (Backoff, CameraError, CaptureSource, ClipError, Frame, Pacer,
-                                          ReconnectingSource, SourceEnded, open_source, sample_clip)
+from components.common.backoff import Backoff
+from components.featurizer.camera import (CameraError, CaptureSource, ClipError, Frame, Pacer, ReconnectingSource,
+                                          SourceEnded, open_source, sample_clip)
 
 FPS = 10
 
@@ -139,13 +140,6 @@ def test_a_file_that_is_not_a_video_or_a_folder_without_images_is_refused(tmp_pa
         open_source(str(tmp_path / "empty"))
 
 
-def test_backoff_doubles_caps_and_resets():
-    backoff = Backoff(initial_s=0.5, max_s=3.0)
-    assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
-    backoff.reset()
-    assert backoff.next_delay() == 0.5
-
-
 class FlakySource:
     """Opens on the third try, gives two frames, then fails as an unplugged camera does."""
 
@@ -167,7 +161,7 @@ class FlakySource:
 
 def test_reconnecting_source_retries_with_backoff_reports_and_resumes():
     opens, waits, changes = [], [], []
-    source = ReconnectingSource(lambda: FlakySource(opens), Backoff(0.1, 0.3),
+    source = ReconnectingSource(lambda: FlakySource(opens), Backoff(0.1, 0.3, jitter=0),
                                 wait=lambda s: waits.append(s) or False,
                                 on_change=lambda state, detail: changes.append(state))
     frames = [source.read() for _ in range(3)]
@@ -181,7 +175,7 @@ def test_reconnecting_source_stops_when_told_while_waiting():
     def never_opens():
         raise CameraError("gone")
 
-    source = ReconnectingSource(never_opens, Backoff(0.1, 0.3), wait=lambda s: True)
+    source = ReconnectingSource(never_opens, Backoff(0.1, 0.3, jitter=0), wait=lambda s: True)
     assert source.read() is None
 
 
