@@ -1,11 +1,9 @@
 """Helpers for tests that run components against the local nucleus stand-in."""
 from __future__ import annotations
 
-import queue
 from pathlib import Path
 
 from components.common import messages
-from components.common.ipc import Ipc
 from devkit.nucleus import ComponentSpec
 from devkit.nucleus.runner import load_recipe
 
@@ -18,24 +16,6 @@ DISPLAY = "com.visualsearch.Display"
 
 def recipe(name: str) -> dict:
     return load_recipe(RECIPES / f"{name}.yaml")
-
-
-class Inbox:
-    """Subscribe as a component and collect what arrives on a topic."""
-
-    def __init__(self, nucleus, component: str, topic: str):
-        self.ipc = Ipc(nucleus.connect(component))
-        self.messages: queue.Queue = queue.Queue()
-        self.ipc.subscribe_json(topic, self.messages.put)
-
-    def next(self, timeout: float = 10.0, where=lambda m: True) -> dict:
-        while True:
-            message = self.messages.get(timeout=timeout)
-            if where(message):
-                return message
-
-    def close(self) -> None:
-        self.ipc.close()
 
 
 OBSERVER = "com.visualsearch.TestObserver"

@@ -1,4 +1,4 @@
-"""deploy/deployment.json, the policies and the README's deployment section agree with the code."""
+"""deploy/deployment.json, the policies and docs/deployment.md agree with the code."""
 import json
 import re
 
@@ -21,10 +21,8 @@ def deployment() -> dict:
     return json.loads((DEPLOY / "deployment.json").read_text())
 
 
-def readme_section() -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index("## Deploying to a fleet\n")
-    return text[start:text.index("\n## ", start + 1)]
+def deployment_doc() -> str:
+    return (REPO / "docs" / "deployment.md").read_text()
 
 
 def json_blocks(text: str) -> list:
@@ -85,11 +83,11 @@ def test_policies_cover_what_the_components_use():
                     ("aws.greengrass#SubscribeToIoTCore", messages.IOT_INDEX_UPDATED)}
 
 
-def test_readme_shows_the_committed_documents_and_the_commands():
-    section = readme_section()
+def test_the_deployment_doc_shows_the_committed_documents_and_the_commands():
+    section = deployment_doc()
     blocks = json_blocks(section)
     for name in ("token-exchange-role-policy.json", "iot-policy.json", "deployment.json"):
-        assert json.loads((DEPLOY / name).read_text()) in blocks, f"README differs from deploy/{name}"
+        assert json.loads((DEPLOY / name).read_text()) in blocks, f"docs/deployment.md differs from deploy/{name}"
         assert f"deploy/{name}" in section
     for command in ("gdk component build", "visual-search build-components", "visual-search publish-components",
                     "aws greengrassv2 create-deployment --cli-input-json file://deploy/deployment.json",

@@ -66,6 +66,7 @@ def start_and_stop(recipe: dict, device: Device, configuration: dict) -> str:
     return output
 
 
+@pytest.mark.timeout(1800)  # a real pip install of the pinned wheels, bounded like the recipe's Install step
 @pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.package)
 def test_the_zip_installs_and_starts_in_a_fresh_venv(component, built, tmp_path, request):
     recipe = yaml.safe_load(built[component.name].recipe_path.read_text())

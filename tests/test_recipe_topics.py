@@ -8,7 +8,6 @@ failure, UnauthorizedError) or a grant nothing uses fails here.
 """
 import io
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -23,15 +22,10 @@ from devkit.nucleus.runner import KioskRunner
 from tests.conftest import DEMO_CATALOG, demo_image
 from tests.deploy_helpers import SETTINGS, grants
 from tests.kiosk_helpers import RECIPES, REPO, recipe
+from tests.support.network import free_port
 
 THING = "kiosk-topics-1"
 DEMO_VIDEO = REPO / "demo" / "video" / "demo.mp4"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def upload(url: str, data: bytes) -> int:

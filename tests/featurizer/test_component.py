@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
 import time
 import types
 
@@ -28,7 +27,9 @@ from components.featurizer.preprocess import read_image
 from devkit.nucleus import ComponentSpec, LocalNucleus
 from devkit.nucleus.runner import KioskRunner
 from tests.conftest import REPO, demo_image
-from tests.kiosk_helpers import DISPLAY, FEATURIZER, RECIPES, Inbox, recipe
+from tests.kiosk_helpers import DISPLAY, FEATURIZER, RECIPES, recipe
+from tests.support.inbox import Inbox
+from tests.support.waiting import wait_until
 
 DEMO_VIDEO = REPO / "demo" / "video" / "demo.mp4"
 TIMELINE = json.loads((REPO / "demo" / "video" / "timeline.json").read_text())
@@ -58,8 +59,8 @@ def start_kiosk(model):
         nucleus = LocalNucleus(components=[ComponentSpec.from_recipe(recipe(FEATURIZER)),
                                            ComponentSpec.from_recipe(recipe(DISPLAY)), feature_observer_spec()])
         nucleus.start()
-        kiosk = types.SimpleNamespace(nucleus=nucleus, features=Inbox(nucleus, OBSERVER, messages.FEATURES),
-                                      status=Inbox(nucleus, OBSERVER, FEATURIZER_STATUS),
+        kiosk = types.SimpleNamespace(nucleus=nucleus, features=Inbox.subscribe(nucleus, OBSERVER, messages.FEATURES),
+                                      status=Inbox.subscribe(nucleus, OBSERVER, FEATURIZER_STATUS),
                                       display=Ipc(nucleus.connect(DISPLAY)))
         options = {"camera": str(DEMO_VIDEO), "realtime": False, "status_interval_s": 0.5, **settings}
         kiosk.component = FeaturizerComponent(Ipc(nucleus.connect(FEATURIZER)), FeaturizerSettings(**options),
@@ -80,22 +81,6 @@ def ask(kiosk, **query) -> None:
     kiosk.display.publish_json(messages.QUERIES, QueryMessage(**query).to_json())
 
 
-def drain(inbox: Inbox, quiet_s: float = 1.0) -> list[dict]:
-    found = []
-    while True:
-        try:
-            found.append(inbox.messages.get(timeout=quiet_s))
-        except queue.Empty:
-            return found
-
-
-def wait_until(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def held_item(source_time: float) -> dict | None:
     return next((i for i in TIMELINE["items"] if i["hold_start_s"] <= source_time <= i["hold_end_s"]), None)
 
@@ -104,7 +89,7 @@ def test_held_items_of_the_demo_video_come_out_as_feature_messages(start_kiosk, 
     kiosk = start_kiosk()
     ended = kiosk.status.next(timeout=30, where=lambda m: m["state"] == "camera_ended")
     assert ended["frames"] == TIMELINE["frames"] and ended["searches"] >= len(TIMELINE["items"]) - 2
-    found = [FeatureMessage.from_json(m) for m in drain(kiosk.features)]
+    found = [FeatureMessage.from_json(m) for m in kiosk.features.drain()]
     assert len(found) >= 5  # only the newest search waits for the CNN: a few may be skipped
     assert len(found) == kiosk.component.counts["published"]
     for message in found:
@@ -123,7 +108,7 @@ def test_a_folder_of_photos_searches_each_photo_once(start_kiosk, tmp_path):
         (tmp_path / f"{n}.jpg").write_bytes(demo_image(category, 0).read_bytes())
     kiosk = start_kiosk(camera=str(tmp_path), image_s=0.6, realtime=True)
     kiosk.status.next(timeout=30, where=lambda m: m["state"] == "camera_ended")
-    found = [FeatureMessage.from_json(m) for m in drain(kiosk.features)]
+    found = [FeatureMessage.from_json(m) for m in kiosk.features.drain()]
     assert len(found) == 3 and len({m.track_id for m in found}) == 3
     assert {m.source for m in found} == {"camera"} and {m.source_time for m in found} == {-1.0}
 
@@ -160,7 +145,7 @@ def test_a_clip_is_answered_in_parts_one_per_distinct_second(start_kiosk, tmp_pa
                    key=lambda m: m["part"])  # callbacks run on a thread pool: any order
     assert [(p["part"], p["parts"]) for p in parts] == [(1, 3), (2, 3), (3, 3)]
     assert [p["source_time"] for p in parts] == [0.0, 2.0, 5.0] and {p["source"] for p in parts} == {"upload"}
-    assert not [m for m in drain(kiosk.features, 0.5) if m["query_id"] == "clip-1"]
+    assert not [m for m in kiosk.features.drain(0.5) if m["query_id"] == "clip-1"]
 
 
 def test_a_clip_with_no_decodable_frame_is_reported_by_name(start_kiosk, tmp_path):
@@ -183,7 +168,7 @@ def test_a_malformed_query_is_dropped_and_the_next_one_answered(start_kiosk):
     assert kiosk.features.next(where=lambda m: m["source"] == "upload")["query_id"] == "good"
     assert kiosk.status.next(where=lambda m: m.get("query_id") == "not-base64")["query_error"].startswith(
         "image_b64 is not base64")
-    wait_until(lambda: kiosk.component.counts["bad_queries"] == 2, "both bad queries counted")
+    wait_until(lambda: kiosk.component.counts["bad_queries"] == 2, 10, "both bad queries counted")
 
 
 def test_a_missing_camera_is_reported_and_the_component_keeps_serving(start_kiosk):
@@ -216,7 +201,8 @@ def test_the_featurizer_runs_as_a_process_from_its_recipe(tiny_model, tmp_path):
     with KioskRunner(RECIPES, REPO, tmp_path / "gg", only=[FEATURIZER], overrides=overrides,
                      extra_components=[feature_observer_spec()]) as runner:
         runner.wait_until_running(timeout=120)
-        status, features = (Inbox(runner.nucleus, OBSERVER, topic) for topic in (FEATURIZER_STATUS, messages.FEATURES))
+        status, features = (Inbox.subscribe(runner.nucleus, OBSERVER, topic)
+                            for topic in (FEATURIZER_STATUS, messages.FEATURES))
         assert status.next(timeout=30)["state"] in ("running", "starting")
         assert FeatureMessage.from_json(features.next(timeout=30)).source == "camera"
         status.close(), features.close()
@@ -273,7 +259,7 @@ def test_a_slow_featurizer_never_holds_the_camera_back():
     component = FeaturizerComponent(ipc, FeaturizerSettings(camera=str(DEMO_VIDEO), realtime=False), SlowFeaturizer())
     component.start()
     try:
-        wait_until(lambda: component.camera_state == "ended", "the whole video read", timeout=20)
+        wait_until(lambda: component.camera_state == "ended", 20, "the whole video read")
     finally:
         component.stop()
     counts = component.counts

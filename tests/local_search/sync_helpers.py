@@ -71,17 +71,6 @@ def publish(s3, bucket: str, prefix: str, bundle_dir: Path, *, flip: str | None 
     return pointer
 
 
-def wait_until(condition, timeout: float = 30.0, what: str = "the condition", every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
 class SwitchableProxy:
     """A TCP proxy on 127.0.0.1 in front of `target`; `set_up(False)` cuts every connection
     and refuses new ones (closed at once), as when the device loses its network."""
@@ -169,15 +158,16 @@ def running_device(nucleus, settings, backoff: Backoff = FAST_BACKOFF):
     from components.common.ipc import Ipc
     from components.common.messages import FeatureMessage
     from components.local_search.__main__ import build
-    from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, Inbox
+    from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH
+    from tests.support.inbox import Inbox
 
     component = build(Ipc(nucleus.connect(LOCAL_SEARCH)), settings)
     if component.sync is not None:
         component.sync.backoff = backoff
     events: list = []
     component.query_listeners.append(events.append)
-    status = Inbox(nucleus, DISPLAY, messages.status_topic("local_search"))
-    matches = Inbox(nucleus, DISPLAY, messages.MATCHES)
+    status = Inbox.subscribe(nucleus, DISPLAY, messages.status_topic("local_search"))
+    matches = Inbox.subscribe(nucleus, DISPLAY, messages.MATCHES)
     featurizer = Ipc(nucleus.connect(FEATURIZER))
 
     def send(vector, query_id: str, fingerprint: str | None = None, track_id: str = "") -> None:

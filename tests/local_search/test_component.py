@@ -14,7 +14,8 @@ from devkit.nucleus import ComponentSpec, LocalNucleus
 from components.local_search.component import LocalSearchComponent, LocalSearchSettings
 from components.local_search.search import IndexBundle
 from tests.conftest import DEMO_CATALOG, demo_image
-from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, Inbox, recipe
+from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, recipe
+from tests.support.inbox import Inbox
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def kiosk(bundle, request):
         settings = LocalSearchSettings(bundle_dir=str(bundle.path), min_score=min_score, smoothing_window=3)
         component = LocalSearchComponent(Ipc(nucleus.connect(LOCAL_SEARCH)), settings, bundle)
         component.start()
-        matches = Inbox(nucleus, DISPLAY, messages.MATCHES)
-        status = Inbox(nucleus, DISPLAY, messages.status_topic("local_search"))
+        matches = Inbox.subscribe(nucleus, DISPLAY, messages.MATCHES)
+        status = Inbox.subscribe(nucleus, DISPLAY, messages.status_topic("local_search"))
         featurizer_ipc = Ipc(nucleus.connect(FEATURIZER))
         yield featurizer_ipc, matches, status, component
         component.stop()

@@ -13,9 +13,10 @@ from components.common.ipc import Ipc
 from components.local_search.component import LocalSearchComponent, LocalSearchSettings, QueryEvent
 from components.local_search.search import IndexBundle
 from components.local_search.serving import ServingIndex
-from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, Inbox
-from tests.local_search.sync_helpers import (device_nucleus, make_bundle, publish, running_device, sync_settings,
-                                             wait_until)
+from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH
+from tests.local_search.sync_helpers import device_nucleus, make_bundle, publish, running_device, sync_settings
+from tests.support.inbox import Inbox
+from tests.support.waiting import wait_until
 
 PREFIX = "fleet/store-7"
 
@@ -153,7 +154,7 @@ def test_listeners_get_one_event_per_query_and_one_that_raises_breaks_nothing(bu
         component.query_listeners += [lambda event: 1 / 0, events.append]
         component.background += [Service(lifecycle, fail_stop=True), Service(lifecycle)]
         component.start()
-        matches = Inbox(nucleus, DISPLAY, messages.MATCHES)
+        matches = Inbox.subscribe(nucleus, DISPLAY, messages.MATCHES)
         featurizer = Ipc(nucleus.connect(FEATURIZER))
         far = np.ones(bundle.index.d, np.float32) / np.sqrt(bundle.index.d)
         for query_id, vector, fingerprint in (("hit", bundle.index.reconstruct(3), bundle.model_fingerprint),

@@ -13,7 +13,8 @@ from components.local_search.index_sync import Backoff, IndexSync
 from components.local_search.serving import ServingIndex
 from tests.local_search.sync_helpers import (FAST_BACKOFF, SwitchableProxy, device_nucleus, make_bundle,
                                              point_latest, publish, running_device, sync_settings, upload,
-                                             wait_until, with_fingerprint)
+                                             with_fingerprint)
+from tests.support.waiting import wait_until
 
 PREFIX = "fleet/store-7"
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +15,7 @@ from devkit.nucleus import ComponentSpec, LocalNucleus
 from devkit.nucleus.iot_core import IoTCore
 from components.local_search.telemetry import Telemetry, backoff_cap, percentiles
 from components.local_search.telemetry_queue import TelemetryQueue
+from tests.support.waiting import wait_until
 
 THING = "telemetry-test-1"
 TOPIC = messages.IOT_TELEMETRY.format(thing_name=THING)
@@ -81,14 +81,6 @@ def ipc(nucleus):
 
 def queued(telemetry: Telemetry) -> list[UsageRecord]:
     return [UsageRecord.from_json(q.payload) for q in telemetry.queue.oldest(10_000)]
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 # ---- aggregation ---------------------------------------------------------------------------

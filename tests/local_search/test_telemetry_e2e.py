@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from components.common.telemetry import UsageRecord
 from devkit.nucleus.runner import KioskRunner
 from tests.conftest import DEMO_CATALOG
 from tests.kiosk_helpers import LOCAL_SEARCH, RECIPES, REPO
+from tests.support.waiting import wait_until
 
 THING = "telemetry-e2e-kiosk"
 TOPIC = messages.IOT_TELEMETRY.format(thing_name=THING)
@@ -36,14 +36,6 @@ def bundle_dir(tiny_model, tmp_path_factory):
 def overrides(bundle_dir: Path) -> dict:
     """The recipe as it is (its accessControl must allow the telemetry topic), records every 20 ms."""
     return {"bundle_dir": str(bundle_dir), "telemetry_interval_s": 0.02, "telemetry_queue_max": 5000}
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def find_queue(work_dir: Path) -> Path | None:
@@ -70,6 +62,7 @@ def ids_spooled(iot) -> set[str]:
     return {UsageRecord.from_json(m.payload).record_id for m in iot.spooled if m.topic == TOPIC}
 
 
+@pytest.mark.timeout(900)  # above the waits' own deadlines, so a slow run fails with their message
 def test_records_made_offline_across_a_crash_all_arrive_once(bundle_dir, tmp_path):
     work = tmp_path / "gg"
     runner = KioskRunner(RECIPES, REPO, work, only=[LOCAL_SEARCH], thing_name=THING,

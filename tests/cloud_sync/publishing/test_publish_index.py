@@ -1,7 +1,6 @@
 """publish-index, list-indexes and rollback-index against a real moto S3/IoT server over HTTP."""
 import json
 import shutil
-import socket
 
 import boto3
 import pytest
@@ -15,6 +14,7 @@ from components.common.bundle import MANIFEST, manifest_digest, read_manifest, w
 from components.common.messages import IOT_INDEX_UPDATED
 from components.common.s3_layout import Pointer, bundle_key, latest_key
 from tests.conftest import demo_image
+from tests.support.network import free_port
 
 PREFIX = "store-12"
 
@@ -247,9 +247,7 @@ def test_s3_failures_are_one_line(aws_env, make_bundle, monkeypatch):
     result = run("publish-index", make_bundle(5), "--bucket", "no-such-bucket-here", "--prefix", PREFIX)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == "error: s3://no-such-bucket-here: no such bucket"
-    with socket.socket() as probe:  # a port where nothing listens
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = free_port()  # a port where nothing listens
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     result = run("list-indexes", "--bucket", "any-bucket", "--prefix", PREFIX)

@@ -1,7 +1,6 @@
 """A LocalNucleus with three components shaped like the product's, and real IPC clients."""
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import pytest
@@ -69,33 +68,3 @@ def connect(nucleus) -> Callable:
     yield _connect
     for client in clients:
         client.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a condition the server changes asynchronously (no event exists to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.01)
-
-
-class Inbox:
-    """Collects stream events from client callbacks; wait(n) blocks until n have arrived."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.events: list = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait(self, count: int = 1, timeout: float = 5.0) -> list:
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.events) >= count, timeout):
-                raise TimeoutError(f"{len(self.events)}/{count} events after {timeout}s")
-            return list(self.events)

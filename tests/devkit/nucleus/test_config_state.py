@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 from awsiot.greengrasscoreipc.model import InvalidArgumentsError, ResourceNotFoundError, ServiceError
 
-from tests.devkit.nucleus.conftest import COMPONENTS, Inbox
+from tests.devkit.nucleus.conftest import COMPONENTS
+from tests.support.inbox import Inbox
 
 FEATURIZER, SEARCH = "com.example.Featurizer", "com.example.LocalSearch"
 T = 5

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 from awsiot.greengrasscoreipc.model import QOS, ServiceError, UnauthorizedError
 
-from tests.devkit.nucleus.conftest import THING, Inbox
+from tests.devkit.nucleus.conftest import THING
+from tests.support.inbox import Inbox
 
 SEARCH, DISPLAY = "com.example.LocalSearch", "com.example.Display"
 TELEMETRY = f"visualsearch/{THING}/telemetry"

@@ -17,7 +17,8 @@ from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
 
 import awsiot.greengrasscoreipc
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-from tests.devkit.nucleus.conftest import COMPONENTS, FEATURES, wait_until
+from tests.devkit.nucleus.conftest import COMPONENTS, FEATURES
+from tests.support.waiting import wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -61,7 +62,7 @@ def test_subscriber_in_another_process_receives(nucleus, connect):
         assert proc.wait(T) == 0
     finally:
         stop(proc)
-    wait_until(lambda: nucleus.subscriptions() == [])
+    wait_until(lambda: nucleus.subscriptions() == [], what="no subscription left")
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def test_stand_in_runs_as_its_own_process(short_dir):
                                              payload=b"{}").result(T)
         finally:
             client.close()
-        wait_until(lambda: iot_log.exists() and iot_log.read_text().strip() != "")
+        wait_until(lambda: iot_log.exists() and iot_log.read_text().strip() != "", what="the IoT Core log")
         assert json.loads(iot_log.read_text())["topic"] == "visualsearch/proc-thing/telemetry"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(T) == 0

@@ -5,7 +5,9 @@ import pytest
 from awsiot.greengrasscoreipc.model import (BinaryMessage, InvalidArgumentsError, JsonMessage, PublishMessage,
                                             UnauthorizedError)
 
-from tests.devkit.nucleus.conftest import FEATURES, MATCHES, Inbox, wait_until
+from tests.devkit.nucleus.conftest import FEATURES, MATCHES
+from tests.support.inbox import Inbox
+from tests.support.waiting import wait_until
 
 FEATURIZER, SEARCH, DISPLAY = "com.example.Featurizer", "com.example.LocalSearch", "com.example.Display"
 T = 5  # seconds: every call below would otherwise block forever if the server misbehaved
@@ -108,10 +110,10 @@ def test_closed_subscription_and_disconnected_subscriber_are_removed(nucleus, co
     inbox, operation = subscribe(search, FEATURES)
     assert (SEARCH, "pubsub", FEATURES) in nucleus.subscriptions()
     operation.close().result(T)
-    wait_until(lambda: nucleus.subscriptions() == [])
+    wait_until(lambda: nucleus.subscriptions() == [], what="no subscription left")
     subscribe(search, FEATURES)
     search.close()
-    wait_until(lambda: nucleus.subscriptions() == [])
+    wait_until(lambda: nucleus.subscriptions() == [], what="no subscription left")
     publish(featurizer, FEATURES, json={"after": "close"})  # nobody left: still a success
     assert inbox.events == []
 

@@ -11,8 +11,10 @@ from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
 import awsiot.greengrasscoreipc
 from devkit.nucleus.eventstream import Header, Message, encode
 from devkit.nucleus.protocol import Flag, MessageType, metadata, rpc_message
-from tests.devkit.nucleus.conftest import FEATURES, Inbox, wait_until
+from tests.devkit.nucleus.conftest import FEATURES
 from tests.devkit.nucleus.raw import RawClient
+from tests.support.inbox import Inbox
+from tests.support.waiting import wait_until
 
 FEATURIZER, SEARCH = "com.example.Featurizer", "com.example.LocalSearch"
 T = 5
@@ -141,7 +143,7 @@ def test_subscriber_killed_mid_stream_is_cleaned_up(nucleus, connect):
                          payload=b'{"topic": "visualsearch/features"}'))
     assert raw.receive().header("service-model-type") == "aws.greengrass#SubscribeToTopicResponse"
     raw.close()  # no TERMINATE_STREAM: the process just went away
-    wait_until(lambda: nucleus.subscriptions() == [])
+    wait_until(lambda: nucleus.subscriptions() == [], what="no subscription left")
     featurizer = connect(FEATURIZER)
     featurizer.publish_to_topic_async(
         topic=FEATURES, publish_message=PublishMessage(json_message=JsonMessage(message={}))).result(T)

@@ -1,13 +1,13 @@
 """The local runner starts recipe Run steps as processes, restarts crashes, reports BROKEN."""
-import time
-
 import pytest
 
 from cloud_sync.indexing.build_index import build_bundle
 from components.common import messages
 from devkit.nucleus.runner import KioskRunner, substitute
 from tests.conftest import DEMO_CATALOG
-from tests.kiosk_helpers import LOCAL_SEARCH, OBSERVER, RECIPES, REPO, Inbox, observer_spec
+from tests.kiosk_helpers import LOCAL_SEARCH, OBSERVER, RECIPES, REPO, observer_spec
+from tests.support.inbox import Inbox
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -17,25 +17,16 @@ def bundle_dir(tiny_model, tmp_path_factory):
     return out
 
 
-def wait_until(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_killed_component_is_restarted_and_reports_running_again(bundle_dir, tmp_path):
     runner = KioskRunner(RECIPES, REPO, tmp_path / "gg", only=[LOCAL_SEARCH], extra_components=[observer_spec()],
                          overrides={LOCAL_SEARCH: {"bundle_dir": str(bundle_dir), "status_interval_s": 1.0}})
     with runner:
         runner.wait_until_running(timeout=120)
-        status = Inbox(runner.nucleus, OBSERVER, messages.status_topic("local_search"))
+        status = Inbox.subscribe(runner.nucleus, OBSERVER, messages.status_topic("local_search"))
         first_pid = runner.states()[LOCAL_SEARCH]["pid"]
         runner.kill(LOCAL_SEARCH)
         wait_until(lambda: runner.states()[LOCAL_SEARCH]["restarts"] == 1 and
-                   runner.states()[LOCAL_SEARCH]["pid"] != first_pid, what="restart")
+                   runner.states()[LOCAL_SEARCH]["pid"] != first_pid, 60, "restart")
         assert status.next(timeout=60)["component"] == "local_search"  # the new process publishes again
         assert runner.states()[LOCAL_SEARCH]["state"] == "RUNNING"
         status.close()
