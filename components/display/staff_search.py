@@ -8,7 +8,7 @@ from components.display.catalog import Catalog, CatalogUnavailable
 from components.display.results import FILTER_MODES, apply_keywords, card, keyword_cards, merge_parts, safe_thumbnail
 from components.display.settings import DisplaySettings
 from components.display.upload_search import QueryNotSent, SearchBusy, UploadSearches
-from components.display.uploads import UploadError, save_upload
+from components.display.uploads import UploadError, Uploads
 
 
 class StaffSearch:
@@ -16,7 +16,11 @@ class StaffSearch:
         self.settings = settings
         self.catalog = catalog
         self.searches = searches
-        self.upload_dir = upload_dir
+        self.uploads = Uploads(upload_dir)
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.uploads.directory
 
     @property
     def max_bytes(self) -> int:
@@ -50,13 +54,15 @@ class StaffSearch:
 
     def _visual(self, data: bytes, keywords: str, keyword_ids: list[int] | None, mode: str) -> dict:
         query_id = new_id()
-        saved = save_upload(data, query_id, self.upload_dir, max_bytes=self.max_bytes,
-                            max_clip_s=self.settings.max_clip_s, keep=self.settings.keep_uploads)
+        saved = self.uploads.save(data, query_id, max_bytes=self.max_bytes, max_clip_s=self.settings.max_clip_s,
+                                  keep=self.settings.keep_uploads)
         try:
             outcome = self.searches.search(QueryMessage(query_id=query_id, image_path=str(saved.path.resolve()),
                                                         kind=saved.kind))
         except (SearchBusy, QueryNotSent) as exc:
             raise UploadError(503, str(exc)) from None
+        finally:
+            self.uploads.release(saved.path, keep=self.settings.keep_uploads)
         if not outcome.answers:
             raise UploadError(504, f"no answer within {self.searches.timeout_s:g} s: the featurizer or "
                                    f"local_search is not running or is overloaded (see the kiosk's warnings)")

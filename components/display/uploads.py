@@ -1,9 +1,13 @@
 """Checking and saving an uploaded photo or clip. The content decides, never the file name:
 images must decode (JPEG, PNG, WebP), clips must be MP4 with at least one decodable frame.
+
+Several staff may upload at once: `Uploads` keeps the folder bounded while never deleting a
+file whose search is still in flight (the featurizer reads it after the query is sent).
 """
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +52,67 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def save_upload(data: bytes, query_id: str, upload_dir: Path, *, max_bytes: int, max_clip_s: float,
-                keep: int) -> SavedUpload:
-    """Check `data` by its content and save it as `<upload_dir>/<query_id>.<ext>` (UploadError if refused)."""
+class Uploads:
+    """The upload folder of one display. A saved upload is held until its search is done
+    (`release`); pruning keeps the newest `keep` files, never deletes a held one, and takes in
+    its stride files that vanish under it (another request or an operator deleting them)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._held: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def save(self, data: bytes, query_id: str, *, max_bytes: int, max_clip_s: float, keep: int) -> SavedUpload:
+        """Check `data` by its content and save it as `<directory>/<query_id>.<ext>` (UploadError if
+        refused). It is held from before its file exists: call `release(saved.path, keep)` after its search."""
+        media = _check(data, max_bytes)
+        path = self.hold(self.directory / f"{query_id}{EXTENSIONS[media]}")
+        try:
+            saved = _save(data, media, query_id, path, max_clip_s)
+        except BaseException:
+            self.release(path)
+            raise
+        self.prune(keep)
+        return saved
+
+    def hold(self, path: Path) -> Path:
+        with self._lock:
+            self._held.add(path)
+        return path
+
+    def release(self, path: Path, keep: int | None = None) -> None:
+        """Its search is over: pruning may take it from now on (and prunes to `keep` now, if given)."""
+        with self._lock:
+            self._held.discard(path)
+        if keep is not None:
+            self.prune(keep)
+
+    def prune(self, keep: int) -> None:
+        """Delete the oldest files not held until at most `keep` are left (held ones count)."""
+        with self._lock:
+            held = set(self._held)
+            free = []
+            for path in _listing(self.directory):
+                if path in held:
+                    continue
+                try:
+                    free.append((path.stat().st_mtime, path))
+                except FileNotFoundError:
+                    continue
+            free.sort(reverse=True)
+            for _, old in free[max(0, keep - len(held)):]:
+                old.unlink(missing_ok=True)
+
+
+def _listing(directory: Path) -> list[Path]:
+    try:
+        return [p for p in directory.iterdir() if p.is_file()]
+    except FileNotFoundError:
+        return []
+
+
+def _check(data: bytes, max_bytes: int) -> str:
+    """The media type of an upload by its content (UploadError if refused before decoding)."""
     if not data:
         raise UploadError(400, "the uploaded file is empty")
     if len(data) > max_bytes:
@@ -58,8 +120,12 @@ def save_upload(data: bytes, query_id: str, upload_dir: Path, *, max_bytes: int,
     media = sniff(data[:16])
     if media is None:
         raise UploadError(415, f"unsupported file type: the display accepts {ACCEPTED}")
-    upload_dir.mkdir(parents=True, exist_ok=True)
-    path = upload_dir / f"{query_id}{EXTENSIONS[media]}"
+    return media
+
+
+def _save(data: bytes, media: str, query_id: str, path: Path, max_clip_s: float) -> SavedUpload:
+    """Check that `data` decodes and save it as `path` (UploadError if refused)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if media == "mp4":
         saved = _save_clip(data, query_id, path, max_clip_s)
     else:
@@ -70,7 +136,6 @@ def save_upload(data: bytes, query_id: str, upload_dir: Path, *, max_bytes: int,
         path.write_bytes(data)
         saved = SavedUpload(query_id, path, "image", media, image.shape[1], image.shape[0], 0.0)
     os.chmod(path, 0o644)  # the featurizer reads it
-    prune(upload_dir, keep, protect=path)
     return saved
 
 
@@ -91,14 +156,6 @@ def _save_clip(data: bytes, query_id: str, path: Path, max_clip_s: float) -> Sav
         path.unlink(missing_ok=True)
         raise UploadError(400, f"the clip is {duration:.0f} s long; the limit is {max_clip_s:.0f} s")
     return SavedUpload(query_id, path, "video", "mp4", frame.shape[1], frame.shape[0], round(duration, 2))
-
-
-def prune(upload_dir: Path, keep: int, protect: Path | None = None) -> None:
-    """Delete all but the `keep` newest uploads (never `protect`), so the directory stays bounded."""
-    files = sorted((p for p in upload_dir.iterdir() if p.is_file() and p != protect),
-                   key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[max(0, keep - 1):]:
-        old.unlink(missing_ok=True)
 
 
 def find_upload(upload_dir: Path, query_id: str) -> Path | None:
