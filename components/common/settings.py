@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import typing
 from typing import Any, TypeVar, get_type_hints
 
 from components.common.errors import VisualSearchError
@@ -75,7 +76,8 @@ def describe(cls) -> list[tuple[str, Any, str]]:
 
 
 def defaults(cls) -> dict:
-    return {f.name: f.default for f in dataclasses.fields(cls)}
+    """The configuration a recipe ships: every key at its default ("" for an optional one not set)."""
+    return {f.name: "" if f.default is None else f.default for f in dataclasses.fields(cls)}
 
 
 def live_keys(cls) -> set[str]:
@@ -120,6 +122,11 @@ def _coerce(value, kind, f, path: str):
     def fail(expected: str):
         raise SettingsError(f"{path}: {value!r} is not {expected}")
 
+    options = typing.get_args(kind)
+    if type(None) in options:  # optional: null (or "") means "not set"
+        if value is None or value == "":
+            return None
+        kind = next(option for option in options if option is not type(None))
     if kind is bool:
         if isinstance(value, bool):
             result = value

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from components.common import messages
+from components.common.bundle import bundle_min_score
 from components.common.backoff import Backoff
 from components.common.messages import FeatureMessage, Match, MatchesMessage, StatusMessage
 from components.local_search.bundle_store import BundleStore, resolve_index_dir
@@ -141,15 +142,15 @@ class LocalSearchComponent:
                 if bundle is self.serving.bundle:
                     self._smoothing = (bundle, smoother)
             ranked = smoother.update(query.track_id, candidates)
-        top = [(fid, score) for fid, score in ranked
-               if score >= self.settings.min_score][: self.settings.top_k]
+        min_score = bundle_min_score(bundle.manifest, self.settings.min_score)
+        top = [(fid, score) for fid, score in ranked if score >= min_score][: self.settings.top_k]
         rows = bundle.items([fid for fid, _ in top])
         search_ms = 1000 * (time.perf_counter() - start)
         matches = [Match.from_item(rank, round(score, 4), fid, rows[fid])
                    for rank, (fid, score) in enumerate(top, start=1)]
         message = MatchesMessage.answering(
             query, index_version=bundle.version, model_fingerprint=bundle.model_fingerprint,
-            matches=matches, min_score=self.settings.min_score,
+            matches=matches, min_score=min_score,
             timings_ms={"featurize": round(query.featurize_ms, 2), "search": round(search_ms, 3),
                         "transit": round(1000 * (received - query.timestamp), 2),
                         "capture_to_publish": round(1000 * (time.time() - query.capture_time), 2)})

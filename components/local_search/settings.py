@@ -24,8 +24,10 @@ class LocalSearchSettings:
     bundle_dir: str = setting("", "Index bundle served when nothing has been synced from S3 yet (with "
                                   "index_bucket set, the last synced version wins once there is one).")
     top_k: int = setting(5, "Matches shown per query.", min=1, max=50, live=True)
-    min_score: float = setting(0.35, "Cosine similarity below which a match is not shown; "
-                                     "no match above it is a 'no good match' result.", min=-1.0, max=1.0, live=True)
+    min_score: float | None = setting(None, "Cosine similarity below which a match is not shown; no match "
+                                            "above it is a 'no good match' result. Empty: the index bundle's "
+                                            "calibrated min_score (0.35 for a bundle without one).",
+                                      min=-1.0, max=1.0, live=True)
     smoothing_window: int = setting(3, "Queries of the same held item averaged to keep the ranking steady "
                                        "(1 = off).", min=1, max=20, live=True)
     status_interval_s: float = setting(10.0, "Seconds between status messages.", min=1.0, live=True)

@@ -106,3 +106,37 @@ def test_recipe_defaults_are_the_settings_defaults():
     configuration = recipe(LOCAL_SEARCH)["ComponentConfiguration"]["DefaultConfiguration"]
     assert parse_settings(LocalSearchSettings, configuration, "local_search") == LocalSearchSettings()
     assert set(configuration) - {"accessControl"} == set(defaults(LocalSearchSettings))
+
+
+def test_unset_min_score_takes_the_bundles_calibrated_one(tiny_model, tmp_path):
+    from components.common.bundle import read_manifest, write_manifest
+
+    out = tmp_path / "calibrated"
+    build_bundle(DEMO_CATALOG, tiny_model, out, progress=False)
+    manifest = read_manifest(out)
+    manifest.pop("files")
+    write_manifest(out, {**manifest, "min_score": 0.999})
+    calibrated = IndexBundle.open(out)
+    specs = [ComponentSpec.from_recipe(recipe(name)) for name in (FEATURIZER, LOCAL_SEARCH, DISPLAY)]
+    with LocalNucleus(components=specs) as nucleus:
+        settings = parse_settings(LocalSearchSettings, {"bundle_dir": str(out), "min_score": ""}, "local_search")
+        assert settings.min_score is None
+        component = LocalSearchComponent(Ipc(nucleus.connect(LOCAL_SEARCH)), settings, calibrated)
+        component.start()
+        matches = Inbox.subscribe(nucleus, DISPLAY, messages.MATCHES)
+        featurizer_ipc = Ipc(nucleus.connect(FEATURIZER))
+        try:
+            near = Featurizer(tiny_model).featurize([read_image(demo_image("hat", 2))])[0]
+            far = np.random.default_rng(1).standard_normal(calibrated.index.d).astype(np.float32)
+            for query_id, vector in (("near", near), ("far", far / np.linalg.norm(far))):
+                featurizer_ipc.publish_json(messages.FEATURES, feature(vector, calibrated.model_fingerprint,
+                                                                       query_id=query_id).to_json())
+            near_answer = matches.next(where=lambda m: m["query_id"] == "near")
+            far_answer = matches.next(where=lambda m: m["query_id"] == "far")
+        finally:
+            component.stop()
+            for closable in (featurizer_ipc, matches, component.ipc):
+                closable.close()
+    assert near_answer["min_score"] == far_answer["min_score"] == 0.999
+    assert [m["item_id"] for m in near_answer["matches"]] == ["hat-003"]  # only the photo itself is that close
+    assert far_answer["no_match"] is True
