@@ -5,12 +5,12 @@ from pathlib import Path
 
 import click
 
-from cloud_sync.cli.options import expected_errors
+from cloud_sync.cli.options import expected_errors, model_option
 
 
 @click.command("build-index")
 @click.argument("catalog", type=click.Path(path_type=Path))
-@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Featurizer directory.")
+@model_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
 @click.option("--index", default="auto", show_default=True,
               help="'auto' (chosen from size, dimension and --memory-mb) or a faiss factory string such as HNSW32.")

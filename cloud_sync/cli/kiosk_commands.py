@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cloud_sync.cli.options import expected_errors
+from cloud_sync.cli.options import expected_errors, model_option
 
 
 @click.group()
@@ -15,7 +15,7 @@ def bench():
 
 
 @bench.command("featurizer")
-@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path))
+@model_option
 @click.option("--seconds", default=5.0, show_default=True, type=float, help="Time spent per batch size.")
 @expected_errors
 def bench_featurizer(model_dir, seconds):
@@ -70,8 +70,7 @@ def bench_kiosk(seconds, video, port):
 @bench.command("sync")
 @click.option("--catalog", type=click.Path(exists=True, path_type=Path), default=Path("demo/catalog"),
               show_default=True, help="Catalog both index versions are built from.")
-@click.option("--model", "model_dir", type=click.Path(exists=True, path_type=Path),
-              default=Path("models/demo-featurizer"), show_default=True)
+@model_option
 @expected_errors
 def bench_sync(catalog, model_dir):
     """Publish two index versions to a local S3 (moto on 127.0.0.1) and time the device's

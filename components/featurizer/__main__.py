@@ -1,5 +1,10 @@
 """`python -u -m components.featurizer`: the component's process under the nucleus."""
+import os
 import sys
+
+# MXNet 1.x computes on half the processors when this is unset (one of two cores on a kiosk);
+# it must be set before mxnet is imported. A deployment can still set its own.
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 from pathlib import Path
 
 from components.common.component_main import run_component
