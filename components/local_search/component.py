@@ -35,7 +35,7 @@ class QueryEvent:
 class LocalSearchComponent:
     """`bundle` is served at start (None: wait for the first one from S3, if index_bucket is
     set). `query_listeners` are called with a QueryEvent per feature message; `background`
-    services (start()/stop()) start and stop with the component."""
+    services (start()/stop(), optionally status_fields()) start and stop with the component."""
 
     def __init__(self, ipc, settings: LocalSearchSettings, bundle: IndexBundle | None = None, *,
                  index_source: str = "bundle_dir", store: BundleStore | None = None,
@@ -223,6 +223,8 @@ class LocalSearchComponent:
                   "bundle_dir": str(bundle.path) if bundle else "", "index_source": self.index_source}
         if self.sync is not None:
             fields.update(self.sync.status_fields())
+        for service in self.background:  # e.g. telemetry's fault: reported, never a reason to stop serving
+            fields.update(getattr(service, "status_fields", dict)())
         self.ipc.publish_json(messages.status_topic(COMPONENT), StatusMessage.of(
             COMPONENT, state, detail, **fields, **counts).to_json())
 

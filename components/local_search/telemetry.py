@@ -23,6 +23,11 @@ the nucleus configuration `mqtt.spooler.storageType: Disk` and
 within the free disk space.
 
 Publishing never blocks query handling: `record` only updates counters under a lock.
+
+Search never depends on telemetry: when the queue cannot be opened (work directory not
+writable, disk full at start) the component serves anyway, `fault` (and the status field
+`telemetry_fault`) says why, and every period tries to open it again. A record that could
+not be queued is counted in `dropped_records` of the next one that is.
 """
 from __future__ import annotations
 
@@ -120,7 +125,10 @@ class Telemetry:
         self.interval_s = float(interval_s)
         self.index_info = index_info
         self.clock = clock
-        self.queue = TelemetryQueue(Path(db_path), queue_max)
+        self.db_path, self.queue_max = Path(db_path), queue_max
+        self.queue: TelemetryQueue | None = None  # None while it cannot be opened
+        self.fault = ""         # why telemetry is not working now ("" when it is)
+        self.unqueued = 0       # records made since the last one queued that could not be queued
         self.started_at = clock()
         self.backoff_cap_s = backoff_cap(self.interval_s)
         self.backoff = Backoff(FIRST_BACKOFF_S, self.backoff_cap_s)
@@ -133,6 +141,7 @@ class Telemetry:
         self._stopped = False
         self._aggregator = threading.Thread(target=self._aggregate_loop, name="telemetry-aggregate", daemon=True)
         self._sender = threading.Thread(target=self._send_loop, name="telemetry-send", daemon=True)
+        self._open_queue()
 
     # ---- called by the component -------------------------------------------------------
     def record(self, event) -> None:
@@ -143,6 +152,10 @@ class Telemetry:
         """
         with self._lock:
             self._period.add(event)
+
+    def status_fields(self) -> dict:
+        """For the component's status: what is wrong with telemetry now ("" when nothing)."""
+        return {"telemetry_fault": self.fault}
 
     def start(self) -> None:
         self._aggregator.start()
@@ -163,11 +176,15 @@ class Telemetry:
             log.error("telemetry: last period lost (%s: %s)", type(exc).__name__, exc)
         if self._sender.is_alive():  # a publish in flight ends within its timeout
             self._sender.join(timeout=PUBLISH_TIMEOUT_S + 5)
-        self.queue.close()
+        if self.queue is not None:
+            self.queue.close()
 
     # ---- the two steps the threads repeat (also called directly by tests) -----------------
-    def close_period(self) -> UsageRecord:
-        """Turn the usage since the last call into a queued record and start a new period."""
+    def close_period(self) -> UsageRecord | None:
+        """Turn the usage since the last call into a queued record and start a new period.
+
+        Returns the record as stored, or None when there is no queue to keep it in (counted).
+        """
         with self._lock:
             now = self.clock()
             period, self._period = self._period, Period(now)
@@ -182,7 +199,12 @@ class Telemetry:
         if len(record.to_json()) > MAX_RECORD_BYTES:  # IoT Core would refuse it for ever, blocking the queue
             log.warning("telemetry: top_items left out of a %d-byte record", len(record.to_json()))
             record = dataclasses.replace(record, top_items=[])
-        stored = self.queue.put(record)
+        queue = self.queue or self._open_queue()
+        if queue is None:
+            self.unqueued += 1
+            return None
+        stored = queue.put(record, lost=self.unqueued)
+        self.unqueued = 0
         self._wake.set()
         return stored
 
@@ -192,7 +214,7 @@ class Telemetry:
         Returns how many were sent; a failed publish raises (the record stays queued).
         """
         sent = 0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.queue is not None:
             batch = self.queue.oldest(SEND_BATCH)
             if not batch:
                 return sent
@@ -243,6 +265,22 @@ class Telemetry:
             self._wake.wait(self.backoff_cap_s)
 
     # ---- helpers ---------------------------------------------------------------------
+    def _open_queue(self) -> TelemetryQueue | None:
+        """Open the queue; on failure note the fault (logged once per kind) and return None."""
+        try:
+            self.queue = TelemetryQueue(self.db_path, self.queue_max)
+        except Exception as exc:
+            fault = (f"telemetry cannot open its queue {self.db_path} ({type(exc).__name__}: {exc}); "
+                     f"search goes on, and telemetry tries again every {self.interval_s:g} s")
+            if fault != self.fault:
+                log.error("%s", fault)
+            self.fault = fault
+            return None
+        if self.fault:
+            log.info("telemetry: queue %s open again", self.db_path)
+        self.fault = ""
+        return self.queue
+
     def _served_index(self) -> tuple[int | None, str]:
         try:
             version, fingerprint = self.index_info()
@@ -253,6 +291,6 @@ class Telemetry:
 
     def _queued(self) -> int:
         try:
-            return len(self.queue)
+            return len(self.queue) if self.queue is not None else 0
         except Exception:  # the queue closed while stopping
             return -1

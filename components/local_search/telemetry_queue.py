@@ -77,20 +77,22 @@ class TelemetryQueue:
             raise
         return db
 
-    def put(self, record: UsageRecord) -> UsageRecord:
+    def put(self, record: UsageRecord, lost: int = 0) -> UsageRecord:
         """Queue `record`, dropping the oldest to stay within the bound; returns what was stored
-        (the record with `dropped_records` set to the lifetime count, this drop included)."""
+        (the record with `dropped_records` set to the lifetime count, this drop included).
+        `lost`: records that could not be queued before this one, added to that count."""
         with self._lock:
             db = self._open()
             db.execute("BEGIN IMMEDIATE")
             try:
                 held = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
                 dropped = self._dropped(db)
-                excess = held - self.max_records + 1
+                excess = max(0, held - self.max_records + 1)
                 if excess > 0:
                     db.execute("DELETE FROM records WHERE seq IN "
                                "(SELECT seq FROM records ORDER BY seq LIMIT ?)", (excess,))
-                    dropped += excess
+                if excess or lost:
+                    dropped += excess + lost
                     db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                                "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (DROPPED, dropped))
                 stored = dataclasses.replace(record, dropped_records=dropped)

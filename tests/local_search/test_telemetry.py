@@ -295,3 +295,35 @@ def test_a_stuck_publish_does_not_block_recording(make):
 
 def test_the_back_off_cap_follows_the_interval():
     assert backoff_cap(60.0) == 30.0 and backoff_cap(10.0) == 10.0 and backoff_cap(0.02) == 1.0
+
+
+# ---- a queue that cannot be opened (issue 14, item 2) --------------------------------------
+def test_a_queue_that_cannot_be_opened_is_a_reported_fault_retried_each_period(make, tmp_path, caplog):
+    blocked = tmp_path / "work"
+    blocked.write_text("a file where the work directory should be")  # mkdir fails, even as root
+    with caplog.at_level(logging.ERROR, logger="local_search.telemetry"):
+        telemetry = make(db_path=blocked / "telemetry.sqlite")
+    assert telemetry.queue is None
+    assert "cannot open its queue" in telemetry.fault and str(blocked) in telemetry.fault
+    assert telemetry.status_fields() == {"telemetry_fault": telemetry.fault}
+    assert caplog.text.count("cannot open its queue") == 1
+    telemetry.record(Event(item_ids=("hat-001",)))  # queries are still counted
+    assert telemetry.close_period() is None  # no queue: the record could not be kept
+    telemetry.close_period()
+    assert caplog.text.count("cannot open its queue") == 1  # the same fault is not logged per period
+
+    blocked.unlink()
+    blocked.mkdir()  # the disk has room again / the directory is fixed
+    record = telemetry.close_period()
+    assert telemetry.fault == "" and telemetry.status_fields() == {"telemetry_fault": ""}
+    assert record is not None and record.dropped_records == 2 and queued(telemetry) == [record]
+
+
+def test_the_threads_run_without_a_queue_and_stop_cleanly(make, tmp_path):
+    blocked = tmp_path / "work"
+    blocked.write_text("not a directory")
+    telemetry = make(FlakyIpc(failures=0), db_path=blocked / "telemetry.sqlite", interval_s=0.02)
+    telemetry.start()
+    wait_until(lambda: telemetry.unqueued >= 3, what="periods closed without a queue")
+    telemetry.stop()
+    assert telemetry.fault
