@@ -97,7 +97,11 @@ def cache_views(bottom, root: Path, items, prep, views: int, seed: int, skipped:
     """Frozen-bottom outputs, (photos, 1 + views, C, H, W) float16: view 0 is the photo as
     inference sees it, the others camera-like augmentations (seeded per photo)."""
     augment = CameraAugment(prep.height)
-    kept, out = [], []
+    shape = bottom(mx.nd.zeros((1, 3, prep.height, prep.width))).shape[1:]
+    # one array filled in place: with an array appended per photo, the heap of a 3,068-photo
+    # run grew to 9 GB for a cache of 0.5 GB
+    cache = np.empty((len(items), 1 + views, *shape), np.float16)
+    kept = []
     for index, item in enumerate(tqdm(items, desc=desc, unit="img", disable=not progress, leave=False)):
         try:
             image = decode_image(read_image_bytes(root, item.image), item.image)
@@ -107,11 +111,11 @@ def cache_views(bottom, root: Path, items, prep, views: int, seed: int, skipped:
         image = shrink(image, shortest=2 * prep.height)
         rng = np.random.default_rng([seed, index])
         batch = [preprocess(image, prep)] + [preprocess(augment(image, rng), prep) for _ in range(views)]
-        out.append(bottom(mx.nd.array(np.stack(batch))).asnumpy().astype(np.float16))
+        cache[len(kept)] = bottom(mx.nd.array(np.stack(batch))).asnumpy()
         kept.append(item)
-    if not out:
+    if not kept:
         raise CatalogError(f"{root}: no readable images")
-    return np.stack(out), kept
+    return cache[:len(kept)], kept
 
 
 def embed(top, cached: np.ndarray, batch: int = 256) -> np.ndarray:
