@@ -14,9 +14,10 @@ from pathlib import Path
 import cv2
 
 from components.common.errors import ImageError, VisualSearchError
-from components.common.images import decode_image
+from components.common.images import MAX_IMAGE_PIXELS, MAX_VIDEO_FRAME, ImageTooLarge, check_video, decode_image
 
-ACCEPTED = "JPEG, PNG or WebP images and MP4 video clips"
+ACCEPTED = (f"JPEG, PNG or WebP images (up to {MAX_IMAGE_PIXELS / 1e6:g} megapixels) and MP4 video clips "
+            f"(frames up to {MAX_VIDEO_FRAME[0]}x{MAX_VIDEO_FRAME[1]})")
 EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "mp4": ".mp4"}
 
 
@@ -131,6 +132,8 @@ def _save(data: bytes, media: str, query_id: str, path: Path, max_clip_s: float)
     else:
         try:
             image = decode_image(data, "the uploaded file")
+        except ImageTooLarge as exc:
+            raise UploadError(413, str(exc)) from None
         except ImageError as exc:
             raise UploadError(400, f"{exc} (corrupt or truncated {media.upper()})") from None
         path.write_bytes(data)
@@ -143,9 +146,14 @@ def _save_clip(data: bytes, query_id: str, path: Path, max_clip_s: float) -> Sav
     path.write_bytes(data)  # OpenCV decodes video from files only
     capture = cv2.VideoCapture(str(path))
     try:
+        if capture.isOpened():
+            check_video(capture, "the uploaded clip")  # before any frame is decoded
         ok, frame = capture.read() if capture.isOpened() else (False, None)
         fps = capture.get(cv2.CAP_PROP_FPS)
         frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    except ImageTooLarge as exc:
+        path.unlink(missing_ok=True)
+        raise UploadError(413, str(exc)) from None
     finally:
         capture.release()
     if not ok or frame is None:

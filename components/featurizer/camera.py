@@ -23,6 +23,7 @@ import numpy as np
 
 from components.common.backoff import Backoff
 from components.common.errors import ImageError, VisualSearchError
+from components.common.images import check_video
 from components.featurizer.preprocess import read_image
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ def sample_clip(path: str, every_s: float = 1.0, max_frames: int = 60) -> list[F
     try:
         if not capture.isOpened():
             raise ClipError(f"{path}: not a video OpenCV can open")
+        check_video(capture, str(path))  # ImageTooLarge before any frame is decoded
         fps = capture.get(cv2.CAP_PROP_FPS)
         fps = fps if 1 <= fps <= 240 else 25.0
         frames, n, next_s, now = [], 0, 0.0, time.time()

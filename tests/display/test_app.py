@@ -9,6 +9,7 @@ import pytest
 from components.common.messages import MessageError, QueryMessage, StatusMessage
 from tests.conftest import demo_image
 from tests.display.app_helpers import Clock, make_display, matches_for, status, write_clip
+from tests.support.images import big_clip, png_bomb
 
 
 def canned_answers(bundle):
@@ -267,3 +268,23 @@ def test_after_a_swap_the_previous_versions_pictures_are_still_served(tmp_path, 
     assert client.get("/catalog/103/thumbnails/0.jpg").status_code == 200
     assert client.get("/catalog/102/thumbnails/0.jpg").status_code == 200
     assert client.get("/catalog/101/thumbnails/0.jpg").status_code == 404
+
+
+def test_a_decompression_bomb_is_a_413_before_it_is_decoded(client, tmp_path, monkeypatch):
+    """Issue 14, item 3: 390 KB of PNG that would decode to 20000x20000 pixels (1.2 GB)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the bomb was decoded")
+    monkeypatch.setattr(cv2, "imdecode", refuse)
+    response = upload(client, png_bomb(20000, 20000), "photo.png", "image/png")
+    assert response.status_code == 413
+    assert "20000x20000 pixels" in response.json["error"] and "the limit is 50 megapixels" in response.json["error"]
+    page = upload(client, png_bomb(20000, 20000), "photo.png", "image/png", url="/search")
+    assert page.status_code == 413 and b"megapixels" in page.data
+    assert not (tmp_path / "uploads").exists() or not list((tmp_path / "uploads").iterdir())
+
+
+def test_an_8k_clip_is_a_413_and_is_not_kept(client, tmp_path):
+    clip = big_clip(tmp_path / "8k.mp4")
+    response = upload(client, clip.read_bytes(), "clip.mp4", "video/mp4")
+    assert response.status_code == 413 and "7680x4320" in response.json["error"]
+    assert not list((tmp_path / "uploads").glob("*.mp4"))

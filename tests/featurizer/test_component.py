@@ -28,6 +28,7 @@ from devkit.nucleus import ComponentSpec, LocalNucleus
 from devkit.nucleus.runner import KioskRunner
 from tests.conftest import REPO, demo_image
 from tests.kiosk_helpers import DISPLAY, FEATURIZER, RECIPES, recipe
+from tests.support.images import big_clip, png_bomb
 from tests.support.inbox import Inbox
 from tests.support.waiting import wait_until
 
@@ -154,6 +155,20 @@ def test_a_clip_with_no_decodable_frame_is_reported_by_name(start_kiosk, tmp_pat
     ask(kiosk, query_id="clip-bad", image_path=str(tmp_path / "broken.mp4"), kind="video")
     report = kiosk.status.next(where=lambda m: m.get("query_id") == "clip-bad")
     assert "clip-bad" in report["detail"] and "broken.mp4" in report["query_error"]
+    ask(kiosk, query_id="after", image_path=str(demo_image("dress", 1)))
+    assert kiosk.features.next(where=lambda m: m["query_id"] == "after")["source"] == "upload"
+
+
+def test_a_bomb_photo_or_an_8k_clip_is_refused_by_its_size_and_the_next_query_answered(start_kiosk, tmp_path):
+    """Issue 14, item 3: the sizes are checked before decoding; the refusal names the limit."""
+    kiosk = start_kiosk(realtime=True)
+    (tmp_path / "bomb.png").write_bytes(png_bomb(20000, 20000))
+    ask(kiosk, query_id="bomb", image_path=str(tmp_path / "bomb.png"))
+    report = kiosk.status.next(where=lambda m: m.get("query_id") == "bomb")
+    assert "20000x20000 pixels" in report["query_error"] and "limit is 50 megapixels" in report["query_error"]
+    ask(kiosk, query_id="8k", image_path=str(big_clip(tmp_path / "8k.mp4")), kind="video")
+    report = kiosk.status.next(where=lambda m: m.get("query_id") == "8k")
+    assert "7680x4320" in report["query_error"] and "megapixels" in report["query_error"]
     ask(kiosk, query_id="after", image_path=str(demo_image("dress", 1)))
     assert kiosk.features.next(where=lambda m: m["query_id"] == "after")["source"] == "upload"
 

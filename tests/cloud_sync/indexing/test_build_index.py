@@ -9,6 +9,7 @@ from components.common.bundle import sha256_file
 from components.featurizer.model import fingerprint
 from components.local_search.search import IndexBundle
 from tests.conftest import demo_image, write_csv_catalog
+from tests.support.images import png_bomb
 
 
 def run(*args):
@@ -62,6 +63,17 @@ def test_skip_bad_rows_reports_the_row_and_builds_the_rest(csv_catalog_with_bad_
     assert len(bundle) == 6 and bundle.manifest["catalog"]["skipped_rows"] == 1
     ids = {row["item_id"] for row in bundle.items(list(range(6))).values()}
     assert "broken" not in ids and "dress0" in ids
+
+
+def test_a_decompression_bomb_in_the_catalog_is_a_bad_row_named_with_its_size(class_folders, tiny_model, tmp_path):
+    """Issue 14, item 3: refused from its header, never decoded (it would take 1.2 GB)."""
+    (class_folders / "hat" / "bomb.png").write_bytes(png_bomb(20000, 20000))
+    out = tmp_path / "bundle"
+    result = run("build-index", class_folders, "--model", tiny_model, "--out", out, "--skip-bad-rows")
+    assert result.exit_code == 0, result.output
+    assert "hat/bomb.png: the image is 20000x20000 pixels (400.0 megapixels); the limit is 50 megapixels" \
+        in result.output
+    assert IndexBundle.open(out).manifest["catalog"]["skipped_rows"] == 1
 
 
 def test_a_failed_rebuild_leaves_the_existing_bundle_untouched(class_folders, csv_catalog_with_bad_image,
