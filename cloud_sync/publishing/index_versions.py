@@ -3,6 +3,11 @@
 A version counts as complete when its manifest.json is in S3 and every file the manifest
 lists is there with the listed size (publish-index writes the manifest last, so a missing
 manifest means an upload that stopped half-way).
+
+LATEST only moves by a conditional write (S3 `If-Match` on the ETag read when the move was
+decided, `If-None-Match: *` when there was none): two operators publishing or rolling back at
+once cannot silently overwrite each other's pointer; the one that wrote second is told
+(`PointerMoved`) and reads the pointer again.
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from datetime import datetime, timezone
 
 import boto3
 
-from cloud_sync.aws import aws_errors, get_bytes, list_objects, s3_url
+from botocore.exceptions import ClientError
+
+from cloud_sync.aws import aws_errors, get_bytes, is_not_found, list_objects, s3_url
 from components.common.bundle import MANIFEST
 from components.common.errors import BundleError
 from components.common import messages
@@ -42,16 +49,52 @@ class IndexListing:
     pointer_problem: str = ""  # LATEST exists but cannot be read
 
 
+# S3 refuses a conditional write whose condition no longer holds (412), or that raced another
+# conditional write of the same key (409); If-Match on a key deleted meanwhile is a 404.
+_MOVED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404")
+
+
+class PointerMoved(BundleError):
+    """LATEST is no longer what was read: another publish or rollback moved it meanwhile."""
+
+
 def read_pointer(s3, bucket: str, prefix: str) -> Pointer | None:
     """What LATEST names; None when there is none yet; BundleError when it is unreadable."""
-    key = latest_key(prefix)
-    raw = get_bytes(s3, bucket, key)
-    return None if raw is None else Pointer.from_json(raw, where=s3_url(bucket, key))
+    return read_pointer_and_etag(s3, bucket, prefix)[0]
 
 
-def write_pointer(s3, bucket: str, prefix: str, pointer: Pointer) -> None:
-    s3.put_object(Bucket=bucket, Key=latest_key(prefix), Body=pointer.to_json(),
-                  ContentType="application/json")
+def read_pointer_and_etag(s3, bucket: str, prefix: str) -> tuple[Pointer | None, str | None]:
+    """What LATEST names and its ETag, for a later `write_pointer` ((None, None): none yet).
+    BundleError when it is unreadable (`latest_etag` still gives the ETag to replace it)."""
+    raw, etag = _get_latest(s3, bucket, prefix)
+    return (None if raw is None else Pointer.from_json(raw, where=s3_url(bucket, latest_key(prefix)))), etag
+
+
+def latest_etag(s3, bucket: str, prefix: str) -> str | None:
+    return _get_latest(s3, bucket, prefix)[1]
+
+
+def _get_latest(s3, bucket: str, prefix: str) -> tuple[bytes | None, str | None]:
+    try:
+        response = s3.get_object(Bucket=bucket, Key=latest_key(prefix))
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None, None
+        raise
+    return response["Body"].read(), response["ETag"]
+
+
+def write_pointer(s3, bucket: str, prefix: str, pointer: Pointer, *, etag: str | None) -> None:
+    """Point LATEST at `pointer` if it is still the object read with ETag `etag` (None: if
+    there is still none). PointerMoved when another writer got there first."""
+    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+    try:
+        s3.put_object(Bucket=bucket, Key=latest_key(prefix), Body=pointer.to_json(),
+                      ContentType="application/json", **condition)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in _MOVED:
+            raise PointerMoved(f"{s3_url(bucket, latest_key(prefix))} changed since it was read") from None
+        raise
 
 
 def list_indexes(bucket: str, prefix: str, *, s3) -> IndexListing:
@@ -126,9 +169,9 @@ def rollback_index(bucket: str, prefix: str, version: int, *, s3) -> RollbackRes
     """Point LATEST at a version already in S3, after checking that it is complete."""
     with aws_errors(s3_url(bucket, version_prefix(prefix, version))):
         try:
-            previous = read_pointer(s3, bucket, prefix)
+            previous, etag = read_pointer_and_etag(s3, bucket, prefix)
         except BundleError:
-            previous = None  # an unreadable pointer is exactly what a rollback repairs
+            previous, etag = None, latest_etag(s3, bucket, prefix)  # an unreadable pointer is what a rollback repairs
         where = version_prefix(prefix, version)
         sizes = {obj["Key"][len(where):]: obj["Size"] for obj in list_objects(s3, bucket, where)}
         if not sizes:
@@ -143,8 +186,21 @@ def rollback_index(bucket: str, prefix: str, version: int, *, s3) -> RollbackRes
         unchanged = previous is not None and (previous.index_version, previous.manifest_sha256) == (
             pointer.index_version, pointer.manifest_sha256)
         if not unchanged:
-            write_pointer(s3, bucket, prefix, pointer)
+            try:
+                write_pointer(s3, bucket, prefix, pointer, etag=etag)
+            except PointerMoved:
+                raise BundleError(f"LATEST changed while this rollback ran ({_names(s3, bucket, prefix)}); "
+                                  f"nothing was changed: run rollback-index again if version {version} "
+                                  f"should still be the one devices use") from None
     return RollbackResult(previous if unchanged else pointer, previous, not unchanged)
+
+
+def _names(s3, bucket: str, prefix: str) -> str:
+    try:
+        now = read_pointer(s3, bucket, prefix)
+    except BundleError:
+        return "it is now unreadable"
+    return "it is now gone" if now is None else f"it now names version {now.index_version}"
 
 
 def index_updated_message(pointer: Pointer, bucket: str, prefix: str) -> dict:

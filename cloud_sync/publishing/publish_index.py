@@ -8,6 +8,11 @@ different bytes under N later.
 Each object is sent with an S3 SHA-256 checksum (S3 rejects bytes damaged in transit) and the
 manifest's sha256 as `x-amz-meta-sha256`; HEAD with checksums then proves the stored object
 is the one the manifest lists, without downloading it again.
+
+Two operators may publish at once: LATEST moves only if it is still what the version check
+read (a conditional write, see index_versions.py). When it moved meanwhile, the new pointer is
+read and checked again: a newer version there wins (this publish fails, saying so; its version
+stays uploaded for rollback-index), an older one is replaced.
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from typing import Callable
 from boto3.s3.transfer import TransferConfig
 
 from cloud_sync.aws import aws_errors, get_bytes, head_object, s3_url
-from cloud_sync.publishing.index_versions import read_pointer, write_pointer
+from cloud_sync.publishing.index_versions import (PointerMoved, latest_etag, read_pointer_and_etag,
+                                                  write_pointer)
 from components.common.bundle import MANIFEST, manifest_digest, verify_bundle
 from components.common.errors import BundleError
 from components.common.s3_layout import Pointer, bundle_key, latest_key, version_prefix
@@ -33,6 +39,7 @@ UPLOAD_WORKERS = 8
 # Objects below this go up in one PUT, so S3's ChecksumSHA256 is the sha256 of the whole file
 # (multipart objects get a checksum of part checksums, checked by downloading instead).
 SINGLE_PUT_LIMIT = 4 * 1024 ** 3
+POINTER_ATTEMPTS = 5  # conditional moves of LATEST tried while other publishes keep moving it
 TRANSFER = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, use_threads=False)
 
 
@@ -59,7 +66,7 @@ def publish_bundle(bundle_dir: str | Path, bucket: str, prefix: str, *, s3, forc
     manifest = verify_bundle(bundle_dir)
     version, digest = int(manifest["index_version"]), manifest_digest(bundle_dir)
     with aws_errors(s3_url(bucket, version_prefix(prefix, version))):
-        previous = _pointer_or_none(s3, bucket, prefix, force)
+        previous, etag = _pointer_or_none(s3, bucket, prefix, force)
         _check_version_is_publishable(s3, bucket, prefix, version, digest, previous, force)
         files = dict(manifest["files"])
         files[MANIFEST] = {"size": (bundle_dir / MANIFEST).stat().st_size, "sha256": digest}
@@ -70,22 +77,45 @@ def publish_bundle(bundle_dir: str | Path, bucket: str, prefix: str, *, s3, forc
                           published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                           item_count=int(manifest["item_count"]),
                           model_fingerprint=str(manifest["model"].get("fingerprint", "")))
-        unchanged = previous is not None and (previous.index_version,
-                                              previous.manifest_sha256) == (version, digest)
-        if not unchanged:
-            write_pointer(s3, bucket, prefix, pointer)
+        previous, unchanged = _move_latest(s3, bucket, prefix, pointer, previous, etag, force)
     return PublishResult(pointer=previous if unchanged else pointer, previous=previous,
                          moved_latest=not unchanged, uploaded=sorted(uploader.uploaded),
                          skipped=sorted(uploader.skipped))
 
 
-def _pointer_or_none(s3, bucket: str, prefix: str, force: bool) -> Pointer | None:
+def _pointer_or_none(s3, bucket: str, prefix: str, force: bool) -> tuple[Pointer | None, str | None]:
+    """LATEST and its ETag; an unreadable one is (None, its ETag) with --force, else refused."""
     try:
-        return read_pointer(s3, bucket, prefix)
+        return read_pointer_and_etag(s3, bucket, prefix)
     except BundleError as exc:
         if force:
-            return None
+            return None, latest_etag(s3, bucket, prefix)
         raise BundleError(f"{exc}; pass --force to replace it") from None
+
+
+def _move_latest(s3, bucket: str, prefix: str, pointer: Pointer, previous: Pointer | None, etag: str | None,
+                 force: bool) -> tuple[Pointer | None, bool]:
+    """Point LATEST at `pointer` unless it already names it: (what it named before, unchanged).
+    A pointer moved by someone else since it was read is read and judged again."""
+    version = pointer.index_version
+    for _ in range(POINTER_ATTEMPTS):
+        if previous is not None and (previous.index_version, previous.manifest_sha256) == (
+                version, pointer.manifest_sha256):
+            return previous, True
+        try:
+            write_pointer(s3, bucket, prefix, pointer, etag=etag)
+            return previous, False
+        except PointerMoved:
+            previous, etag = _pointer_or_none(s3, bucket, prefix, force)
+        if previous is not None and previous.index_version > version and not force:
+            raise BundleError(
+                f"{s3_url(bucket, latest_key(prefix))}: LATEST changed while this publish ran: it now names "
+                f"version {previous.index_version}, newer than this bundle's {version}; version {version} is "
+                f"uploaded but LATEST was left on {previous.index_version} (rollback-index {version} moves it, "
+                f"if that is what you want)")
+    raise BundleError(f"{s3_url(bucket, latest_key(prefix))}: LATEST kept changing while this publish ran "
+                      f"({POINTER_ATTEMPTS} tries); version {version} is uploaded, LATEST was not moved: "
+                      f"run publish-index again")
 
 
 def _check_version_is_publishable(s3, bucket: str, prefix: str, version: int, digest: str,

@@ -262,3 +262,63 @@ def test_access_denied_names_the_location():
         with aws_errors("s3://b/p/indexes/"):
             raise denied
 
+
+
+# ---- two operators at once (issue 14, item 4) ------------------------------------------------
+def s3_client_that_lets_another_publish_first(other):
+    """A client that runs `other()` once, just before it moves LATEST: the other operator's
+    whole publish lands between this one's version check and its pointer write."""
+    s3, done = boto3.client("s3"), []
+
+    def before_put(params, **_):
+        if params["Key"] == latest_key(PREFIX) and not done:
+            done.append(True)
+            other()
+    s3.meta.events.register("provide-client-params.s3.PutObject", before_put)
+    return s3
+
+
+def publish_from_another_laptop(bucket, bundle):
+    return lambda: publish_bundle(bundle, bucket, PREFIX, s3=boto3.client("s3"))
+
+
+def test_an_older_publish_that_finishes_last_leaves_latest_on_the_newer(s3_bucket, make_bundle):
+    from components.common.errors import BundleError
+
+    assert run("publish-index", make_bundle(5), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
+    s3 = s3_client_that_lets_another_publish_first(publish_from_another_laptop(s3_bucket, make_bundle(7)))
+    with pytest.raises(BundleError, match=r"LATEST changed while this publish ran: it now names version 7, "
+                                          r"newer than this bundle's 6; version 6 is uploaded but LATEST was "
+                                          r"left on 7"):
+        publish_bundle(make_bundle(6), s3_bucket, PREFIX, s3=s3)
+    assert pointer(s3_bucket).index_version == 7
+
+
+def test_a_newer_publish_whose_check_went_stale_moves_latest_after_reading_it_again(s3_bucket, make_bundle):
+    assert run("publish-index", make_bundle(5), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
+    s3 = s3_client_that_lets_another_publish_first(publish_from_another_laptop(s3_bucket, make_bundle(6)))
+    result = publish_bundle(make_bundle(8), s3_bucket, PREFIX, s3=s3)
+    assert result.moved_latest and result.previous.index_version == 6
+    assert pointer(s3_bucket).index_version == 8
+
+
+def test_two_first_publishes_to_an_empty_prefix_keep_the_newer(s3_bucket, make_bundle):
+    from components.common.errors import BundleError
+
+    s3 = s3_client_that_lets_another_publish_first(publish_from_another_laptop(s3_bucket, make_bundle(7)))
+    with pytest.raises(BundleError, match="it now names version 7, newer than this bundle's 6"):
+        publish_bundle(make_bundle(6), s3_bucket, PREFIX, s3=s3)
+    assert pointer(s3_bucket).index_version == 7
+
+
+def test_a_rollback_raced_by_a_publish_is_refused_and_says_so(s3_bucket, make_bundle):
+    from cloud_sync.publishing.index_versions import rollback_index
+    from components.common.errors import BundleError
+
+    for version in (5, 6):
+        assert run("publish-index", make_bundle(version), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
+    s3 = s3_client_that_lets_another_publish_first(publish_from_another_laptop(s3_bucket, make_bundle(7)))
+    with pytest.raises(BundleError, match=r"LATEST changed while this rollback ran \(it now names version 7\); "
+                                          r"nothing was changed: run rollback-index again"):
+        rollback_index(s3_bucket, PREFIX, 5, s3=s3)
+    assert pointer(s3_bucket).index_version == 7
