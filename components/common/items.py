@@ -31,6 +31,14 @@ ITEMS_TABLE = """CREATE TABLE items (
 ITEMS_SEARCH_TABLE = """CREATE VIRTUAL TABLE items_fts USING fts5(
     item_id, title, category, location, extra, content='items', content_rowid='faiss_id',
     tokenize='unicode61 remove_diacritics 2')"""
+# A keyword search costs about (distinct words) x (items); more words than a person types
+# only make it slower (repeats of one word cost quadratically in FTS5), so the text is capped.
+MAX_KEYWORDS = 16          # distinct words searched at once
+MAX_KEYWORD_BYTES = 512    # of the text typed (UTF-8)
+
+
+class KeywordError(ValueError):
+    """Keywords that cannot be searched: no words, too many, or too long a text."""
 
 
 def write_items(path: Path, rows: list[dict]) -> None:
@@ -102,14 +110,17 @@ class ItemStore:
 
     def keyword_search(self, text: str, limit: int = 50) -> list[int]:
         """faiss ids of items whose title, category, location or metadata contain every word
-        of `text` (prefix match: "jack" finds "jacket"), best keyword match first."""
-        words = [w for w in re.findall(r"\w+", text.lower()) if w]
-        if not words:
-            raise ValueError("keyword search needs at least one word")
-        query = " ".join(f'"{w}"*' for w in words)
-        with self._lock:
-            rows = self._db.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rank LIMIT ?",
-                                    (query, int(limit))).fetchall()
+        of `text` (prefix match: "jack" finds "jacket"), best keyword match first.
+
+        KeywordError for text without words or over the caps. Runs on a connection of its own,
+        so a search never makes other reads of the store wait."""
+        query = keyword_query(text)
+        db = connect_items(self.path)
+        try:
+            rows = db.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rank LIMIT ?",
+                              (query, int(limit))).fetchall()
+        finally:
+            db.close()
         return [row[0] for row in rows]
 
     def thumbnail_path(self, item: dict) -> Path | None:
@@ -118,6 +129,19 @@ class ItemStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def keyword_query(text: str) -> str:
+    """The FTS5 query for `text`: each distinct word once, as a prefix (KeywordError if none or too many)."""
+    size = len(text.encode("utf-8", "replace"))
+    if size > MAX_KEYWORD_BYTES:
+        raise KeywordError(f"the keywords are {size} bytes long; the limit is {MAX_KEYWORD_BYTES} bytes")
+    words = list(dict.fromkeys(re.findall(r"\w+", text.lower())))
+    if not words:
+        raise KeywordError("the keywords hold no words to search for (at least one word is needed)")
+    if len(words) > MAX_KEYWORDS:
+        raise KeywordError(f"{len(words)} different words; search with at most {MAX_KEYWORDS}")
+    return " ".join(f'"{w}"*' for w in words)
 
 
 def connect_items(path: Path) -> sqlite3.Connection:

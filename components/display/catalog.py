@@ -67,7 +67,7 @@ class Catalog:
         return bundle
 
     def keyword_ids(self, text: str, limit: int | None = None) -> list[int]:
-        """faiss ids of items matching every word of `text`, best first (ValueError: no words)."""
+        """faiss ids of items matching every word of `text`, best first (KeywordError: no words, too many)."""
         bundle = self.require()
         return bundle.keyword_search(text, limit=limit or len(bundle))
 

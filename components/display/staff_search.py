@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from components.common.items import KeywordError
 from components.common.messages import QueryMessage, new_id
 from components.display.catalog import Catalog, CatalogUnavailable
 from components.display.results import FILTER_MODES, apply_keywords, card, keyword_cards, merge_parts, safe_thumbnail
@@ -41,8 +42,8 @@ class StaffSearch:
     def _keyword_ids(self, keywords: str) -> list[int]:
         try:
             return self.catalog.keyword_ids(keywords)
-        except ValueError:
-            raise UploadError(400, f"the keywords {keywords!r} hold no words to search for") from None
+        except KeywordError as exc:  # no words, or over the caps (MAX_KEYWORDS, MAX_KEYWORD_BYTES)
+            raise UploadError(400, str(exc)) from None
         except CatalogUnavailable as exc:
             raise UploadError(503, str(exc)) from None
 

@@ -77,6 +77,37 @@ def test_keyword_search_matches_words_and_prefixes(bundle_dir):
         store.keyword_search("  !! ")
 
 
+def test_keywords_are_capped_in_words_and_bytes_and_each_word_searched_once(bundle_dir):
+    """Issue 14, item 5: 5,000 words took 15.7 s (the cost grew with the square of the words)."""
+    from components.common.items import MAX_KEYWORD_BYTES, MAX_KEYWORDS, KeywordError, keyword_query
+
+    store = ItemStore.open(bundle_dir)
+    assert keyword_query("Hat hat HAT grey hat") == '"hat"* "grey"*'  # repeats are one term
+    assert store.keyword_search("hat " * 100) == store.keyword_search("hat")
+    many = " ".join(f"w{n}" for n in range(5000))
+    with pytest.raises(KeywordError, match=f"the keywords are {len(many)} bytes long; the limit is "
+                                           f"{MAX_KEYWORD_BYTES} bytes"):
+        store.keyword_search(many)
+    distinct = " ".join(f"w{n}" for n in range(MAX_KEYWORDS + 1))
+    with pytest.raises(KeywordError, match=f"{MAX_KEYWORDS + 1} different words; search with at most {MAX_KEYWORDS}"):
+        store.keyword_search(distinct)
+    assert store.keyword_search(" ".join(["grey", "hat", *(["hat"] * MAX_KEYWORDS)])) == store.keyword_search("grey hat")
+
+
+def test_a_keyword_search_does_not_wait_for_other_reads_of_the_store(bundle_dir):
+    """The expensive part runs on its own connection, not under the store's lock."""
+    import threading
+
+    store = ItemStore.open(bundle_dir)
+    found = []
+    with store._lock:  # another request reading items, for as long as it likes
+        searcher = threading.Thread(target=lambda: found.append(store.keyword_search("grey hat")), daemon=True)
+        searcher.start()
+        searcher.join(timeout=30)
+        assert not searcher.is_alive(), "the keyword search waited for the store's lock"
+    assert found[0] and found[0] == store.keyword_search("grey hat")
+
+
 def test_the_item_store_reads_metadata_without_the_faiss_index(bundle_dir, tmp_path):
     """The display opens only items and thumbnails: a second copy of the index is not loaded."""
     copy = tmp_path / "bundle"

@@ -204,6 +204,16 @@ def test_empty_or_bad_keywords_are_400(client, query, words):
     assert page.status_code == 400 and words.encode() in page.data
 
 
+def test_thousands_of_keywords_are_a_400_naming_the_cap(client):
+    """Issue 14, item 5: 5,000 words took 15.7 s and held every other search up."""
+    many = "+".join(["hat"] * 2500 + [f"w{n}" for n in range(2500)])
+    response = client.get(f"/api/search?q={many}")
+    assert response.status_code == 400 and "bytes long; the limit is 512 bytes" in response.json["error"]
+    few = "+".join(f"w{n}" for n in range(40))
+    response = client.get(f"/api/search?q={few}")
+    assert response.status_code == 400 and "40 different words; search with at most 16" in response.json["error"]
+
+
 def test_no_answer_within_the_timeout_is_a_clear_504(tmp_path, demo_bundle):
     client = make_display(tmp_path, demo_bundle, answers=None, upload_timeout_s=0.5).app.test_client()
     response = upload(client, demo_image("hat", 0).read_bytes())
