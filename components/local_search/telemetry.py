@@ -203,8 +203,16 @@ class Telemetry:
         if queue is None:
             self.unqueued += 1
             return None
-        stored = queue.put(record, lost=self.unqueued)
+        try:
+            stored = queue.put(record, lost=self.unqueued)
+        except Exception as exc:  # e.g. a full disk: the record is lost, and counted
+            self.unqueued += 1
+            self._set_fault(f"telemetry cannot queue records in {self.db_path} ({type(exc).__name__}: {exc}); "
+                            f"{self.unqueued} record(s) lost so far, counted in dropped_records once one is "
+                            f"queued again")
+            return None
         self.unqueued = 0
+        self._set_fault("")
         self._wake.set()
         return stored
 
@@ -222,7 +230,7 @@ class Telemetry:
                 if self._stop.is_set():
                     return sent
                 self.ipc.publish_iot_core(self.topic, queued.payload, qos="1")
-                self.queue.delete(queued.seq)
+                self.queue.delete(queued)
                 sent += 1
                 self.sent += 1
         return sent
@@ -270,16 +278,18 @@ class Telemetry:
         try:
             self.queue = TelemetryQueue(self.db_path, self.queue_max)
         except Exception as exc:
-            fault = (f"telemetry cannot open its queue {self.db_path} ({type(exc).__name__}: {exc}); "
-                     f"search goes on, and telemetry tries again every {self.interval_s:g} s")
-            if fault != self.fault:
-                log.error("%s", fault)
-            self.fault = fault
+            self._set_fault(f"telemetry cannot open its queue {self.db_path} ({type(exc).__name__}: {exc}); "
+                            f"search goes on, and telemetry tries again every {self.interval_s:g} s")
             return None
-        if self.fault:
-            log.info("telemetry: queue %s open again", self.db_path)
-        self.fault = ""
         return self.queue
+
+    def _set_fault(self, fault: str) -> None:
+        """Say a new fault once (not every period it lasts), and its end."""
+        if fault and fault.split(";")[0] != self.fault.split(";")[0]:
+            log.error("%s", fault)
+        elif not fault and self.fault:
+            log.info("telemetry: records are queued again in %s", self.db_path)
+        self.fault = fault
 
     def _served_index(self) -> tuple[int | None, str]:
         try:

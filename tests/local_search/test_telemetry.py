@@ -327,3 +327,92 @@ def test_the_threads_run_without_a_queue_and_stop_cleanly(make, tmp_path):
     wait_until(lambda: telemetry.unqueued >= 3, what="periods closed without a queue")
     telemetry.stop()
     assert telemetry.fault
+
+
+# ---- a full disk and a damaged queue (issue 14, item 6) --------------------------------------
+def fill_the_disk(queue: TelemetryQueue) -> None:
+    """SQLite's own cap on the file: every later write fails with SQLITE_FULL, as on a full disk."""
+    pages = queue._db.execute("PRAGMA page_count").fetchone()[0]
+    queue._db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def free_the_disk(queue: TelemetryQueue) -> None:
+    queue._db.execute("PRAGMA max_page_count = 1073741823")
+
+
+def test_records_that_cannot_be_queued_on_a_full_disk_are_counted_and_said(make, caplog):
+    telemetry = make()
+    telemetry.close_period()
+    fill_the_disk(telemetry.queue)
+    with caplog.at_level(logging.WARNING, logger="local_search.telemetry"):
+        for n in range(3):
+            telemetry.record(Event(item_ids=(f"{n}" + "x" * 5000,)))  # a record needing new pages
+            assert telemetry.close_period() is None
+    assert "database or disk is full" in telemetry.fault and "3 record(s) lost" in telemetry.fault
+    assert "database or disk is full" in caplog.text and "cannot rollback" not in caplog.text
+    assert len(telemetry.queue) == 1
+
+    free_the_disk(telemetry.queue)
+    record = telemetry.close_period()
+    assert record.dropped_records == 3 and telemetry.fault == ""
+    assert [r.dropped_records for r in queued(telemetry)] == [0, 3]
+
+
+def corrupt_records_page(path) -> None:
+    """Overwrite the b-tree page of the records table with garbage (the file header stays)."""
+    import sqlite3
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'records'").fetchone()[0]
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with open(path, "r+b") as handle:
+        handle.seek((root - 1) * size)
+        handle.write(b"\xa5" * size)
+
+
+def moved_aside(folder) -> list:
+    """The damaged queue files moved aside (not their -wal and -shm companions)."""
+    return [p for p in folder.glob("telemetry.db.corrupt-*") if p.name.rsplit("-", 1)[-1].isdigit()]
+
+
+def test_a_queue_with_a_damaged_page_is_moved_aside_at_start_and_counts_carry_on(make, tmp_path, caplog):
+    telemetry = make(queue_max=3)
+    for _ in range(5):
+        telemetry.close_period()  # 3 queued, 2 dropped
+    telemetry.stop()  # a 6th record: 3 dropped
+    corrupt_records_page(tmp_path / "telemetry.db")
+
+    with caplog.at_level(logging.ERROR, logger="local_search.telemetry"):
+        reopened = make(queue_max=3)
+    assert "damaged (DatabaseError" in caplog.text and "moved to telemetry.db.corrupt-" in caplog.text
+    assert len(moved_aside(tmp_path)) == 1
+    assert len(reopened.queue) == 0
+    record = reopened.close_period()
+    assert record.dropped_records >= 3  # the old lifetime count, plus what was stuck in the damaged file
+    assert [r.record_id for r in queued(reopened)] == [record.record_id]
+
+
+def test_a_queue_damaged_while_running_is_moved_aside_and_sending_goes_on(make, tmp_path, monkeypatch, caplog):
+    import sqlite3
+
+    ipc = FlakyIpc(failures=0)
+    telemetry = make(ipc)
+    telemetry.close_period()
+    real_read = TelemetryQueue._read_oldest
+    damaged = {"reads": 1}
+
+    def read_oldest(self, limit):  # the first read finds a malformed page
+        if damaged["reads"]:
+            damaged["reads"] -= 1
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return real_read(self, limit)
+
+    monkeypatch.setattr(TelemetryQueue, "_read_oldest", read_oldest)
+    with caplog.at_level(logging.ERROR, logger="local_search.telemetry"):
+        assert telemetry.send_queued() == 0  # the damaged queue was replaced by an empty one
+    assert "database disk image is malformed" in caplog.text
+    assert len(moved_aside(tmp_path)) == 1
+    record = telemetry.close_period()
+    assert telemetry.send_queued() == 1 and ipc.published
+    assert record.dropped_records >= 1  # the record stuck in the damaged queue is counted
