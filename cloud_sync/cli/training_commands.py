@@ -78,22 +78,28 @@ def export_featurizer(arch, pretrained, out, image_size, seed):
 @click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(2, 4096))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
-              help="Peak learning rate [default: Adam 3e-4 from EfficientNet-Lite, else SGD 0.1 with "
+              help="Peak learning rate [default: Adam 1e-4 from EfficientNet-Lite, else SGD 0.1 with "
                    "warm-up]; both decay on a cosine.")
-@click.option("--train-blocks", default=5, show_default=True, type=click.IntRange(0),
+@click.option("--train-blocks", default=2, show_default=True, type=click.IntRange(0),
               help="From EfficientNet-Lite: how many of the last MBConv blocks train (with the head); "
                    "the rest stays frozen and its outputs are cached.")
-@click.option("--views", default=3, show_default=True, type=click.IntRange(2, 16),
+@click.option("--views", default=2, show_default=True, type=click.IntRange(2, 16),
               help="From EfficientNet-Lite: camera-like views cached per training photo.")
 @click.option("--instance-weight", default=1.0, show_default=True, type=click.FloatRange(0),
               help="From EfficientNet-Lite: weight of the per-product contrastive term that keeps "
                    "products apart inside a category (0: categories only).")
+@click.option("--keep-weight", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="From EfficientNet-Lite: weight of the pull towards the start model's embedding of each "
+                   "view, which keeps what ImageNet taught it (0: none).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="From EfficientNet-Lite: keep the frozen part's outputs here, so a second run with other "
+                   "training options skips the slow part (same model, data, blocks, views and seed).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same data: same weights.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @expected_errors
 def fine_tune(data, out, val, val_fraction, arch, start_from, pretrained, epochs, patience,
               image_size, freeze_base, embedding_dim, batch_size, lr, train_blocks, views, instance_weight,
-              seed, quiet):
+              keep_weight, cache_dir, seed, quiet):
     """Train a featurizer's embedding on a catalog's categories and write it to --out."""
     # MXNet's default threaded engine gives slightly different weights from run to run on
     # CPU (measured); the naive engine is as fast here and makes --seed reproducible. It must
@@ -106,7 +112,7 @@ def fine_tune(data, out, val, val_fraction, arch, start_from, pretrained, epochs
 
     if start_from is not None and _is_efficientnet_lite(start_from):
         _tune_backbone(data, out, val, val_fraction, start_from, epochs or 15, patience or 4, batch_size,
-                       lr or 3e-4, train_blocks, views, instance_weight, image_size, seed, quiet)
+                       lr or 1e-4, train_blocks, views, instance_weight, keep_weight, cache_dir, image_size, seed, quiet)
         return
     epochs, patience, lr = epochs or 30, patience or 10, lr or 0.1
     if start_from is not None and pretrained:
@@ -147,7 +153,7 @@ def _is_efficientnet_lite(model_dir: Path) -> bool:
 
 
 def _tune_backbone(data, out, val, val_fraction, start_from, epochs, patience, batch_size, lr,
-                   train_blocks, views, instance_weight, image_size, seed, quiet):
+                   train_blocks, views, instance_weight, keep_weight, cache_dir, image_size, seed, quiet):
     from tqdm import tqdm
 
     from cloud_sync.training.backbone_tune import BackboneTuneConfig, tune
@@ -156,7 +162,7 @@ def _tune_backbone(data, out, val, val_fraction, start_from, epochs, patience, b
     config = BackboneTuneConfig(
         data=data, out=out, start_from=start_from, val=val, val_fraction=val_fraction,
         train_blocks=train_blocks, views=views, image_size=image_size, epochs=epochs, patience=patience, batch_size=batch_size,
-        lr=lr, instance_weight=instance_weight, seed=seed, command=command_line(click.get_current_context()))
+        lr=lr, instance_weight=instance_weight, keep_weight=keep_weight, cache_dir=cache_dir, seed=seed, command=command_line(click.get_current_context()))
     result = tune(config, progress=not quiet, report=lambda line: tqdm.write(line, file=sys.stderr))
     click.echo(f"wrote {out}: fine-tuned from {start_from}, validation same-category P@1 "
                f"{result.start_val_p1:.4f} -> {result.best_val_p1:.4f} (epoch {result.best_epoch} of "

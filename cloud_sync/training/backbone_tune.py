@@ -44,14 +44,16 @@ class BackboneTuneConfig:
     start_from: Path                 # an EfficientNet-Lite featurizer directory (import-featurizer)
     val: Path | None = None
     val_fraction: float = 0.1
-    train_blocks: int = 5            # the last N MBConv blocks train (with the head)
+    train_blocks: int = 2            # the last N MBConv blocks train (with the head)
     image_size: int | None = None    # default: the start model's
-    views: int = 4                   # camera-like views cached per training photo
+    views: int = 2                   # camera-like views cached per training photo
     epochs: int = 15
     patience: int = 4
     batch_size: int = 64             # photos per step (two views each)
-    lr: float = 3e-4                 # Adam, cosine decay
+    lr: float = 1e-4                 # Adam, cosine decay
     instance_weight: float = 1.0
+    keep_weight: float = 1.0         # pull towards the start model's embedding of the same view
+    cache_dir: Path | None = None    # keep the frozen part's outputs here between runs
     seed: int = 0
     command: str = ""
 
@@ -142,30 +144,102 @@ def supcon_loss(z, instance: mx.nd.NDArray) -> mx.nd.NDArray:
     return -(log_prob * positives).sum(axis=1) / mx.nd.maximum(positives.sum(axis=1), 1)
 
 
-def tune(cfg: BackboneTuneConfig, *, progress: bool = True,
-         report: Callable[[str], None] = print) -> TuneResult:
-    started = time.time()
+@dataclass
+class Prepared:
+    """Everything training needs, computed once: the network split, cached views and labels."""
+    top: mx.gluon.HybridBlock
+    features: mx.gluon.HybridBlock
+    spec: object
+    split: object
+    train_cache: np.ndarray
+    val_cache: np.ndarray
+    y: np.ndarray
+    val_y: np.ndarray
+    instance: np.ndarray
+    skipped: list[str]
+    start_weights: dict
+
+
+def prepare(cfg: BackboneTuneConfig, progress: bool, report: Callable[[str], None]) -> Prepared:
     split = read_split(cfg)  # same catalogs, validation rule and errors as `fine_tune`
     mx.random.seed(cfg.seed)
     bottom, top, features, spec = split_network(cfg.start_from, cfg.train_blocks, cfg.image_size)
     prep = spec.preprocessing
     skipped = list(split.skipped)
-    train_cache, train_items = cache_views(bottom, *split.train, prep, cfg.views, cfg.seed, skipped,
-                                           progress, "caching training views")
-    val_cache, val_items = cache_views(bottom, *split.val, prep, 0, cfg.seed, skipped, progress,
-                                       "caching validation photos")
+    key = cache_key(cfg, spec, split)
+    train_cache, train_items = cached(cfg.cache_dir, f"train-{key}", split.train[1], report, lambda: cache_views(
+        bottom, *split.train, prep, cfg.views, cfg.seed, skipped, progress, "caching training views"))
+    val_cache, val_items = cached(cfg.cache_dir, f"val-{key}", split.val[1], report, lambda: cache_views(
+        bottom, *split.val, prep, 0, cfg.seed, skipped, progress, "caching validation photos"))
     for line in skipped:
         report(f"skipped {line}")
     classes = {name: i for i, name in enumerate(split.classes)}
-    y = np.array([classes[item.category] for item in train_items])
-    val_y = np.array([classes.get(item.category, -1) for item in val_items])
     product = {key: i for i, key in enumerate(dict.fromkeys(_product(item) for item in train_items))}
-    instance = np.array([product[_product(item)] for item in train_items])
+    return Prepared(top, features, spec, split, train_cache, val_cache,
+                    np.array([classes[item.category] for item in train_items]),
+                    np.array([classes.get(item.category, -1) for item in val_items]),
+                    np.array([product[_product(item)] for item in train_items]), skipped,
+                    {name: p.data().copy() for name, p in top.collect_params().items()})
 
+
+def cache_key(cfg: BackboneTuneConfig, spec, split) -> str:
+    """Names a cache by what determines its content: model, cut, size, views, seed and photos."""
+    import hashlib
+    import json
+
+    photos = [[str(root), [(item.image, item.where) for item in items]] for root, items in (split.train, split.val)]
+    text = json.dumps([fingerprint_of(cfg.start_from), cfg.train_blocks, spec.preprocessing.as_dict(),
+                       cfg.views, cfg.seed, photos], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fingerprint_of(model_dir: Path) -> str:
+    from components.featurizer.model import fingerprint
+
+    return fingerprint(model_dir)
+
+
+def cached(cache_dir: Path | None, name: str, items, report, compute):
+    """(array, kept items): loaded from `cache_dir/name.npy` when there, else computed and saved."""
+    if cache_dir is None:
+        return compute()
+    import json
+
+    array_path, kept_path = Path(cache_dir) / f"{name}.npy", Path(cache_dir) / f"{name}.json"
+    if array_path.is_file() and kept_path.is_file():
+        wanted = set(json.loads(kept_path.read_text()))
+        report(f"reusing cached views {array_path}")
+        return np.load(array_path), [item for item in items if item.where in wanted]
+    array, kept = compute()
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    np.save(array_path, array)
+    kept_path.write_text(json.dumps([item.where for item in kept]))
+    return array, kept
+
+
+def tune(cfg: BackboneTuneConfig, *, progress: bool = True,
+         report: Callable[[str], None] = print) -> TuneResult:
+    started = time.time()
+    ready = prepare(cfg, progress, report)
+    return train(cfg, ready, started, progress, report)
+
+
+def train(cfg: BackboneTuneConfig, ready: Prepared, started: float, progress: bool,
+          report: Callable[[str], None]) -> TuneResult:
+    top, features, spec, split = ready.top, ready.features, ready.spec, ready.split
+    train_cache, val_cache, y, val_y, instance = (ready.train_cache, ready.val_cache, ready.y, ready.val_y,
+                                                  ready.instance)
+    skipped, train_items = ready.skipped, y
+    classes = {name: i for i, name in enumerate(split.classes)}
+    mx.random.seed(cfg.seed)
+    for name, value in ready.start_weights.items():  # a second run on the same caches starts afresh
+        top.collect_params()[name].set_data(value)
+    # what the start model says of every view: training is pulled back towards it
+    start_views = np.stack([embed(top, train_cache[:, v]) for v in range(train_cache.shape[1])], axis=1)
     classifier = CosineClassifier(len(classes), FEATURE_DIM, prefix="tune_")
     classifier.initialize(mx.init.Xavier())
     # start the class centres at the category means, so the first steps do not shake the backbone
-    start_train = embed(top, train_cache[:, 0])
+    start_train = start_views[:, 0]
     centres = np.stack([start_train[y == c].mean(0) for c in range(len(classes))])
     classifier.weight.set_data(mx.nd.array(centres))
     start_p1 = same_category_p1(embed(top, val_cache[:, 0]), val_y, start_train, y)
@@ -193,12 +267,15 @@ def tune(cfg: BackboneTuneConfig, *, progress: bool = True,
             labels = np.concatenate([y[chosen], y[chosen]])
             inst = mx.nd.array(np.concatenate([instance[chosen], instance[chosen]]))
             target = mx.nd.one_hot(mx.nd.array(labels), len(classes))
+            z0 = mx.nd.array(np.concatenate([start_views[chosen, pick[:, 0]], start_views[chosen, pick[:, 1]]]),
+                             dtype="float32")
             with mx.autograd.record(train_mode=False):  # BatchNorm keeps its ImageNet statistics
                 z = mx.nd.L2Normalization(top(mx.nd.array(x, dtype="float32")))
                 cosine = classifier(z)
                 logits = COSINE_SCALE * (cosine - COSINE_MARGIN * target)
                 loss = -(target * mx.nd.log_softmax(logits)).sum(axis=1) \
-                    + cfg.instance_weight * supcon_loss(z, inst)
+                    + cfg.instance_weight * supcon_loss(z, inst) \
+                    + cfg.keep_weight * COSINE_SCALE * (1 - (z * z0).sum(axis=1))
             loss.backward()
             trainer.step(len(x))
             losses.append(float(loss.mean().asscalar()))
@@ -218,16 +295,28 @@ def tune(cfg: BackboneTuneConfig, *, progress: bool = True,
     extra = {**{k: v for k, v in spec.extra.items() if k != "calibration"},
              "command": cfg.command, "data": str(cfg.data), "validation": split.val_source,
              "started_from": f"{cfg.start_from} ({spec.name})", "train_images": len(train_items),
-             "val_images": len(val_items), "skipped_images": len(skipped), "categories": split.classes,
+             "val_images": len(val_y), "skipped_images": len(skipped), "categories": split.classes,
              "trained": f"last {cfg.train_blocks} MBConv blocks + head; BatchNorm statistics frozen",
              "loss": f"cosine softmax (scale {COSINE_SCALE}, margin {COSINE_MARGIN}) + "
-                     f"{cfg.instance_weight} x SupCon over products (temperature {TEMPERATURE})",
+                     f"{cfg.instance_weight} x SupCon over products (temperature {TEMPERATURE}) + "
+                     f"{cfg.keep_weight} x {COSINE_SCALE} x (1 - cosine to the start model's embedding)",
              "optimizer": f"Adam lr {cfg.lr}, cosine decay, batch {batch} photos x 2 of {cfg.views} views",
              "seed": cfg.seed, "epochs_run": epoch, "best_epoch": best[1],
              "start_val_p1": round(start_p1, 4), "best_val_p1": round(best[0], 4), "seconds": seconds}
-    save_featurizer(features, cfg.out, prep, name=f"{spec.arch}-tuned", arch=spec.arch, extra=extra)
-    return TuneResult(epoch, best[1], best[0], start_p1, seconds, len(train_items), len(val_items), skipped)
+    save_featurizer(pristine_copy(features, spec), cfg.out, spec.preprocessing, name=f"{spec.arch}-tuned", arch=spec.arch, extra=extra)
+    return TuneResult(epoch, best[1], best[0], start_p1, seconds, len(train_items), len(val_y), skipped)
 
 
 def _product(item) -> str:
     return str(item.extra.get("item_id") or item.id)
+
+
+def pristine_copy(features, spec):
+    """The trained weights in a network that has run nothing yet: MXNet's exported graph records
+    how often each BatchNorm state was touched, which must not make equal models differ."""
+    fresh = EfficientNetLite(spec.arch, spec.preprocessing.height).features
+    weights = {name: param.data() for name, param in features.collect_params().items()}
+    for name, param in fresh.collect_params().items():
+        param.initialize(init="zeros", force_reinit=True)
+        param.set_data(weights[name])
+    return fresh

@@ -35,7 +35,7 @@ def tuned(tmp_path_factory):
                          "category": category, "item_id": f"{category}-product-{n // 2}"})
     data = write_csv_catalog(root / "catalog", rows, images)
     args = ("--data", data, "--from", start, "--epochs", 2, "--train-blocks", 1, "--views", 2,
-            "--batch-size", 8, "--seed", 5, "--quiet")
+            "--batch-size", 8, "--seed", 5, "--quiet", "--cache-dir", root / "cache")
     first, second = run("fine-tune", "--out", root / "a", *args), run("fine-tune", "--out", root / "b", *args)
     return {"start": start, "a": root / "a", "b": root / "b", "first": first, "second": second}
 
@@ -66,8 +66,10 @@ def test_only_the_last_block_and_the_head_change(tuned):
     assert not any(name.endswith(("running_mean", "running_var")) for name in changed)
 
 
-def test_the_same_seed_gives_the_same_model(tuned):
+def test_the_same_seed_gives_the_same_model_and_cached_views_are_reused(tuned):
     assert tuned["second"].exit_code == 0, tuned["second"].output
+    assert "reusing cached views" not in tuned["first"].output
+    assert "reusing cached views" in tuned["second"].output
     assert fingerprint(tuned["a"]) == fingerprint(tuned["b"])
 
 
