@@ -27,7 +27,8 @@ class DisplaySettings:
     bundle_dir: str = setting("", "Index bundle read for catalog thumbnails and keyword search; "
                                   "empty = the bundle local_search announces in its status.")
     work_dir: str = setting("", "Directory where uploads are saved (under uploads/); empty = the "
-                                "current directory, which Greengrass sets to the component's work dir.")
+                                "current directory, which Greengrass sets to the component's work dir. "
+                                "The featurizer reads query files only from its upload_dir: change both together.")
     upload_timeout_s: float = setting(15.0, "Seconds an upload search waits for its matches.", min=0.5, max=300.0,
                                       live=True)
     max_upload_mb: float = setting(20.0, "Largest upload accepted, in MiB (larger: 413).", min=0.1, max=500.0)

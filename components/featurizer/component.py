@@ -23,6 +23,7 @@ from components.common.backoff import Backoff
 from components.featurizer import camera
 from components.featurizer.camera import ClipError, Frame
 from components.featurizer.frames import crop_to_box, distinct_frames, load_query_image, thumbnail_b64
+from components.featurizer.query_files import confined_path, resolve_upload_dir
 from components.featurizer.settings import COMPONENT, FeaturizerSettings
 from components.featurizer.trigger import Decision, SearchTrigger, StillTrigger
 
@@ -200,12 +201,14 @@ class FeaturizerComponent:
     def featurize_query(self, query: QueryMessage, received: float) -> list[FeatureMessage]:
         """A photo -> one message; a clip -> one per kept sampled frame, `part` i of `parts`."""
         s = self.settings
+        upload_dir = resolve_upload_dir(s.upload_dir)
         if query.kind == "video":
             if not query.image_path:
                 raise ClipError("a video query needs image_path (the clip file on the device)")
-            frames = camera.sample_clip(query.image_path, s.clip_every_s, s.clip_max_frames)
+            clip = confined_path(query.image_path, upload_dir)  # QueryFileRefused: not read
+            frames = camera.sample_clip(str(clip), s.clip_every_s, s.clip_max_frames)
         else:
-            frames = [Frame(load_query_image(query), received)]
+            frames = [Frame(load_query_image(query, upload_dir), received)]
         started = time.perf_counter()
         vectors = self.featurizer.featurize([frame.image for frame in frames])
         featurize_ms = (time.perf_counter() - started) * 1000 / len(frames)

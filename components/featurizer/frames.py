@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from components.common.images import decode_image
 from components.common.messages import MessageError, QueryMessage
-from components.featurizer.preprocess import read_image, shrink
+from components.featurizer.preprocess import shrink
+from components.featurizer.query_files import read_query_file
 
 CROP_MARGIN = 0.12  # of the item's box on each side: the catalog photos show some background
 
@@ -23,9 +25,10 @@ def distinct_frames(vectors: np.ndarray, max_similarity: float) -> list[int]:
     return kept
 
 
-def load_query_image(query: QueryMessage) -> np.ndarray:
+def load_query_image(query: QueryMessage, upload_dir: Path) -> np.ndarray:
+    """The query's picture: a file in `upload_dir` (QueryFileRefused for any other), or its image_b64."""
     if query.image_path:
-        return read_image(query.image_path)
+        return decode_image(read_query_file(query.image_path, upload_dir), query.image_path)
     try:
         data = base64.b64decode(query.image_b64, validate=True)
     except (binascii.Error, ValueError) as exc:

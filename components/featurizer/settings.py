@@ -65,6 +65,11 @@ class FeaturizerSettings(TriggerSettings):
                                  live=True)
     thumbnail_px: int = setting(96, "longest side of the JPEG thumbnail in feature messages (0: none)",
                                 min=0, max=256, live=True)
+    upload_dir: str = setting("../com.visualsearch.Display/uploads",
+                              "folder of the display's uploads: query files are read only from there (regular "
+                              "files, no links out of it); a relative path is under this component's work "
+                              "directory, and Greengrass gives each component work/<ComponentName>, so the "
+                              "default is the display's uploads when its work_dir is left empty", live=True)
     clip_every_s: float = setting(1.0, "seconds between the frames of an uploaded video clip that are searched",
                                   min=0.1, max=60, live=True)
     clip_max_frames: int = setting(30, "most frames of one clip that are featurized", min=1, max=300, live=True)

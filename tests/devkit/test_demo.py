@@ -47,3 +47,32 @@ def test_killing_one_component_does_not_stop_the_others(tmp_path):
     finally:
         runner.stop()
         recorder.close()
+
+
+def test_an_upload_is_answered_across_the_processes_with_the_default_upload_dir(tmp_path):
+    """The featurizer reads only its upload_dir (issue 14, item 7); its default must be the folder
+    where the display saves, in the work layout the nucleus gives each component."""
+    import io
+    import urllib.request
+    import uuid
+
+    from tests.conftest import demo_image
+
+    options = kiosk.DemoOptions(source=str(kiosk.DEMO_VIDEO), port=free_port(), work_dir=tmp_path)
+    runner, recorder = kiosk.start_kiosk(options, None, print, show_logs=False)
+    try:
+        runner.wait_until_running(timeout=180)
+        boundary = uuid.uuid4().hex
+        body = io.BytesIO()
+        body.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\n"
+                   f"Content-Type: image/jpeg\r\n\r\n".encode())
+        body.write(demo_image("hat", 1).read_bytes())
+        body.write(f"\r\n--{boundary}--\r\n".encode())
+        request = urllib.request.Request(f"http://127.0.0.1:{options.port}/api/search", data=body.getvalue(),
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            result = json.load(response)
+        assert result["matches"] and result["query"]["kind"] == "image"
+    finally:
+        runner.stop()
+        recorder.close()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import types
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -52,8 +54,9 @@ def model(tiny_model) -> Featurizer:
 
 
 @pytest.fixture
-def start_kiosk(model):
-    """start_kiosk(open_source=..., **settings) -> the running component, its inboxes and the display's IPC."""
+def start_kiosk(model, tmp_path):
+    """start_kiosk(open_source=..., **settings) -> the running component, its inboxes and the display's IPC.
+    Its upload folder is `kiosk.uploads` (put files there with `uploaded`)."""
     started = []
 
     def start(open_source=camera.open_source, **settings):
@@ -63,7 +66,10 @@ def start_kiosk(model):
         kiosk = types.SimpleNamespace(nucleus=nucleus, features=Inbox.subscribe(nucleus, OBSERVER, messages.FEATURES),
                                       status=Inbox.subscribe(nucleus, OBSERVER, FEATURIZER_STATUS),
                                       display=Ipc(nucleus.connect(DISPLAY)))
-        options = {"camera": str(DEMO_VIDEO), "realtime": False, "status_interval_s": 0.5, **settings}
+        kiosk.uploads = tmp_path / "display-work" / "uploads"
+        kiosk.uploads.mkdir(parents=True, exist_ok=True)
+        options = {"camera": str(DEMO_VIDEO), "realtime": False, "status_interval_s": 0.5,
+                   "upload_dir": str(kiosk.uploads), **settings}
         kiosk.component = FeaturizerComponent(Ipc(nucleus.connect(FEATURIZER)), FeaturizerSettings(**options),
                                               model, open_source=open_source)
         kiosk.component.start()
@@ -80,6 +86,13 @@ def start_kiosk(model):
 
 def ask(kiosk, **query) -> None:
     kiosk.display.publish_json(messages.QUERIES, QueryMessage(**query).to_json())
+
+
+def uploaded(kiosk, source, name: str | None = None) -> str:
+    """Copy `source` into the kiosk's upload folder, as the display saves an upload; its path."""
+    target = kiosk.uploads / (name or Path(source).name)
+    target.write_bytes(Path(source).read_bytes())
+    return str(target)
 
 
 def held_item(source_time: float) -> dict | None:
@@ -117,7 +130,7 @@ def test_a_folder_of_photos_searches_each_photo_once(start_kiosk, tmp_path):
 def test_an_uploaded_photo_is_answered_with_its_query_id(start_kiosk, model):
     kiosk = start_kiosk(realtime=True)
     photo = demo_image("hat", 2)
-    ask(kiosk, query_id="photo-1", image_path=str(photo))
+    ask(kiosk, query_id="photo-1", image_path=uploaded(kiosk, photo))
     answer = FeatureMessage.from_json(kiosk.features.next(where=lambda m: m["query_id"] == "photo-1"))
     assert answer.source == "upload" and (answer.part, answer.parts) == (1, 1) and answer.source_time == -1
     assert answer.vector == pytest.approx(model.featurize([read_image(photo)])[0], abs=1e-5)
@@ -140,7 +153,7 @@ def test_a_clip_is_answered_in_parts_one_per_distinct_second(start_kiosk, tmp_pa
     # random-init test weights put any two photos above 0.96 cosine; the same photo stays above 0.99
     kiosk = start_kiosk(realtime=True, clip_duplicate_similarity=0.99)
     hat, shoes = demo_image("hat", 0), demo_image("shoes", 0)
-    clip = write_clip(tmp_path / "clip.mp4", [hat, hat, shoes, shoes, shoes, hat])
+    clip = write_clip(kiosk.uploads / "clip.mp4", [hat, hat, shoes, shoes, shoes, hat])
     ask(kiosk, query_id="clip-1", image_path=clip, kind="video")
     parts = sorted((kiosk.features.next(where=lambda m: m["query_id"] == "clip-1") for _ in range(3)),
                    key=lambda m: m["part"])  # callbacks run on a thread pool: any order
@@ -151,26 +164,46 @@ def test_a_clip_is_answered_in_parts_one_per_distinct_second(start_kiosk, tmp_pa
 
 def test_a_clip_with_no_decodable_frame_is_reported_by_name(start_kiosk, tmp_path):
     kiosk = start_kiosk(realtime=True)
-    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 2048)
-    ask(kiosk, query_id="clip-bad", image_path=str(tmp_path / "broken.mp4"), kind="video")
+    (kiosk.uploads / "broken.mp4").write_bytes(b"\x00" * 2048)
+    ask(kiosk, query_id="clip-bad", image_path=str(kiosk.uploads / "broken.mp4"), kind="video")
     report = kiosk.status.next(where=lambda m: m.get("query_id") == "clip-bad")
     assert "clip-bad" in report["detail"] and "broken.mp4" in report["query_error"]
-    ask(kiosk, query_id="after", image_path=str(demo_image("dress", 1)))
+    ask(kiosk, query_id="after", image_path=uploaded(kiosk, demo_image("dress", 1)))
     assert kiosk.features.next(where=lambda m: m["query_id"] == "after")["source"] == "upload"
 
 
 def test_a_bomb_photo_or_an_8k_clip_is_refused_by_its_size_and_the_next_query_answered(start_kiosk, tmp_path):
     """Issue 14, item 3: the sizes are checked before decoding; the refusal names the limit."""
     kiosk = start_kiosk(realtime=True)
-    (tmp_path / "bomb.png").write_bytes(png_bomb(20000, 20000))
-    ask(kiosk, query_id="bomb", image_path=str(tmp_path / "bomb.png"))
+    (kiosk.uploads / "bomb.png").write_bytes(png_bomb(20000, 20000))
+    ask(kiosk, query_id="bomb", image_path=str(kiosk.uploads / "bomb.png"))
     report = kiosk.status.next(where=lambda m: m.get("query_id") == "bomb")
     assert "20000x20000 pixels" in report["query_error"] and "limit is 50 megapixels" in report["query_error"]
-    ask(kiosk, query_id="8k", image_path=str(big_clip(tmp_path / "8k.mp4")), kind="video")
+    ask(kiosk, query_id="8k", image_path=str(big_clip(kiosk.uploads / "8k.mp4")), kind="video")
     report = kiosk.status.next(where=lambda m: m.get("query_id") == "8k")
     assert "7680x4320" in report["query_error"] and "megapixels" in report["query_error"]
-    ask(kiosk, query_id="after", image_path=str(demo_image("dress", 1)))
+    ask(kiosk, query_id="after", image_path=uploaded(kiosk, demo_image("dress", 1)))
     assert kiosk.features.next(where=lambda m: m["query_id"] == "after")["source"] == "upload"
+
+
+def test_only_regular_files_in_the_upload_folder_are_read_and_a_fifo_never_blocks(start_kiosk, tmp_path):
+    """Issue 14, item 7: a query naming a file elsewhere was read and its thumbnail returned;
+    a FIFO blocked the worker for good while the status said running."""
+    kiosk = start_kiosk(realtime=True)
+    outside = tmp_path / "private.jpg"
+    outside.write_bytes(demo_image("hat", 0).read_bytes())
+    os.symlink(outside, kiosk.uploads / "link.jpg")
+    os.mkfifo(kiosk.uploads / "fifo.jpg")
+    for query_id, path in (("outside", outside), ("traversal", kiosk.uploads / ".." / ".." / "private.jpg"),
+                           ("link", kiosk.uploads / "link.jpg"), ("fifo", kiosk.uploads / "fifo.jpg")):
+        ask(kiosk, query_id=query_id, image_path=str(path), kind="video" if query_id == "fifo" else "image")
+        report = kiosk.status.next(timeout=30, where=lambda m, q=query_id: m.get("query_id") == q)
+        assert "not read" in report["query_error"], report
+    ask(kiosk, query_id="fifo-photo", image_path=str(kiosk.uploads / "fifo.jpg"))
+    assert "FIFO" in kiosk.status.next(where=lambda m: m.get("query_id") == "fifo-photo")["query_error"]
+    ask(kiosk, query_id="after", image_path=uploaded(kiosk, demo_image("dress", 1)))
+    assert kiosk.features.next(where=lambda m: m["query_id"] == "after")["source"] == "upload"
+    assert not [m for m in kiosk.features.drain(0.2) if m["query_id"] != "after"]
 
 
 def test_a_malformed_query_is_dropped_and_the_next_one_answered(start_kiosk):
@@ -179,7 +212,7 @@ def test_a_malformed_query_is_dropped_and_the_next_one_answered(start_kiosk):
     kiosk.display.publish_json(messages.QUERIES, {**QueryMessage(query_id="no-image", image_path="x").to_json(),
                                                   "image_path": ""})
     ask(kiosk, query_id="not-base64", image_b64="not base64!")
-    ask(kiosk, query_id="good", image_path=str(demo_image("pants", 0)))
+    ask(kiosk, query_id="good", image_path=uploaded(kiosk, demo_image("pants", 0)))
     assert kiosk.features.next(where=lambda m: m["source"] == "upload")["query_id"] == "good"
     assert kiosk.status.next(where=lambda m: m.get("query_id") == "not-base64")["query_error"].startswith(
         "image_b64 is not base64")
@@ -191,7 +224,7 @@ def test_a_missing_camera_is_reported_and_the_component_keeps_serving(start_kios
     lost = [kiosk.status.next(where=lambda m: m["state"] == "camera_lost") for _ in range(3)]
     assert "camera device not found" in lost[0]["detail"] and "retry" in lost[0]["detail"]
     assert lost[-1]["frames"] == 0 and lost[-1]["camera_state"] == "reconnecting"
-    ask(kiosk, query_id="still-here", image_path=str(demo_image("shirt", 0)))
+    ask(kiosk, query_id="still-here", image_path=uploaded(kiosk, demo_image("shirt", 0)))
     assert kiosk.features.next(where=lambda m: m["query_id"] == "still-here")["source"] == "upload"
 
 
