@@ -75,21 +75,51 @@ def read_catalog(path: str | Path) -> Catalog:
 
 
 def _csv_rows(path: Path):
+    """(line, row, None) per row, or (line, None, reason) for a row that cannot be used; `line`
+    is where the row starts. Quoting is read strictly: a quote that never closes (or closes in
+    another row) would otherwise swallow the rows after it silently; such a row is reported
+    and reading goes on from the line after it."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            missing = [c for c in ("id", "image") if c not in header]
-            if missing:
-                raise CatalogError(f"{path}: header lacks column(s) {', '.join(missing)} "
-                                   f"(found: {', '.join(header) or 'nothing'})")
-            for row in reader:
-                if None in row:  # more cells than header columns
-                    yield reader.line_num, None, "more cells than the header has columns"
-                    continue
-                yield reader.line_num, row, None
+            lines = list(handle)  # split at \r, \n and \r\n only, as csv does
     except UnicodeDecodeError as exc:
         raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        header = next(csv.reader(lines[:1], strict=True), [])
+    except csv.Error as exc:
+        raise CatalogError(f"{path}: the header line cannot be read as CSV ({exc})") from None
+    missing = [c for c in ("id", "image") if c not in header]
+    if missing:
+        raise CatalogError(f"{path}: header lacks column(s) {', '.join(missing)} "
+                           f"(found: {', '.join(header) or 'nothing'})")
+    position = 1  # lines before the reader's first
+    while position < len(lines):
+        reader, done = csv.reader(iter(lines[position:]), strict=True), 0
+        try:
+            for cells in reader:
+                line, done = position + done + 1, reader.line_num  # the row's first line, 1-based
+                if not cells:
+                    continue
+                if len(cells) > len(header):
+                    yield line, None, "more cells than the header has columns"
+                    continue
+                yield line, dict(zip(header, cells + [None] * (len(header) - len(cells)))), None
+            return
+        except csv.Error as exc:
+            start = position + done + 1
+            yield start, None, _csv_problem(exc, start, position + reader.line_num, len(lines))
+            position = start  # go on from the line after the first line of that row
+
+
+def _csv_problem(exc: csv.Error, start: int, at: int, total: int) -> str:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"a cell is longer than the CSV field limit ({csv.field_size_limit()} characters)"
+    if "unexpected end of data" in text:
+        later = f", {total - start} line(s) later" if total > start else ""
+        return f"unterminated quote: the quoted field opened on this line never closes (the file ends inside it{later})"
+    return (f"bad quoting ({text}, line {at}): a quoted field opened on this line closes in the middle "
+            f"of a cell; an unterminated or stray quote?")
 
 
 def _jsonl_rows(path: Path):

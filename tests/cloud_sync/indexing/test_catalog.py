@@ -69,3 +69,44 @@ def test_unusable_catalogs_are_clear_errors(tmp_path):
     (root / "catalog.csv").write_bytes(b"id,image\n1,\xff\xfe.jpg\n")
     with pytest.raises(CatalogError, match="not UTF-8"):
         read_catalog(root)
+
+
+def test_an_unterminated_quote_is_a_bad_row_and_the_rows_after_it_are_still_read(tmp_path):
+    """Issue 14, item 8: three rows became one item and the build said nothing."""
+    root = tmp_path / "q"
+    root.mkdir()
+    (root / "catalog.csv").write_text('id,image,title\n'
+                                      'a1,a.jpg,"Red hat\n'
+                                      'a2,b.jpg,Blue hat\n'
+                                      'a3,c.jpg,"Green, ""wide"" hat"\n'
+                                      'a4,d.jpg,"two\nlines"\n')
+    catalog = read_catalog(root)
+    assert [str(p) for p in catalog.problems] == [  # its quote is closed by the first one of line 4
+        "catalog.csv:2: bad quoting (',' expected after '\"', line 4): a quoted field opened on this line "
+        "closes in the middle of a cell; an unterminated or stray quote?"]
+    assert [(i.id, i.title, i.where) for i in catalog.items] == [
+        ("a2", "Blue hat", "catalog.csv:3"), ("a3", 'Green, "wide" hat', "catalog.csv:4"),
+        ("a4", "two\nlines", "catalog.csv:5")]
+
+
+def test_an_unterminated_quote_on_the_last_line_is_reported_too(tmp_path):
+    root = tmp_path / "q"
+    root.mkdir()
+    (root / "catalog.csv").write_text('id,image,title\na1,a.jpg,Red hat\na2,b.jpg,"Blue hat\n')
+    catalog = read_catalog(root)
+    assert [i.id for i in catalog.items] == ["a1"]
+    assert [p.where for p in catalog.problems] == ["catalog.csv:3"] and "unterminated quote" in catalog.problems[0].reason
+
+
+def test_a_field_over_the_csv_field_limit_is_a_bad_row_not_a_traceback(tmp_path):
+    """Issue 14, item 9."""
+    import csv
+
+    root = tmp_path / "big"
+    root.mkdir()
+    huge = "x" * (csv.field_size_limit() + 10)
+    (root / "catalog.csv").write_text(f"id,image,title\na1,a.jpg,fine\na2,b.jpg,{huge}\na3,c.jpg,after\n")
+    catalog = read_catalog(root)
+    assert [i.id for i in catalog.items] == ["a1", "a3"]
+    assert [str(p) for p in catalog.problems] == [
+        f"catalog.csv:3: a cell is longer than the CSV field limit ({csv.field_size_limit()} characters)"]
