@@ -19,6 +19,10 @@ def expected_errors(command):
         except VisualSearchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except OSError as exc:  # the file system said no: an unwritable --out, a full disk, a missing folder
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(1)
     return wrapper
 
 

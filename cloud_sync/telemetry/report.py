@@ -12,6 +12,7 @@ the report therefore drops duplicates by `record_id`, not by key.
 """
 from __future__ import annotations
 
+import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,6 +83,10 @@ def check_record(record: UsageRecord, where: str) -> UsageRecord:
             raise TelemetryError(f"{where}: {name} must be a number or null, got {value!r}")
     if not isinstance(record.thing_name, str) or not isinstance(record.period_s, (int, float)):
         raise TelemetryError(f"{where}: thing_name must be text and period_s a number")
+    for name in ("period_s", "uptime_s", "latency_ms_p50", "latency_ms_p95"):
+        value = getattr(record, name)
+        if isinstance(value, float) and not math.isfinite(value):  # 1e999 reads as infinity
+            raise TelemetryError(f"{where}: {name} must be a finite number, got {value!r}")
     if not isinstance(record.top_items, list) or not all(
             isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int) for pair in record.top_items):
         raise TelemetryError(f"{where}: top_items must be a list of [item_id, count]")

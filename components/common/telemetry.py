@@ -57,8 +57,11 @@ class UsageRecord:
 
     @classmethod
     def from_json(cls, data: bytes | str, where: str = "record") -> "UsageRecord":
+        def not_finite(name: str):  # NaN, Infinity: Python's json reads them, JSON does not have them
+            raise TelemetryError(f"{where}: {name} is not a finite number (not valid JSON)")
+
         try:
-            raw = json.loads(data)
+            raw = json.loads(data, parse_constant=not_finite)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise TelemetryError(f"{where}: not valid JSON ({exc})") from None
         return cls.from_dict(raw, where)

@@ -1,5 +1,6 @@
 """telemetry-report over records stored where the IoT rule puts them, on a real moto S3 server."""
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -156,3 +157,23 @@ def test_long_spans_are_shown_per_day():
     assert step == "day" and len(times) == 5 and times[0] == datetime(2026, 11, 1, tzinfo=timezone.utc)
     step, times = choose_bucket(starts[:1] + [starts[0] + timedelta(hours=5)])
     assert step == "hour" and len(times) == 6
+
+
+def test_nan_or_infinity_in_a_record_makes_it_unreadable_not_a_crash(s3_bucket, tmp_path):
+    """Issue 14, item 9: NaN crashed --html and made --json invalid JSON."""
+    s3 = boto3.client("s3")
+    good = record("kiosk-a", "2026-11-20T10:00:00Z", 10, 8, 20.0, 40.0, [["dress-1", 5]], 6, 0)
+    s3.put_object(Bucket=s3_bucket, Key=rule_key(good), Body=good.to_json())
+    for name, text in (("nan", '"latency_ms_p50": NaN'), ("inf", '"period_s": Infinity'),
+                       ("neg-inf", '"latency_ms_p95": -Infinity'), ("big", '"uptime_s": 1e999')):
+        body = good.to_json().decode().replace('"record_id": "kiosk-a-2026-11-20T10:00:00Z"', f'"record_id": "{name}"')
+        field_name = text.split(":")[0]
+        body = re.sub(f'{field_name}: [^,}}]+', text, body)
+        s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/telemetry/kiosk-a/2026-11-20/{name}.json", Body=body.encode())
+    html = tmp_path / "report.html"
+    result = run("telemetry-report", "--bucket", s3_bucket, "--prefix", PREFIX, "--json", "--html", html)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in the JSON output"))
+    assert report["fleet"]["records"] == 1 and len(report["unreadable"]) == 4
+    assert all("finite" in reason for _, reason in report["unreadable"]), report["unreadable"]
+    assert "NaN is not a finite number" in html.read_text()  # listed among the unreadable objects
