@@ -32,7 +32,9 @@ def build_index(catalog, model_dir, out, index, search_params, metric, memory_mb
         result = build_bundle(catalog, model_dir, out, index=index, search_params=search_params,
                               metric=metric, skip_bad_rows=skip_bad_rows,
                               memory_budget=memory_mb * 1024 * 1024, index_version=index_version,
-                              on_problems=report)
+                              on_problems=report,
+                              on_stale=lambda path: click.echo(f"removed {path} (left by an interrupted build)",
+                                                               err=True))
     except ValueError as exc:  # faiss factory or memory budget
         raise click.UsageError(str(exc)) from None
     m = result.manifest

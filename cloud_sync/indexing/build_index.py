@@ -41,9 +41,11 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
                  index_version: int | None = None, progress: bool = True,
                  featurizer: Featurizer | None = None,
                  on_problems: Callable[[list[CatalogProblem]], None] | None = None,
+                 on_stale: Callable[[Path], None] | None = None,
                  catalog_digest: str = "") -> BuildResult:
     """Build a bundle at `out`. Written to a temporary directory and renamed at the end,
-    so a failed build leaves an existing bundle at `out` untouched."""
+    so a failed build leaves an existing bundle at `out` untouched; `on_stale` hears of
+    staging folders of interrupted builds that were removed."""
     out = Path(out)
     if metric not in METRICS:
         raise BundleError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
@@ -51,7 +53,7 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
         raise BundleError(f"{out}: exists and is not an index bundle; choose another --out")
     catalog = read_catalog(catalog_path)
     featurizer = featurizer or Featurizer(model_dir)
-    with staged_dir(out) as staging:
+    with staged_dir(out, on_stale=on_stale) as staging:
         (staging / THUMBNAIL_DIR).mkdir()
         thumbnails: list[str] = []
 

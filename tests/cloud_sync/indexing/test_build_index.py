@@ -88,6 +88,35 @@ def test_a_failed_rebuild_leaves_the_existing_bundle_untouched(class_folders, cs
     assert json.loads((out / "manifest.json").read_text())["index_version"] > json.loads(before)["index_version"]
 
 
+def test_staging_folders_left_by_a_killed_build_are_removed_and_said_so(class_folders, tiny_model, tmp_path):
+    """Issue 14, item 10: a build killed mid-way left .bundle.tmp-* beside --out for ever.
+    One still in use (its build holds its lock) is left alone."""
+    import fcntl
+    import os
+
+    killed = tmp_path / ".bundle.tmp-k1ll3d"
+    (killed / "thumbnails").mkdir(parents=True)
+    (killed / "thumbnails" / "0.jpg").write_bytes(b"half a build")
+    os.utime(killed, (1_000_000_000, 1_000_000_000))
+    half_swapped = tmp_path / ".bundle.old-s0m3"
+    half_swapped.mkdir()
+    os.utime(half_swapped, (1_000_000_000, 1_000_000_000))
+    running = tmp_path / ".bundle.tmp-runn1ng"
+    running.mkdir()
+    os.utime(running, (1_000_000_000, 1_000_000_000))
+    held = os.open(running, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another build, still writing there
+    try:
+        result = run("build-index", class_folders, "--model", tiny_model, "--out", tmp_path / "bundle")
+    finally:
+        os.close(held)
+    assert result.exit_code == 0, result.output
+    assert f"removed {killed} (left by an interrupted build)" in result.output
+    assert f"removed {half_swapped} (left by an interrupted build)" in result.output
+    assert not killed.exists() and not half_swapped.exists() and running.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".bundle.tmp-runn1ng"]
+
+
 def test_refuses_to_overwrite_a_folder_that_is_not_a_bundle(class_folders, tiny_model, tmp_path):
     result = run("build-index", class_folders, "--model", tiny_model, "--out", class_folders)
     assert result.exit_code == 1 and "is not an index bundle" in result.output
