@@ -21,13 +21,15 @@ from werkzeug.exceptions import HTTPException
 from components.display.catalog import Catalog
 from components.display.events import EventHub, TooManyClients, format_event
 from components.display.kiosk_state import KioskState
+from components.display.request_guard import host_problem, origin_problem
 from components.display.settings import COMPONENT, DisplaySettings
 from components.display.staff_search import StaffSearch
 from components.display.upload_search import UploadSearches
 from components.display.uploads import ACCEPTED, UploadError, find_upload
 
 log = logging.getLogger("display")
-CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+       "frame-ancestors 'none'")
 FORM_OVERHEAD = 64 * 1024
 
 
@@ -58,6 +60,17 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = search.max_bytes + FORM_OVERHEAD
     app.json.sort_keys = False
+
+    @app.before_request
+    def guard():  # DNS rebinding and cross-site requests: see request_guard.py
+        problem = host_problem(request.host, search.settings.allowed_hosts)
+        if problem:
+            return _error(400, problem)
+        problem = origin_problem(request.method, request.headers.get("Origin"),
+                                 request.headers.get("Sec-Fetch-Site"), request.scheme, request.host)
+        if problem:
+            return _error(403, problem)
+        return None
 
     @app.get("/")
     def kiosk():
@@ -115,6 +128,7 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
     def headers(response: Response) -> Response:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 
     @app.errorhandler(UploadError)

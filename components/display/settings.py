@@ -23,6 +23,9 @@ class DisplaySettings:
 
     host: str = setting("127.0.0.1", "Address the pages are served on. Only this device by default; "
                                      "serving other machines (e.g. 0.0.0.0) must be set explicitly.")
+    allowed_hosts: str = setting("", "Comma-separated host names the pages answer to besides IP addresses and "
+                                     "localhost (e.g. kiosk-12.store.example); any other Host header is refused, "
+                                     "so a web page cannot reach the kiosk by DNS rebinding.", live=True)
     port: int = setting(8080, "TCP port of the pages (0 picks a free port and logs it).", min=0, max=65535)
     bundle_dir: str = setting("", "Index bundle read for catalog thumbnails and keyword search; "
                                   "empty = the bundle local_search announces in its status.")

@@ -34,9 +34,10 @@ def client(display):
     return display.app.test_client()
 
 
-def upload(client, data: bytes, name="photo.jpg", content_type="image/jpeg", url="/api/search", **form):
+def upload(client, data: bytes, name="photo.jpg", content_type="image/jpeg", url="/api/search", headers=None,
+           **form):
     return client.post(url, data={"file": (io.BytesIO(data), name, content_type), **form},
-                       content_type="multipart/form-data")
+                       content_type="multipart/form-data", headers=headers or {})
 
 
 def test_state_twin_and_kiosk_page_show_a_camera_match(display, client, demo_bundle):
@@ -298,3 +299,39 @@ def test_an_8k_clip_is_a_413_and_is_not_kept(client, tmp_path):
     response = upload(client, clip.read_bytes(), "clip.mp4", "video/mp4")
     assert response.status_code == 413 and "7680x4320" in response.json["error"]
     assert not list((tmp_path / "uploads").glob("*.mp4"))
+
+
+# ---- cross-origin requests and DNS rebinding (issue 14, item 11) -----------------------------
+@pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost:8080", "localhost", "[::1]:8080", "192.168.1.20:8080"])
+def test_the_pages_answer_to_ip_addresses_and_localhost(client, host):
+    assert client.get("/api/state", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("method, url", [("get", "/"), ("get", "/api/state"), ("post", "/api/search")])
+def test_a_host_name_that_is_not_ours_is_refused_dns_rebinding(client, method, url):
+    response = getattr(client, method)(url, headers={"Host": "attacker.example:8080"})
+    assert response.status_code == 400 and b"attacker.example" in response.data  # an HTML or JSON error
+    assert b"allowed_hosts" in response.data
+
+
+def test_host_names_can_be_allowed(tmp_path, demo_bundle):
+    client = make_display(tmp_path, demo_bundle, allowed_hosts="kiosk.local, Staff-PC").app.test_client()
+    assert client.get("/api/state", headers={"Host": "kiosk.local:8080"}).status_code == 200
+    assert client.get("/api/state", headers={"Host": "staff-pc"}).status_code == 200
+    assert client.get("/api/state", headers={"Host": "kiosk.local.attacker.example"}).status_code == 400
+
+
+def test_a_cross_origin_post_is_refused(client):
+    photo = demo_image("hat", 0).read_bytes()
+    refused = upload(client, photo, headers={"Origin": "http://attacker.example"})
+    assert refused.status_code == 403 and "cross-origin" in refused.json["error"]
+    assert upload(client, photo, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert upload(client, photo, headers={"Origin": "null"}).status_code == 403
+    assert upload(client, photo, headers={"Origin": "http://localhost"}).status_code == 200  # the page itself
+    assert upload(client, photo).status_code == 200  # no Origin: not a browser, no ambient credentials
+
+
+def test_the_pages_cannot_be_framed(client):
+    response = client.get("/")
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
