@@ -122,7 +122,10 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
         path = find_upload(search.upload_dir, query_id)
         if path is None or path.suffix == ".mp4":
             abort(404, description="no such uploaded image (old uploads are deleted)")
-        return send_file(path, max_age=60)
+        try:
+            return send_file(path, max_age=60)
+        except FileNotFoundError:  # pruned by another request since it was found
+            abort(404, description="no such uploaded image (old uploads are deleted)")
 
     @app.after_request
     def headers(response: Response) -> Response:

@@ -125,3 +125,12 @@ def test_pruning_skips_uploads_in_flight_and_files_that_vanish(tmp_path, monkeyp
         uploads.release(path)
     uploads.prune(keep=2)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_an_upload_pruned_while_its_picture_is_requested_is_a_404_not_a_500(tmp_path, demo_bundle, monkeypatch):
+    import components.display.app as app_module
+
+    client = make_display(tmp_path, demo_bundle).app.test_client()
+    monkeypatch.setattr(app_module, "find_upload", lambda folder, query_id: folder / f"{query_id}.jpg")  # then pruned
+    response = client.get("/uploads/abc123")
+    assert response.status_code == 404 and "deleted" in response.json["error"]
