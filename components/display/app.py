@@ -87,7 +87,8 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
         except TooManyClients as exc:
             return _json_error(503, str(exc))
         first = format_event("state", state.snapshot())
-        return Response(state.hub.stream(client, first), mimetype="text/event-stream",
+        gone = request.environ.get("waitress.client_disconnected")  # None under other servers
+        return Response(state.hub.stream(client, first, gone), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/healthz")

@@ -22,7 +22,8 @@ class DisplayComponent:
         self.web = build_display_app(settings, ipc.publish_json_wait)
         self.state, self.searches, self.hub = self.web.state, self.web.searches, self.web.state.hub
         try:
-            self.server = WebServer(self.web.app, settings.host, settings.port)
+            self.server = WebServer(self.web.app, settings.host, settings.port,
+                                    threads=settings.http_threads + settings.max_event_clients)
         except OSError as exc:
             raise VisualSearchError(f"{COMPONENT}: cannot serve on {settings.host}:{settings.port} "
                                     f"({exc.strerror or exc}); change host or port") from None

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 QUEUE_SIZE = 8
 HEARTBEAT_S = 15.0
 RETRY_MS = 2000          # how soon EventSource reconnects after the stream drops
+GONE_CHECK_S = 1.0       # how often a quiet stream checks that its page is still connected
 _CLOSE = object()
 
 
@@ -61,17 +62,29 @@ class EventHub:
         for client in clients:
             _put_dropping_oldest(client, _CLOSE)
 
-    def stream(self, client: queue.Queue, first: str) -> Iterator[str]:
-        """The body of one /events response: `first`, then events, heartbeats while quiet."""
+    def stream(self, client: queue.Queue, first: str, gone: Callable[[], bool] | None = None) -> Iterator[str]:
+        """The body of one /events response: `first`, then events, heartbeats while quiet.
+
+        `gone()` says whether the page has closed its connection (the server's
+        `waitress.client_disconnected`): it is asked every `GONE_CHECK_S`, so the slot of a page
+        that went away is freed without waiting for the next write."""
         try:
             yield f"retry: {RETRY_MS}\n\n"
             yield first
+            quiet = 0.0
             while True:
+                if gone is not None and gone():
+                    return
+                wait = min(GONE_CHECK_S, self.heartbeat_s - quiet) if gone is not None else self.heartbeat_s
                 try:
-                    item = client.get(timeout=self.heartbeat_s)
+                    item = client.get(timeout=max(0.0, wait))
                 except queue.Empty:
-                    yield ": heartbeat\n\n"   # also how a closed connection is noticed
+                    quiet += wait
+                    if quiet >= self.heartbeat_s:
+                        quiet = 0.0
+                        yield ": heartbeat\n\n"   # keeps proxies from closing a quiet stream
                     continue
+                quiet = 0.0
                 if item is _CLOSE:
                     return
                 yield item

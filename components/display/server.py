@@ -1,35 +1,64 @@
-"""A real threaded WSGI server (werkzeug) for the display app, run on a background thread."""
+"""The display's HTTP server: waitress (a production WSGI server), run on a background thread.
+
+Why not werkzeug's development server: it starts one thread per connection, so idle or
+half-open connections (a slow or hostile client) cost a thread each without limit. Waitress
+reads requests on one event loop and runs the app on a fixed pool of `threads`; connections
+waiting for their request cost no thread, at most `CONNECTION_LIMIT` are held open, and one
+idle for `IDLE_TIMEOUT_S` is closed. A live-update stream (/events) holds a pool thread for
+as long as the page is open, so the pool is sized for those plus the page requests (the
+component passes http_threads + max_event_clients). Waitress also tells a stream when its
+client has gone (`waitress.client_disconnected`), so the stream's slot is freed at once.
+"""
 from __future__ import annotations
 
 import logging
 import threading
 
-from werkzeug.serving import make_server
+from waitress.server import create_server
 
 log = logging.getLogger("display")
+CONNECTION_LIMIT = 256   # connections held open at once; more wait in the listen backlog
+IDLE_TIMEOUT_S = 30      # a connection with no request in progress is closed after this
 
 
 class WebServer:
-    def __init__(self, app, host: str, port: int):
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a log line per request and thumbnail
-        self._server = make_server(host, port, app, threaded=True)
-        self._server.daemon_threads = True  # open live-update streams never hold up a stop
-        self._thread = threading.Thread(target=self._server.serve_forever, name="display-http", daemon=True)
+    def __init__(self, app, host: str, port: int, threads: int = 8):
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" at every burst
+        self.threads = threads
+        self._server = create_server(
+            app, host=host, port=port, threads=threads, connection_limit=CONNECTION_LIMIT,
+            channel_timeout=IDLE_TIMEOUT_S, cleanup_interval=max(1, IDLE_TIMEOUT_S // 3),
+            channel_request_lookahead=1,  # keep reading while a stream runs: a closed connection is noticed
+            asyncore_use_poll=True,       # poll(), not select(): no limit of 1024 descriptors
+            clear_untrusted_proxy_headers=True, ident="visual-search display")
+        self._thread = threading.Thread(target=self._server.run, name="display-http", daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._server.effective_host}:{self.port}"
 
     @property
     def port(self) -> int:
-        return self._server.server_port
+        return int(self._server.effective_port)
 
     def start(self) -> None:
         self._thread.start()
         log.info("serving the kiosk page on %s/", self.url)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        """Close the listening socket and every connection (on the event loop's own thread),
+        then the worker pool."""
+        server = self._server
+
+        def close_all():
+            for dispatcher in list(server._map.values()):
+                if dispatcher is not server.trigger:
+                    dispatcher.close()
+            server.trigger.close()  # the map is empty: the event loop returns
+
+        if self._thread.is_alive():
+            server.trigger.pull_trigger(close_all)
+            self._thread.join(timeout=5)
+        else:
+            close_all()
+        server.task_dispatcher.shutdown(timeout=5)

@@ -48,6 +48,9 @@ class DisplaySettings:
     history_size: int = setting(8, "Recent camera queries kept and shown.", min=1, max=100)
     max_event_clients: int = setting(16, "Live-update (SSE) connections served at once (more: 503).",
                                      min=1, max=256)
+    http_threads: int = setting(8, "Threads serving page and API requests; each live-update connection has "
+                                   "one more of its own (max_event_clients), and idle connections take none.",
+                                min=1, max=64)
     keyword_limit: int = setting(24, "Items shown for a keyword search without an image.", min=1, max=500,
                                   live=True)
     status_interval_s: float = setting(10.0, "Seconds between this component's status messages.", min=1.0,
