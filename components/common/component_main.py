@@ -20,6 +20,9 @@ One settings lifecycle for all three components (`run_component(name, settings_c
    A configuration that arrives without validation (a local change) and has problems is
    logged and not applied.
 4. SIGTERM or SIGINT: the component is stopped and the process exits 0.
+5. The nucleus goes away (it stopped or crashed, closing the IPC connection): the component is
+   stopped and the process exits 1, rather than outlive it holding ports and devices; a
+   nucleus that comes back starts its components again.
 """
 from __future__ import annotations
 
@@ -57,7 +60,11 @@ def run_component(name: str, settings_cls, build: Callable, ipc=None, stop: thre
         host.start()
         ipc.update_state("RUNNING")
         log.info("running")
-        host.serve(stop)
+        lost = getattr(ipc, "lost", None)
+        host.serve(stop, lost)
+        if lost is not None and lost.is_set() and not stop.is_set():
+            log.error("the nucleus closed the IPC connection (%s); exiting", getattr(ipc, "lost_reason", ""))
+            return 1
         log.info("stopping")
         return 0
     except VisualSearchError as exc:
@@ -87,9 +94,9 @@ class ComponentHost:
         self._subscribe()  # first, so that no update between reading and subscribing is missed
         self._start(self._read())
 
-    def serve(self, stop: threading.Event) -> None:
-        """Apply configuration updates (on this thread) until `stop` is set."""
-        while not stop.is_set():
+    def serve(self, stop: threading.Event, lost: threading.Event | None = None) -> None:
+        """Apply configuration updates (on this thread) until `stop` (or `lost`) is set."""
+        while not stop.is_set() and not (lost is not None and lost.is_set()):
             if self._updated.wait(POLL_S) and not stop.is_set():
                 self._updated.clear()
                 self.reload()

@@ -19,14 +19,27 @@ CALL_TIMEOUT_S = 10.0
 
 
 class Ipc:
+    """`lost` is set when the nucleus closes the connection it made (the nucleus stopped or
+    crashed): a component's main then exits rather than outlive it (`component_main.py`)."""
+
     def __init__(self, client=None, *, owns_client: bool = True):
         from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
-        self.client = client or GreengrassCoreIPCClientV2()
+        self.lost = threading.Event()
+        self.lost_reason = ""
+        self._closing = False
+        if client is None:
+            client = GreengrassCoreIPCClientV2(client=_connect(self._on_disconnect))
+        self.client = client
         self._owns_client = owns_client
         self._operations = []
         self._lock = threading.Lock()
         self.publish_failures = 0
+
+    def _on_disconnect(self, reason) -> None:
+        if not self._closing:
+            self.lost_reason = f"{type(reason).__name__}: {reason}" if reason is not None else "closed by the nucleus"
+            self.lost.set()
 
     def scoped(self) -> Ipc:
         """The same connection, with subscriptions of its own: its `close()` ends only those
@@ -131,6 +144,7 @@ class Ipc:
         self.client.update_state_async(state=state).result(CALL_TIMEOUT_S)
 
     def close(self) -> None:
+        self._closing = True
         with self._lock:
             operations, self._operations = self._operations, []
         for operation in operations:
@@ -146,6 +160,18 @@ class Ipc:
         if error is not None:
             self.publish_failures += 1
             log.warning("publish to %s failed (%s: %s)", topic, type(error).__name__, error)
+
+
+def _connect(on_disconnect: Callable[[Exception | None], None]):
+    """The nucleus connection (socket and token from the environment), telling `on_disconnect`."""
+    import awsiot.greengrasscoreipc
+    from awsiot.eventstreamrpc import LifecycleHandler
+
+    class Watch(LifecycleHandler):
+        def on_disconnect(self, reason):
+            on_disconnect(reason)
+
+    return awsiot.greengrasscoreipc.connect(lifecycle_handler=Watch())
 
 
 def decode_event(event) -> dict:
