@@ -67,6 +67,7 @@ def evaluate(catalog, queries, model_dir, metrics, ks, bundle, json_out, report_
     """Same-category retrieval quality per metric (P@1, P@k, R@k, mAP@k) against a random
     ranking, and recall@k and latency of the index against exact search. Read-only: bad
     catalog or query rows are reported and left out."""
+    from cloud_sync.evaluation.caveats import evaluation_caveats
     from cloud_sync.evaluation.evaluate import run_evaluation
     from cloud_sync.evaluation.report import format_table, html_report
 
@@ -84,6 +85,11 @@ def evaluate(catalog, queries, model_dir, metrics, ks, bundle, json_out, report_
                    + " (see 'bad row' above)", err=True)
     click.echo(format_table(evaluation))
     results = dict(evaluation.results)
+    warnings = evaluation_caveats(evaluation)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if warnings:
+        results["warnings"] = warnings
     if reshots or calibrate or _has_calibration(model_dir):
         results.update(_checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothing_dir))
     if json_out is not None:

@@ -107,6 +107,7 @@ def fine_tune(data, out, val, val_fraction, arch, start_from, pretrained, epochs
     os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
     from tqdm import tqdm
 
+    from cloud_sync.evaluation.caveats import training_caveats
     from cloud_sync.training.fine_tune import FineTuneConfig, fine_tune as run
     from components.featurizer.model import fingerprint
 
@@ -129,6 +130,8 @@ def fine_tune(data, out, val, val_fraction, arch, start_from, pretrained, epochs
                f"{result.epochs_run}), {result.train_count} training images, "
                f"{len(result.skipped)} skipped, {result.seconds:.0f}s, "
                f"fingerprint {fingerprint(out)[:12]}")
+    for warning in training_caveats(result.val_count, result.classes, result.epoch_losses):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def command_line(ctx: click.Context) -> str:
@@ -156,6 +159,7 @@ def _tune_backbone(data, out, val, val_fraction, start_from, epochs, patience, b
                    train_blocks, views, instance_weight, keep_weight, cache_dir, image_size, seed, quiet):
     from tqdm import tqdm
 
+    from cloud_sync.evaluation.caveats import training_caveats
     from cloud_sync.training.backbone_tune import BackboneTuneConfig, tune
     from components.featurizer.model import fingerprint
 
@@ -168,3 +172,5 @@ def _tune_backbone(data, out, val, val_fraction, start_from, epochs, patience, b
                f"{result.start_val_p1:.4f} -> {result.best_val_p1:.4f} (epoch {result.best_epoch} of "
                f"{result.epochs_run}), {result.train_count} training images, {len(result.skipped)} skipped, "
                f"{result.seconds:.0f}s, fingerprint {fingerprint(out)[:12]}")
+    for warning in training_caveats(result.val_count, 0, []):
+        click.echo(f"warning: {warning}", err=True)

@@ -86,6 +86,8 @@ class FineTuneResult:
     train_count: int
     val_count: int
     skipped: list[str]
+    classes: int = 0
+    epoch_losses: list[float] = field(default_factory=list)  # mean training loss of each epoch run
 
 
 class CosineClassifier(mx.gluon.HybridBlock):
@@ -140,9 +142,10 @@ def _fine_tune(cfg: FineTuneConfig, split: Split, start: Start, started: float, 
     classifier.hybridize(static_alloc=True)
     if cfg.freeze_base:
         start.base.collect_params().setattr("grad_req", "null")
+    epoch_losses: list[float] = []
     epochs_run, best_epoch, best_accuracy = train(
         featurizer, classifier, cfg, prep, (train_x, train_y), (np.stack(val_x), val_y),
-        progress, report)
+        progress, report, epoch_losses)
 
     seconds = round(time.time() - started, 1)
     extra = {"command": cfg.command, "data": str(cfg.data), "validation": split.val_source,
@@ -156,12 +159,14 @@ def _fine_tune(cfg: FineTuneConfig, split: Split, start: Start, started: float, 
              "best_epoch": best_epoch, "best_val_accuracy": round(best_accuracy, 4), "seconds": seconds}
     spec = save_featurizer(featurizer, cfg.out, prep, arch=start.arch, extra=extra)
     return FineTuneResult(spec, epochs_run, best_epoch, best_accuracy, seconds,
-                          len(train_x), len(val_x), split.skipped)
+                          len(train_x), len(val_x), split.skipped, len(split.classes), epoch_losses)
 
 
 def train(featurizer, classifier, cfg: FineTuneConfig, prep: Preprocessing, train_data, val_data,
-          progress: bool, report: Callable[[str], None]) -> tuple[int, int, float]:
-    """The epoch loop; leaves the best epoch's weights in place: (epochs run, best epoch, accuracy)."""
+          progress: bool, report: Callable[[str], None],
+          epoch_losses: list[float] | None = None) -> tuple[int, int, float]:
+    """The epoch loop; leaves the best epoch's weights in place: (epochs run, best epoch, accuracy).
+    Each epoch's mean loss is appended to `epoch_losses`, when given."""
     images, labels = train_data
     classes = classifier.classes
     batch = min(cfg.batch_size, len(images))
@@ -208,6 +213,8 @@ def train(featurizer, classifier, cfg: FineTuneConfig, prep: Preprocessing, trai
                     pending = pool.submit(make_batch, epoch, batches[index + 1])
                 losses.append(step(x, y))
                 bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_acc=f"{max(best_accuracy, 0):.3f}")
+            if epoch_losses is not None:
+                epoch_losses.append(float(np.mean(losses)))
             accuracy = val_accuracy(featurizer, classifier, *val_data, batch)
             if accuracy >= best_accuracy:  # ties go to the later, longer-trained epoch
                 best_accuracy, best_epoch = accuracy, epoch
