@@ -78,17 +78,17 @@ def export_featurizer(arch, pretrained, out, image_size, seed):
 @click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(2, 4096))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
-              help="Peak learning rate [default: Adam 1e-4 from EfficientNet-Lite, else SGD 0.1 with "
+              help="Peak learning rate [default: Adam 3e-4 from EfficientNet-Lite, else SGD 0.1 with "
                    "warm-up]; both decay on a cosine.")
-@click.option("--train-blocks", default=2, show_default=True, type=click.IntRange(0),
-              help="From EfficientNet-Lite: how many of the last MBConv blocks train (with the head); "
-                   "the rest stays frozen and its outputs are cached.")
+@click.option("--train-blocks", default=0, show_default=True, type=click.IntRange(0),
+              help="From EfficientNet-Lite: how many of the last MBConv blocks train with the residual head "
+                   "(0: the head only); the rest stays frozen and its outputs are cached.")
 @click.option("--views", default=2, show_default=True, type=click.IntRange(2, 16),
               help="From EfficientNet-Lite: camera-like views cached per training photo.")
-@click.option("--instance-weight", default=1.0, show_default=True, type=click.FloatRange(0),
+@click.option("--instance-weight", default=0.0, show_default=True, type=click.FloatRange(0),
               help="From EfficientNet-Lite: weight of the per-product contrastive term that keeps "
                    "products apart inside a category (0: categories only).")
-@click.option("--keep-weight", default=1.0, show_default=True, type=click.FloatRange(0),
+@click.option("--keep-weight", default=0.1, show_default=True, type=click.FloatRange(0),
               help="From EfficientNet-Lite: weight of the pull towards the start model's embedding of each "
                    "view, which keeps what ImageNet taught it (0: none).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -113,7 +113,7 @@ def fine_tune(data, out, val, val_fraction, arch, start_from, pretrained, epochs
 
     if start_from is not None and _is_efficientnet_lite(start_from):
         _tune_backbone(data, out, val, val_fraction, start_from, epochs or 15, patience or 4, batch_size,
-                       lr or 1e-4, train_blocks, views, instance_weight, keep_weight, cache_dir, image_size, seed, quiet)
+                       lr or 3e-4, train_blocks, views, instance_weight, keep_weight, cache_dir, image_size, seed, quiet)
         return
     epochs, patience, lr = epochs or 30, patience or 10, lr or 0.1
     if start_from is not None and pretrained:
