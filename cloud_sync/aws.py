@@ -1,7 +1,11 @@
-"""Thin helpers over boto3 for the cloud commands: S3 reads, and AWS failures as one line.
+"""Thin helpers over boto3 for the cloud commands: clients, S3 reads, and AWS failures as one line.
 
-Clients are created by the callers (tests pass their own, e.g. with event hooks); nothing
-here talks to AWS on import.
+Clients are created by the callers with `client()` (tests pass their own, e.g. with event
+hooks); nothing here talks to AWS on import. Every client has short connect and read timeouts
+and a fixed number of tries, so an endpoint that never answers fails a command in about
+ATTEMPTS x READ_TIMEOUT_S (one that refuses connections in ATTEMPTS x CONNECT_TIMEOUT_S)
+instead of botocore's 60 s per try; a read timeout is per socket read, so a large upload that
+keeps moving is not cut short.
 """
 from __future__ import annotations
 
@@ -10,17 +14,33 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 from boto3.exceptions import S3UploadFailedError
-from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
-                                 NoCredentialsError)
+from botocore.config import Config
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError,
+                                 NoCredentialsError, ReadTimeoutError)
 
 from components.common.errors import VisualSearchError
 
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 20
+ATTEMPTS = 3  # the first try and two retries (botocore's standard retry mode, with back-off)
 ACCESS_DENIED = ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
 class CloudError(VisualSearchError):
     """An AWS call that failed: missing bucket, access denied, endpoint unreachable, ..."""
+
+
+def client_config() -> Config:
+    return Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                  retries={"total_max_attempts": ATTEMPTS, "mode": "standard"})
+
+
+def client(service: str, session=None, **kwargs):
+    """A boto3 client (of `session`, or the default one) with the timeouts above."""
+    import boto3
+
+    return (session or boto3).client(service, config=client_config(), **kwargs)
 
 
 def s3_url(bucket: str, key: str = "") -> str:
@@ -40,6 +60,11 @@ def aws_errors(where: str):
     except NoCredentialsError:
         raise CloudError("no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
                          "AWS_SECRET_ACCESS_KEY") from None
+    except (ReadTimeoutError, ConnectTimeoutError) as exc:
+        url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+        waited = READ_TIMEOUT_S if isinstance(exc, ReadTimeoutError) else CONNECT_TIMEOUT_S
+        raise CloudError(f"{where}: no answer from {url.scheme}://{url.netloc} within {waited} s, "
+                         f"{ATTEMPTS} tries (network down, or a wrong endpoint?)") from None
     except EndpointConnectionError as exc:
         url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
         raise CloudError(f"{where}: cannot reach {url.scheme}://{url.netloc} "

@@ -33,11 +33,12 @@ def publish_components(bucket, region, account, build_dir, dry_run):
     """Upload the built artifacts and create the component versions in Greengrass (all three)."""
     import boto3
 
+    from cloud_sync.aws import client
     from cloud_sync.packaging.publish_components import publish_components as publish
 
     session = boto3.Session(region_name=region)
-    published = publish(bucket, region, s3=session.client("s3"), greengrass=session.client("greengrassv2"),
-                        sts=session.client("sts"), account=account, build_dir=build_dir, dry_run=dry_run,
+    published = publish(bucket, region, s3=client("s3", session), greengrass=client("greengrassv2", session),
+                        sts=client("sts", session), account=account, build_dir=build_dir, dry_run=dry_run,
                         echo=click.echo)
     verb = "checked" if dry_run else "published"
     click.echo(f"{verb} {len(published)} components: " + ", ".join(f"{p.name} {p.version}" for p in published))

@@ -32,9 +32,9 @@ def human_size(size: float) -> str:
 
 
 def _s3():
-    import boto3
+    from cloud_sync.aws import client
 
-    return boto3.client("s3")
+    return client("s3")
 
 
 def _notify(pointer, bucket, prefix, iot_endpoint):

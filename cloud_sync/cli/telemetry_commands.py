@@ -37,11 +37,10 @@ def _when(ctx, param, value):
 def telemetry_report(bucket, prefix, since, until, html_out, as_json):
     """Queries, match rate, latency, top items, index versions and errors per device and for
     the fleet. Records delivered twice are counted once; unreadable objects are skipped and listed."""
-    import boto3
-
+    from cloud_sync.aws import client
     from cloud_sync.telemetry.report import build_report
 
-    report = build_report(boto3.client("s3"), bucket, prefix, since, until)
+    report = build_report(client("s3"), bucket, prefix, since, until)
     if report.unreadable:
         shown = "; ".join(f"{key} ({reason})" for key, reason in report.unreadable[:UNREADABLE_SHOWN])
         hidden = len(report.unreadable) - UNREADABLE_SHOWN

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from components.common.errors import CatalogError, ImageError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 KNOWN_COLUMNS = ("id", "image", "title", "category", "price", "location", "url")
-URL_TIMEOUT_S = 30
+URL_TIMEOUT_S = 30          # per connect or read of an image URL
+URL_DEADLINE_S = 120        # for the whole download: a server that trickles bytes is cut off
+MAX_IMAGE_BYTES = 64 * 2**20  # an image URL or S3 object larger than this is not read
 
 
 @dataclass
@@ -195,7 +198,7 @@ def read_image_bytes(root: Path, ref: str) -> bytes:
     if ref.startswith(("https://", "http://")):
         try:
             with urllib.request.urlopen(ref, timeout=URL_TIMEOUT_S) as response:
-                return response.read()
+                return _bounded_read(response, ref)
         except (urllib.error.URLError, OSError) as exc:
             raise ImageError(f"{ref}: cannot download ({getattr(exc, 'reason', exc)})") from None
     path = Path(ref) if Path(ref).is_absolute() else root / ref
@@ -209,12 +212,29 @@ def read_image_bytes(root: Path, ref: str) -> bytes:
         raise ImageError(f"{ref}: cannot read ({exc.strerror})") from None
 
 
+def _bounded_read(stream, ref: str) -> bytes:
+    """Read a download whole, within MAX_IMAGE_BYTES and URL_DEADLINE_S (ImageError beyond)."""
+    deadline, parts, size = time.monotonic() + URL_DEADLINE_S, [], 0
+    read = getattr(stream, "read1", stream.read)  # read1: what has arrived, without waiting for a full chunk
+    while chunk := read(1 << 16):
+        size += len(chunk)
+        if size > MAX_IMAGE_BYTES:
+            raise ImageError(f"{ref}: more than {MAX_IMAGE_BYTES / 2**20:g} MiB; not read as a catalog image")
+        if time.monotonic() > deadline:
+            raise ImageError(f"{ref}: the download took more than {URL_DEADLINE_S:g} s; not read")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def _read_s3(ref: str) -> bytes:
-    import boto3
     import botocore.exceptions
+
+    from cloud_sync.aws import client
 
     bucket, _, key = ref[len("s3://"):].partition("/")
     try:
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        response = client("s3").get_object(Bucket=bucket, Key=key)
+        with response["Body"] as body:
+            return _bounded_read(body, ref)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise ImageError(f"{ref}: cannot download from S3 ({exc})") from None

@@ -16,11 +16,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import boto3
-
 from botocore.exceptions import ClientError
 
-from cloud_sync.aws import aws_errors, get_bytes, is_not_found, list_objects, s3_url
+from cloud_sync.aws import aws_errors, client, get_bytes, is_not_found, list_objects, s3_url
 from components.common.bundle import MANIFEST
 from components.common.errors import BundleError
 from components.common import messages
@@ -215,7 +213,7 @@ def iot_data_client(endpoint: str | None = None):
     --endpoint-type iot:Data-ATS`), with or without https://."""
     if endpoint and "://" not in endpoint:
         endpoint = "https://" + endpoint
-    return boto3.client("iot-data", endpoint_url=endpoint or None)
+    return client("iot-data", endpoint_url=endpoint or None)
 
 
 def notify_devices(message: dict, *, iot) -> None:
