@@ -38,7 +38,8 @@ def training_caveats(val_count: int, classes: int, epoch_losses: list[float]) ->
     """What makes a fine-tune's validation figure meaningless: too few images, a rising loss."""
     out = []
     if val_count < max(MIN_VAL_IMAGES, 2 * classes):
-        out.append(f"validation accuracy is measured on {val_count} image(s) of {classes} categories: one image "
+        of = f" of {classes} categories" if classes else ""
+        out.append(f"validation accuracy is measured on {val_count} image(s){of}: one image "
                    f"more or less right moves it by {1 / max(val_count, 1):.2f}, so it means little; give more "
                    f"validation images (--val, or more data)")
     if len(epoch_losses) >= 2 and epoch_losses[-1] > LOSS_ROSE * epoch_losses[0]:
