@@ -3,6 +3,10 @@
 A photo is answered by one match message; a clip by `parts` of them (one per distinct
 frame). The waiter is registered before the query is published, so a fast answer is never
 missed; answers that come after the timeout are dropped.
+
+At most `max_pending` queries are out at once (the featurizer keeps as many upload jobs and
+drops the oldest beyond them): a search beyond that waits for a slot, up to its timeout,
+and only then is refused as busy (503).
 """
 from __future__ import annotations
 
@@ -51,12 +55,20 @@ class UploadSearches:
         self.max_pending = max_pending
         self._waiters: dict[str, _Waiter] = {}
         self._lock = threading.Lock()
+        self._slot_free = threading.Condition(self._lock)
+        self.waiting_for_slot = 0
 
     def search(self, query: QueryMessage) -> SearchOutcome:
-        """Publish `query` and wait for all its answers or the timeout (answers so far are kept)."""
+        """Publish `query` (once a slot is free) and wait for all its answers or the timeout
+        (answers so far are kept)."""
         waiter = _Waiter(query.query_id)
         with self._lock:
-            if len(self._waiters) >= self.max_pending:
+            self.waiting_for_slot += 1
+            try:
+                free = self._slot_free.wait_for(lambda: len(self._waiters) < self.max_pending, self.timeout_s)
+            finally:
+                self.waiting_for_slot -= 1
+            if not free:
                 raise SearchBusy(f"{len(self._waiters)} searches are already waiting; try again in a moment")
             self._waiters[query.query_id] = waiter
         start = time.monotonic()
@@ -70,6 +82,7 @@ class UploadSearches:
         finally:
             with self._lock:
                 self._waiters.pop(query.query_id, None)
+                self._slot_free.notify()
         with self._lock:
             outcome = waiter.outcome
             outcome.answers = sorted(outcome.answers, key=lambda m: m.part)

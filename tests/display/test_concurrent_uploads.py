@@ -11,11 +11,14 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from components.common.messages import QueryMessage
 from components.display.server import WebServer
 from components.display.uploads import Uploads
 from tests.conftest import demo_image
 from tests.display.app_helpers import make_display, matches_for
+from tests.support.waiting import wait_until
 
 UPLOADERS = 16
 UPLOADS_EACH = 6
@@ -62,7 +65,6 @@ class SlowFeaturizer:
 def test_sixteen_concurrent_uploaders_get_no_500_and_no_upload_is_deleted_under_its_search(tmp_path, demo_bundle):
     featurizer = SlowFeaturizer(demo_bundle)
     display = make_display(tmp_path, demo_bundle, featurizer, keep_uploads=1, upload_timeout_s=5.0)
-    display.searches.max_pending = UPLOADERS  # this test is about the folder, not the busy limit
     featurizer.display = display
     server = WebServer(display.app, "127.0.0.1", 0)
     server.start()
@@ -134,3 +136,41 @@ def test_an_upload_pruned_while_its_picture_is_requested_is_a_404_not_a_500(tmp_
     monkeypatch.setattr(app_module, "find_upload", lambda folder, query_id: folder / f"{query_id}.jpg")  # then pruned
     response = client.get("/uploads/abc123")
     assert response.status_code == 404 and b"deleted" in response.data
+
+
+def test_a_search_over_the_pending_limit_waits_for_a_slot_instead_of_a_503():
+    """16 uploaders against the demo got mostly 503s (8 searches at most wait on the featurizer,
+    which keeps 8 upload jobs): a search beyond them now waits for a slot, within its timeout."""
+    from components.common.messages import MatchesMessage
+    from components.display.upload_search import SearchBusy, UploadSearches
+
+    published: list[dict] = []
+    searches = UploadSearches(lambda topic, message: published.append(message), timeout_s=30, max_pending=1)
+
+    def answer(query_id):
+        searches.deliver(MatchesMessage(query_id=query_id, capture_time=1.0, source="upload", part=1, parts=1,
+                                        index_version=1, model_fingerprint="f" * 64, min_score=0.3, matches=[]))
+
+    outcomes = {}
+    first = threading.Thread(target=lambda: outcomes.update(a=searches.search(QueryMessage(query_id="a", image_path="/x"))))
+    first.start()
+    wait_until(lambda: published, 10, "the first query to be sent")
+    second = threading.Thread(target=lambda: outcomes.update(b=searches.search(QueryMessage(query_id="b", image_path="/y"))))
+    second.start()
+    wait_until(lambda: searches.waiting_for_slot == 1, 10, "the second search to wait for a slot")
+    assert [m["query_id"] for m in published] == ["a"]  # not sent while the featurizer's slots are full
+    answer("a")
+    wait_until(lambda: len(published) == 2, 10, "the second query to be sent once a slot is free")
+    answer("b")
+    first.join(10), second.join(10)
+    assert outcomes["a"].answers and outcomes["b"].answers
+
+    searches.timeout_s = 30
+    blocker = threading.Thread(target=lambda: searches.search(QueryMessage(query_id="c", image_path="/z")))
+    blocker.start()
+    wait_until(lambda: searches.pending == 1, 10, "a search that holds the one slot")
+    searches.timeout_s = 0.1  # the next one gives up waiting for a slot before the first is answered
+    with pytest.raises(SearchBusy, match="1 searches are already waiting"):
+        searches.search(QueryMessage(query_id="d", image_path="/w"))
+    answer("c")
+    blocker.join(10)
