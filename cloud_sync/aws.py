@@ -7,6 +7,7 @@ ATTEMPTS x READ_TIMEOUT_S (one that refuses connections in ATTEMPTS x CONNECT_TI
 instead of botocore's 60 s per try; a read timeout is per socket read, so a large upload that
 keeps moving is not cut short.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -15,8 +16,14 @@ from urllib.parse import urlsplit
 
 from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError,
-                                 NoCredentialsError, ReadTimeoutError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from components.common.errors import VisualSearchError
 
@@ -32,8 +39,11 @@ class CloudError(VisualSearchError):
 
 
 def client_config() -> Config:
-    return Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                  retries={"total_max_attempts": ATTEMPTS, "mode": "standard"})
+    return Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
+    )
 
 
 def client(service: str, session=None, **kwargs):
@@ -58,17 +68,22 @@ def aws_errors(where: str):
         reason = "access denied" if "AccessDenied" in str(exc) else str(exc)
         raise CloudError(f"{where}: upload failed: {reason}") from None
     except NoCredentialsError:
-        raise CloudError("no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-                         "AWS_SECRET_ACCESS_KEY") from None
+        raise CloudError(
+            "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and " "AWS_SECRET_ACCESS_KEY"
+        ) from None
     except (ReadTimeoutError, ConnectTimeoutError) as exc:
         url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
         waited = READ_TIMEOUT_S if isinstance(exc, ReadTimeoutError) else CONNECT_TIMEOUT_S
-        raise CloudError(f"{where}: no answer from {url.scheme}://{url.netloc} within {waited} s, "
-                         f"{ATTEMPTS} tries (network down, or a wrong endpoint?)") from None
+        raise CloudError(
+            f"{where}: no answer from {url.scheme}://{url.netloc} within {waited} s, "
+            f"{ATTEMPTS} tries (network down, or a wrong endpoint?)"
+        ) from None
     except EndpointConnectionError as exc:
         url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
-        raise CloudError(f"{where}: cannot reach {url.scheme}://{url.netloc} "
-                         f"(network down, or a wrong endpoint or region?)") from None
+        raise CloudError(
+            f"{where}: cannot reach {url.scheme}://{url.netloc} "
+            f"(network down, or a wrong endpoint or region?)"
+        ) from None
     except BotoCoreError as exc:
         raise CloudError(f"{where}: {exc}") from None
 

@@ -1,4 +1,5 @@
 """Speed figures printed by `visual-search bench` (never asserted in tests)."""
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,10 @@ def _synthetic_frames(count: int, seed: int = 0) -> list[np.ndarray]:
 def bench_featurizer(model_dir: str | Path, seconds: float = 5.0) -> Iterator[str]:
     featurizer = Featurizer(model_dir)
     prep = featurizer.preprocessing
-    yield (f"featurizer {featurizer.spec.arch or featurizer.spec.name}, input {prep.height}x{prep.width}, "
-           f"{featurizer.dim}-d, fingerprint {featurizer.fingerprint[:12]}")
+    yield (
+        f"featurizer {featurizer.spec.arch or featurizer.spec.name}, input {prep.height}x{prep.width}, "
+        f"{featurizer.dim}-d, fingerprint {featurizer.fingerprint[:12]}"
+    )
     frames = _synthetic_frames(8)
     for batch_size in (1, 8):
         featurizer.batch_size = batch_size
@@ -32,15 +35,19 @@ def bench_featurizer(model_dir: str | Path, seconds: float = 5.0) -> Iterator[st
             featurizer.featurize(batch)
             done += batch_size
         elapsed = time.perf_counter() - start
-        yield (f"batch {batch_size}: {done / elapsed:7.1f} images/s "
-               f"({1000 * elapsed / (done / batch_size):.1f} ms per batch, {done} images)")
+        yield (
+            f"batch {batch_size}: {done / elapsed:7.1f} images/s "
+            f"({1000 * elapsed / (done / batch_size):.1f} ms per batch, {done} images)"
+        )
 
 
 def bench_search(bundle_dir: str | Path, queries: int = 2000, k: int = 5) -> Iterator[str]:
     bundle = IndexBundle.open(bundle_dir)
     index = bundle.manifest["index"]
-    yield (f"bundle {bundle.path} version {bundle.version}: {len(bundle)} items, "
-           f"{index['factory']} ({index['search_params'] or 'exact'}), metric {bundle.metric}")
+    yield (
+        f"bundle {bundle.path} version {bundle.version}: {len(bundle)} items, "
+        f"{index['factory']} ({index['search_params'] or 'exact'}), metric {bundle.metric}"
+    )
     rng = np.random.default_rng(0)
     # queries near catalog vectors, as real camera features are: a stored vector plus noise
     base = bundle.index.reconstruct_n(0, len(bundle)) if _can_reconstruct(bundle) else None
@@ -56,8 +63,10 @@ def bench_search(bundle_dir: str | Path, queries: int = 2000, k: int = 5) -> Ite
         latencies.append(time.perf_counter() - start)
     ms = 1000 * np.asarray(latencies)
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    yield (f"{queries} queries, k={k}, one at a time with metadata: "
-           f"p50 {p50:.3f} ms, p95 {p95:.3f} ms, p99 {p99:.3f} ms, max {ms.max():.3f} ms")
+    yield (
+        f"{queries} queries, k={k}, one at a time with metadata: "
+        f"p50 {p50:.3f} ms, p95 {p95:.3f} ms, p99 {p99:.3f} ms, max {ms.max():.3f} ms"
+    )
     bundle.close()
 
 

@@ -1,5 +1,6 @@
 """`bench sync`: publish two index versions to a local S3 (moto) and time the device's swap
 while a thread searches without pause. Figures only; the tests check behaviour."""
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,12 @@ def _local_s3():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     # Only this process, which does nothing else, talks to this endpoint with dummy keys.
-    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{server._server.server_port}",
-                      AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{server._server.server_port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     for name in ("AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
         os.environ.pop(name, None)
     return server
@@ -74,8 +79,11 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
     try:
         bundles = []
         for version in (1, 2):
-            bundles.append(build_bundle(catalog, model_dir, work / f"v{version}", index_version=version,
-                                        progress=False).manifest)
+            bundles.append(
+                build_bundle(
+                    catalog, model_dir, work / f"v{version}", index_version=version, progress=False
+                ).manifest
+            )
         size = sum(e["size"] for e in bundles[0]["files"].values())
         yield f"bundle: {bundles[0]['item_count']} items, {len(bundles[0]['files'])} files, {size / 1e6:.1f} MB"
         s3 = boto3.client("s3")
@@ -85,8 +93,15 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
         yield f"publish-index v1 (upload, check, move LATEST): {time.perf_counter() - start:.2f} s"
 
         serving = ServingIndex()
-        sync = IndexSync(BundleStore(work / "device"), serving, bucket=BUCKET, prefix=PREFIX,
-                         poll_interval_s=3600, expected_fingerprint=lambda: None, report=lambda *_: None)
+        sync = IndexSync(
+            BundleStore(work / "device"),
+            serving,
+            bucket=BUCKET,
+            prefix=PREFIX,
+            poll_interval_s=3600,
+            expected_fingerprint=lambda: None,
+            report=lambda *_: None,
+        )
         start = time.perf_counter()
         sync.start()
         _wait(lambda: serving.bundle is not None and serving.bundle.version == 1, 120, sync)
@@ -117,18 +132,24 @@ def _wait(condition, timeout: float, sync) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise VisualSearchError(f"the device did not swap within {timeout:.0f} s: {sync.last_error or sync.refusal}")
+            raise VisualSearchError(
+                f"the device did not swap within {timeout:.0f} s: {sync.last_error or sync.refusal}"
+            )
         time.sleep(0.005)
 
 
 def _query_figures(records, triggered: float, swapped: float) -> Iterator[str]:
     errors = [r for r in records if r[3]]
     by_version = {v: sum(1 for r in records if r[1] == v) for v in (1, 2)}
-    yield (f"{len(records)} searches while it ran: {len(errors)} failed; answered by v1 {by_version[1]}, "
-           f"by v2 {by_version[2]}" + (f"; first failure: {errors[0][3]}" if errors else ""))
-    for label, chosen in (("before the update", [r for r in records if r[0] < triggered]),
-                          ("while v2 downloaded and loaded", [r for r in records if triggered <= r[0] <= swapped]),
-                          ("after the swap", [r for r in records if r[0] > swapped])):
+    yield (
+        f"{len(records)} searches while it ran: {len(errors)} failed; answered by v1 {by_version[1]}, "
+        f"by v2 {by_version[2]}" + (f"; first failure: {errors[0][3]}" if errors else "")
+    )
+    for label, chosen in (
+        ("before the update", [r for r in records if r[0] < triggered]),
+        ("while v2 downloaded and loaded", [r for r in records if triggered <= r[0] <= swapped]),
+        ("after the swap", [r for r in records if r[0] > swapped]),
+    ):
         if chosen:
             ms = np.asarray([r[2] for r in chosen])
             p50, p99 = np.percentile(ms, [50, 99])

@@ -5,6 +5,7 @@ three components from `recipes/`, and records every match message. Headless runs
 after `--duration` seconds and, on the demo video, score each held item against
 `demo/video/timeline.json`.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,16 @@ DEMO_VIDEO = PROJECT_ROOT / "demo" / "video" / "demo.mp4"
 DEMO_TIMELINE = DEMO_VIDEO.with_name("timeline.json")
 RECORDER = "com.visualsearch.DemoRecorder"
 START_TIMEOUT_S = 180  # loading MXNet and the model in three processes on a busy laptop
-SHORT_NAMES = {"com.visualsearch.Featurizer": "featurizer", "com.visualsearch.LocalSearch": "local_search",
-               "com.visualsearch.Display": "display"}
+SHORT_NAMES = {
+    "com.visualsearch.Featurizer": "featurizer",
+    "com.visualsearch.LocalSearch": "local_search",
+    "com.visualsearch.Display": "display",
+}
 
 
 @dataclass
 class DemoOptions:
-    source: str                 # video file, camera index, stream URL or image folder
+    source: str  # video file, camera index, stream URL or image folder
     catalog: Path = DEMO_CATALOG
     model: Path = DEMO_MODEL
     port: int = 8080
@@ -48,8 +52,10 @@ def ensure_bundle(catalog: Path, model: Path, out: Path, echo: Callable[[str], N
     catalog_digest = catalog_fingerprint(catalog)
     try:
         manifest = json.loads((out / MANIFEST).read_text())
-        if (manifest["model"]["fingerprint"] == fingerprint(model)
-                and manifest.get("catalog", {}).get("digest") == catalog_digest):
+        if (
+            manifest["model"]["fingerprint"] == fingerprint(model)
+            and manifest.get("catalog", {}).get("digest") == catalog_digest
+        ):
             return out
     except (OSError, ValueError, KeyError):
         pass
@@ -84,13 +90,20 @@ class MatchRecorder:
 
     def _record(self, data: dict) -> None:
         message = messages.MatchesMessage.from_json(data)
-        record = {"query_id": message.query_id, "capture_time": message.capture_time,
-                  "publish_time": message.timestamp, "received_time": time.time(),
-                  "source": message.source, "source_time": message.source_time,
-                  "track_id": message.track_id, "index_version": message.index_version,
-                  "no_match": message.no_match,
-                  "matches": [{"item_id": m.item_id, "score": m.score, "category": m.category}
-                              for m in message.matches]}
+        record = {
+            "query_id": message.query_id,
+            "capture_time": message.capture_time,
+            "publish_time": message.timestamp,
+            "received_time": time.time(),
+            "source": message.source,
+            "source_time": message.source_time,
+            "track_id": message.track_id,
+            "index_version": message.index_version,
+            "no_match": message.no_match,
+            "matches": [
+                {"item_id": m.item_id, "score": m.score, "category": m.category} for m in message.matches
+            ],
+        }
         with self._lock:
             self.records.append(record)
             if self._out:
@@ -104,10 +117,20 @@ class MatchRecorder:
 
 
 def recorder_spec() -> ComponentSpec:
-    return ComponentSpec(RECORDER, {"accessControl": {"aws.greengrass.ipc.pubsub": {
-        f"{RECORDER}:pubsub:1": {"policyDescription": "Record match messages for the demo.",
-                                 "operations": ["aws.greengrass#SubscribeToTopic"],
-                                 "resources": [messages.MATCHES]}}}})
+    return ComponentSpec(
+        RECORDER,
+        {
+            "accessControl": {
+                "aws.greengrass.ipc.pubsub": {
+                    f"{RECORDER}:pubsub:1": {
+                        "policyDescription": "Record match messages for the demo.",
+                        "operations": ["aws.greengrass#SubscribeToTopic"],
+                        "resources": [messages.MATCHES],
+                    }
+                }
+            }
+        },
+    )
 
 
 def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], None], show_logs: bool):
@@ -117,8 +140,11 @@ def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], No
 
     bundle = ensure_bundle(options.catalog, options.model, options.work_dir / "bundle", echo)
     overrides = {
-        "com.visualsearch.Featurizer": {"camera": options.source, "model_dir": str(options.model),
-                                        "loop_video": options.loop_video},
+        "com.visualsearch.Featurizer": {
+            "camera": options.source,
+            "model_dir": str(options.model),
+            "loop_video": options.loop_video,
+        },
         "com.visualsearch.LocalSearch": {"bundle_dir": str(bundle)},
         "com.visualsearch.Display": {"port": options.port},
     }
@@ -127,8 +153,14 @@ def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], No
         if show_logs:
             echo(f"[{SHORT_NAMES.get(name, name)}] {line}")
 
-    runner = KioskRunner(PROJECT_ROOT / "recipes", PROJECT_ROOT, options.work_dir / "greengrass",
-                         overrides=overrides, extra_components=[recorder_spec()], on_log=on_log)
+    runner = KioskRunner(
+        PROJECT_ROOT / "recipes",
+        PROJECT_ROOT,
+        options.work_dir / "greengrass",
+        overrides=overrides,
+        extra_components=[recorder_spec()],
+        on_log=on_log,
+    )
     runner.start()
     try:
         recorder = MatchRecorder(runner.nucleus, out)
@@ -147,18 +179,30 @@ def score_held_items(records: list[dict], timeline: dict) -> tuple[int, int, lis
     while it was held the item's category? Returns (right, held items, per-item rows).
     Matches are placed on the video's time line by their `source_time`; items the run did
     not reach are left out."""
-    played_until = max((r.get("source_time") or -1 for r in records if r.get("source") == "camera"), default=-1)
+    played_until = max(
+        (r.get("source_time") or -1 for r in records if r.get("source") == "camera"), default=-1
+    )
     rows = []
     for held in timeline["items"]:
         start, end = held["hold_start_s"], held["leave_s"]
         if held["hold_end_s"] > played_until:
             continue  # the run ended before this item was held for its full time
-        shown = [r for r in records if r.get("source") == "camera"
-                 and start <= (r.get("source_time") if r.get("source_time") is not None else -1) <= end]
+        shown = [
+            r
+            for r in records
+            if r.get("source") == "camera"
+            and start <= (r.get("source_time") if r.get("source_time") is not None else -1) <= end
+        ]
         last = shown[-1] if shown else None
         top = last["matches"][0]["category"] if last and last["matches"] else None
-        rows.append({"category": held["category"], "matches": len(shown), "rank1": top,
-                     "right": top == held["category"]})
+        rows.append(
+            {
+                "category": held["category"],
+                "matches": len(shown),
+                "rank1": top,
+                "right": top == held["category"],
+            }
+        )
     return sum(r["right"] for r in rows), len(rows), rows
 
 
@@ -170,11 +214,17 @@ def kiosk_latency(records: list[dict]) -> dict:
         return {}
     latency = np.array([1000 * (r["publish_time"] - r["capture_time"]) for r in camera])
     span = max(r["capture_time"] for r in camera) - min(r["capture_time"] for r in camera)
-    return {"searches": len(camera), "median_ms": float(np.median(latency)),
-            "p95_ms": float(np.percentile(latency, 95)), "searches_per_s": len(camera) / span if span > 0 else 0.0}
+    return {
+        "searches": len(camera),
+        "median_ms": float(np.median(latency)),
+        "p95_ms": float(np.percentile(latency, 95)),
+        "searches_per_s": len(camera) / span if span > 0 else 0.0,
+    }
 
 
-def wait_for(stop: threading.Event, seconds: float | None, tick: Callable[[], None], every: float = 10.0) -> None:
+def wait_for(
+    stop: threading.Event, seconds: float | None, tick: Callable[[], None], every: float = 10.0
+) -> None:
     deadline = time.monotonic() + seconds if seconds else None
     next_tick = time.monotonic() + every
     while not stop.is_set():
@@ -185,4 +235,3 @@ def wait_for(stop: threading.Event, seconds: float | None, tick: Callable[[], No
             tick()
             next_tick = now + every
         stop.wait(0.2)
-

@@ -12,6 +12,7 @@ that is otherwise written by hand; only the blocks are rewritten:
   (components/<component>/settings.py: key, type, default, allowed values, help).
 - docs/formats.md: `grants`, every IPC topic each recipe in recipes/ allows, and for what.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ def help_text(path: str) -> str:
     from cloud_sync.cli.main import main
 
     args = path.split()[1:] + ["--help"]
-    result = CliRunner().invoke(main, args, prog_name="visual-search", terminal_width=HELP_WIDTH,
-                                max_content_width=HELP_WIDTH)
+    result = CliRunner().invoke(
+        main, args, prog_name="visual-search", terminal_width=HELP_WIDTH, max_content_width=HELP_WIDTH
+    )
     if result.exit_code != 0:
         raise DocsError(f"`{path} --help` exited {result.exit_code}: {result.output}{result.exception or ''}")
     return result.output.rstrip() + "\n"
@@ -79,11 +81,19 @@ def settings_class(component: str) -> type:
     components/<component>/settings.py (component.py while a component still keeps it there)."""
     module_name = "settings" if (REPO / "components" / component / "settings.py").is_file() else "component"
     module = importlib.import_module(f"components.{component}.{module_name}")
-    classes = [c for c in vars(module).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
-               and c.__module__ == module.__name__ and c.__name__.endswith("Settings")]
+    classes = [
+        c
+        for c in vars(module).values()
+        if isinstance(c, type)
+        and dataclasses.is_dataclass(c)
+        and c.__module__ == module.__name__
+        and c.__name__.endswith("Settings")
+    ]
     leaves = [c for c in classes if not any(other is not c and issubclass(other, c) for other in classes)]
     if len(leaves) != 1:
-        raise DocsError(f"{module.__name__}: expected one settings dataclass, found {[c.__name__ for c in leaves]}")
+        raise DocsError(
+            f"{module.__name__}: expected one settings dataclass, found {[c.__name__ for c in leaves]}"
+        )
     return leaves[0]
 
 
@@ -137,14 +147,19 @@ def render_settings(component: str) -> str:
     where = Path(sys.modules[cls.__module__].__file__).relative_to(REPO).as_posix()
     fields = dataclasses.fields(cls)
     has_live = any("live" in field.metadata for field in fields)  # on a configuration update
-    lines = [f"`{recipe.get('ComponentName', '?')}`, from `{cls.__name__}` in `{where}`.", "",
-             "| key | type | default | allowed |" + (" on update |" if has_live else "") + " meaning |",
-             "|---|---|---|---|" + ("---|" if has_live else "") + "---|"]
+    lines = [
+        f"`{recipe.get('ComponentName', '?')}`, from `{cls.__name__}` in `{where}`.",
+        "",
+        "| key | type | default | allowed |" + (" on update |" if has_live else "") + " meaning |",
+        "|---|---|---|---|" + ("---|" if has_live else "") + "---|",
+    ]
     for field in fields:
         meaning = field.metadata.get("help", "").replace("|", "\\|")
         kind = getattr(hints[field.name], "__name__", str(hints[field.name]))
         update = (" live |" if field.metadata.get("live") else " rebuild |") if has_live else ""
-        lines.append(f"| `{field.name}` | {kind} | {_cell(field.default)} | {_allowed(field)} |{update} {meaning} |")
+        lines.append(
+            f"| `{field.name}` | {kind} | {_cell(field.default)} | {_allowed(field)} |{update} {meaning} |"
+        )
     retired = dict(getattr(cls, "RETIRED", {}) or {})
     if retired:
         lines += ["", "Retired keys, ignored (and noted in the log) where a device still has them:", ""]
@@ -153,16 +168,20 @@ def render_settings(component: str) -> str:
 
 
 def render_grants() -> str:
-    lines = ["| component | service | operations | resources | why (the recipe's policyDescription) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| component | service | operations | resources | why (the recipe's policyDescription) |",
+        "|---|---|---|---|---|",
+    ]
     for component, recipe in sorted(recipes().items()):
         access = recipe["ComponentConfiguration"]["DefaultConfiguration"].get("accessControl", {})
         for service, policies in access.items():
             for policy in policies.values():
                 operations = ", ".join(f"`{op.split('#')[-1]}`" for op in policy["operations"])
                 resources = ", ".join(f"`{r}`" for r in policy["resources"])
-                lines.append(f"| {component} | `{service}` | {operations} | {resources} | "
-                             f"{policy.get('policyDescription', '')} |")
+                lines.append(
+                    f"| {component} | `{service}` | {operations} | {resources} | "
+                    f"{policy.get('policyDescription', '')} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -189,14 +208,18 @@ def regenerate(page: str, text: str) -> str:
     present = [m.group("key") for m in BLOCK.finditer(text)]
     gone = [key for key in present if key not in expected]
     if gone:
-        raise DocsError(f"docs/{page} documents {', '.join(gone)}, which the code no longer has: "
-                        f"remove or rename that section by hand, then run {REGENERATE}")
+        raise DocsError(
+            f"docs/{page} documents {', '.join(gone)}, which the code no longer has: "
+            f"remove or rename that section by hand, then run {REGENERATE}"
+        )
     missing = [key for key in expected if key not in present]
     if missing and new_section is None:
         raise DocsError(f"docs/{page} lacks the generated block(s) {', '.join(missing)}")
     text = text.rstrip("\n") + "\n" + "".join(new_section(key) for key in missing)
-    return BLOCK.sub(lambda m: f"<!-- generated: {m.group('key')} -->\n{render(m.group('key'))}<!-- end generated -->",
-                     text)
+    return BLOCK.sub(
+        lambda m: f"<!-- generated: {m.group('key')} -->\n{render(m.group('key'))}<!-- end generated -->",
+        text,
+    )
 
 
 def stale_pages() -> list[str]:

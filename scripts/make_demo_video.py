@@ -9,6 +9,7 @@ and the lighting drifts slowly the whole time. Writes `demo.mp4` (mp4v) and
 `timeline.json` (for each item: category, source photo and when it is held steady), so
 tests and the demo can score "right category at rank 1" per held item. Deterministic.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,25 +23,28 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 480, 360  # 640x480 mp4v would take ~5 MB
 ENTER_S, HOLD_S, LEAVE_S = 0.6, 2.4, 0.6
-GAP_S = (1.0, 1.6)          # empty scene between items
-LEAD_IN_S = 2.0             # empty scene at the start: the kiosk learns its background
+GAP_S = (1.0, 1.6)  # empty scene between items
+LEAD_IN_S = 2.0  # empty scene at the start: the kiosk learns its background
 ITEM_HEIGHT = (0.55, 0.68)  # of the frame height
 
 
 def make_background(rng: np.random.Generator) -> np.ndarray:
     """A counter against a wall: two plain tones, soft texture, a fixed lighting gradient."""
-    wall = np.full((HEIGHT, WIDTH, 3), (96, 108, 118), np.float32)        # BGR, greyish beige
+    wall = np.full((HEIGHT, WIDTH, 3), (96, 108, 118), np.float32)  # BGR, greyish beige
     counter_top = int(HEIGHT * 0.78)
-    wall[counter_top:] = (62, 82, 104)                                    # wooden counter
-    texture = cv2.resize(rng.normal(0, 1, (HEIGHT // 16, WIDTH // 16)).astype(np.float32),
-                         (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
+    wall[counter_top:] = (62, 82, 104)  # wooden counter
+    texture = cv2.resize(
+        rng.normal(0, 1, (HEIGHT // 16, WIDTH // 16)).astype(np.float32),
+        (WIDTH, HEIGHT),
+        interpolation=cv2.INTER_CUBIC,
+    )
     grain = cv2.GaussianBlur(rng.normal(0, 1, (HEIGHT, WIDTH)).astype(np.float32), (0, 0), 1.2)
     streaks = cv2.resize(rng.normal(0, 1, (HEIGHT, 8)).astype(np.float32), (WIDTH, HEIGHT))
     shade = 5 * texture + 3 * grain
     shade[counter_top:] += 6 * streaks[counter_top:]
     xs = np.linspace(-1, 1, WIDTH, dtype=np.float32)[None, :]
     ys = np.linspace(-1, 1, HEIGHT, dtype=np.float32)[:, None]
-    gradient = 1.0 + 0.18 * xs - 0.10 * ys - 0.12 * (xs ** 2 + ys ** 2)  # a lamp up and to the right
+    gradient = 1.0 + 0.18 * xs - 0.10 * ys - 0.12 * (xs**2 + ys**2)  # a lamp up and to the right
     return (wall + shade[..., None]) * gradient[..., None]
 
 
@@ -54,8 +58,12 @@ def load_item(path: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     radius = max(6, min(width, height) // 10)
     cv2.rectangle(mask, (radius, 0), (width - 1 - radius, height - 1), 255, -1)
     cv2.rectangle(mask, (0, radius), (width - 1, height - 1 - radius), 255, -1)
-    for cx, cy in ((radius, radius), (width - 1 - radius, radius),
-                   (radius, height - 1 - radius), (width - 1 - radius, height - 1 - radius)):
+    for cx, cy in (
+        (radius, radius),
+        (width - 1 - radius, radius),
+        (radius, height - 1 - radius),
+        (width - 1 - radius, height - 1 - radius),
+    ):
         cv2.circle(mask, (cx, cy), radius, 255, -1, lineType=cv2.LINE_AA)
     return photo, mask.astype(np.float32) / 255.0
 
@@ -73,8 +81,9 @@ def jitter(t: float, phases: np.ndarray) -> tuple[float, float, float]:
     return dx, dy, angle
 
 
-def composite(frame: np.ndarray, photo: np.ndarray, mask: np.ndarray,
-              cx: float, cy: float, angle: float) -> None:
+def composite(
+    frame: np.ndarray, photo: np.ndarray, mask: np.ndarray, cx: float, cy: float, angle: float
+) -> None:
     """Paste the rotated photo centred at (cx, cy), with a soft shadow, in place."""
     h, w = mask.shape
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
@@ -92,8 +101,12 @@ def composite(frame: np.ndarray, photo: np.ndarray, mask: np.ndarray,
 
 def pick_items(per_class: int, rng: np.random.Generator) -> list[tuple[str, Path]]:
     queries = ROOT / "demo" / "queries"
-    items = [(folder.name, path) for folder in sorted(queries.iterdir()) if folder.is_dir()
-             for path in sorted(folder.glob("*.jpg"))[:per_class]]
+    items = [
+        (folder.name, path)
+        for folder in sorted(queries.iterdir())
+        if folder.is_dir()
+        for path in sorted(folder.glob("*.jpg"))[:per_class]
+    ]
     order = rng.permutation(len(items))
     return [items[i] for i in order]
 
@@ -102,11 +115,20 @@ def build_schedule(items, rng: np.random.Generator) -> tuple[list[dict], float]:
     schedule, t = [], LEAD_IN_S
     for index, (category, path) in enumerate(items):
         side = -1 if rng.random() < 0.5 else 1
-        entry = {"index": index, "category": category, "source": str(path.relative_to(ROOT)),
-                 "side": "left" if side < 0 else "right",
-                 "enter_s": t, "hold_start_s": t + ENTER_S, "hold_end_s": t + ENTER_S + HOLD_S,
-                 "leave_s": t + ENTER_S + HOLD_S + LEAVE_S,
-                 "centre": [float(WIDTH / 2 + rng.uniform(-0.06, 0.06) * WIDTH), float(HEIGHT * 0.47 + rng.uniform(-0.03, 0.03) * HEIGHT)]}
+        entry = {
+            "index": index,
+            "category": category,
+            "source": str(path.relative_to(ROOT)),
+            "side": "left" if side < 0 else "right",
+            "enter_s": t,
+            "hold_start_s": t + ENTER_S,
+            "hold_end_s": t + ENTER_S + HOLD_S,
+            "leave_s": t + ENTER_S + HOLD_S + LEAVE_S,
+            "centre": [
+                float(WIDTH / 2 + rng.uniform(-0.06, 0.06) * WIDTH),
+                float(HEIGHT * 0.47 + rng.uniform(-0.03, 0.03) * HEIGHT),
+            ],
+        }
         schedule.append(entry)
         t = entry["leave_s"] + rng.uniform(*GAP_S)
     return schedule, t
@@ -160,10 +182,23 @@ def render(out_dir: Path, per_class: int, fps: int, seed: int) -> dict:
         writer.write(np.clip(frame, 0, 255).astype(np.uint8))
     writer.release()
     check_readable(video_path, frames)
-    timeline = {"video": "demo.mp4", "fps": fps, "width": WIDTH, "height": HEIGHT, "frames": frames,
-                "duration_s": round(frames / fps, 3), "seed": seed,
-                "items": [{key: (round(value, 3) if isinstance(value, float) else value)
-                           for key, value in entry.items() if key != "centre"} for entry in schedule]}
+    timeline = {
+        "video": "demo.mp4",
+        "fps": fps,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "frames": frames,
+        "duration_s": round(frames / fps, 3),
+        "seed": seed,
+        "items": [
+            {
+                key: (round(value, 3) if isinstance(value, float) else value)
+                for key, value in entry.items()
+                if key != "centre"
+            }
+            for entry in schedule
+        ],
+    }
     (out_dir / "timeline.json").write_text(json.dumps(timeline, indent=1) + "\n")
     return timeline
 
@@ -186,8 +221,10 @@ def main() -> None:
     args = parser.parse_args()
     timeline = render(args.out, args.per_class, args.fps, args.seed)
     size_mb = (args.out / "demo.mp4").stat().st_size / 1e6
-    print(f"{args.out / 'demo.mp4'}: {timeline['duration_s']:.1f} s, {timeline['frames']} frames at "
-          f"{args.fps} fps, {len(timeline['items'])} held items, {size_mb:.1f} MB")
+    print(
+        f"{args.out / 'demo.mp4'}: {timeline['duration_s']:.1f} s, {timeline['frames']} frames at "
+        f"{args.fps} fps, {len(timeline['items'])} held items, {size_mb:.1f} MB"
+    )
 
 
 if __name__ == "__main__":

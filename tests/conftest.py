@@ -1,4 +1,5 @@
 """Fixtures shared by all test folders: committed demo data and a tiny featurizer."""
+
 from __future__ import annotations
 
 import shutil

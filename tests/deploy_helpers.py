@@ -1,4 +1,5 @@
 """Helpers for the deployment tests: recipes as a nucleus reads them, and their grants."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,8 @@ from packaging.utils import canonicalize_name
 from cloud_sync.packaging.greengrass_build import COMPONENTS
 from components.display.settings import DisplaySettings
 from components.featurizer.component import FeaturizerSettings
-from devkit.nucleus.runner import substitute
 from components.local_search.component import LocalSearchSettings
+from devkit.nucleus.runner import substitute
 
 try:
     import tomllib
@@ -25,11 +26,16 @@ except ModuleNotFoundError:  # Python 3.10: pip vendors the same parser
     from pip._vendor import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = {"com.visualsearch.Featurizer": FeaturizerSettings, "com.visualsearch.LocalSearch": LocalSearchSettings,
-            "com.visualsearch.Display": DisplaySettings}
+SETTINGS = {
+    "com.visualsearch.Featurizer": FeaturizerSettings,
+    "com.visualsearch.LocalSearch": LocalSearchSettings,
+    "com.visualsearch.Display": DisplaySettings,
+}
 PACKAGES = {c.name: c.package for c in COMPONENTS}
-SERVICES = {"aws.greengrass.ipc.pubsub": {"aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"},
-            "aws.greengrass.ipc.mqttproxy": {"aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"}}
+SERVICES = {
+    "aws.greengrass.ipc.pubsub": {"aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"},
+    "aws.greengrass.ipc.mqttproxy": {"aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"},
+}
 
 
 def pyproject() -> dict:
@@ -55,14 +61,19 @@ def lifecycle(recipe: dict) -> dict:
 def grants(recipe: dict, thing_name: str) -> set[tuple[str, str, str]]:
     """(service, operation, resource) for every pair the recipe's accessControl allows."""
     access = recipe["ComponentConfiguration"]["DefaultConfiguration"].get("accessControl", {})
-    return {(service, operation, resource.replace("{iot:thingName}", thing_name))
-            for service, policies in access.items() for policy in policies.values()
-            for operation in policy["operations"] for resource in policy["resources"]}
+    return {
+        (service, operation, resource.replace("{iot:thingName}", thing_name))
+        for service, policies in access.items()
+        for policy in policies.values()
+        for operation in policy["operations"]
+        for resource in policy["resources"]
+    }
 
 
 @dataclass
 class Device:
     """The paths a nucleus gives one component, under a fresh root."""
+
     name: str
     root: Path
 
@@ -71,12 +82,15 @@ class Device:
         return self.root / "packages" / "artifacts-unarchived" / self.name
 
     @property
-    def work(self) -> Path:          # {work:path}
+    def work(self) -> Path:  # {work:path}
         return self.root / "work" / self.name
 
     def variables(self, thing_name: str = "kiosk-fresh-1") -> dict[str, str]:
-        return {"artifacts:decompressedPath": str(self.decompressed), "work:path": str(self.work),
-                "iot:thingName": thing_name}
+        return {
+            "artifacts:decompressedPath": str(self.decompressed),
+            "work:path": str(self.work),
+            "iot:thingName": thing_name,
+        }
 
     def unpack(self, zip_path: Path) -> None:
         """As Unarchive: ZIP does: into <decompressedPath>/<zip name without .zip>/."""
@@ -88,8 +102,11 @@ class Device:
 def device_env(setenv: dict, variables: dict) -> dict[str, str]:
     """A component's environment without this test run's virtual environment in it."""
     venv_bin = str(Path(sys.prefix) / "bin")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
+    }
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin)
     env.update({k: substitute(str(v), variables) for k, v in setenv.items()})
     return env
@@ -113,8 +130,14 @@ def run_install(recipe: dict, device: Device) -> tuple[bool, float, str]:
     if skipif_holds(install["Skipif"], variables, env):
         return True, 0.0, ""
     start = time.monotonic()
-    result = subprocess.run(["sh", "-c", substitute(install["Script"], variables)], cwd=device.work, env=env,
-                            capture_output=True, text=True, timeout=float(install["Timeout"]))
+    result = subprocess.run(
+        ["sh", "-c", substitute(install["Script"], variables)],
+        cwd=device.work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=float(install["Timeout"]),
+    )
     output = result.stdout[-4000:] + result.stderr[-4000:]
     assert result.returncode == 0, f"{recipe['ComponentName']} Install failed:\n{output}"
     return False, time.monotonic() - start, output

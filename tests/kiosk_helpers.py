@@ -1,4 +1,5 @@
 """Helpers for tests that run components against the local nucleus stand-in."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,20 @@ OBSERVER = "com.visualsearch.TestObserver"
 
 def observer_spec() -> ComponentSpec:
     """A test-only component allowed to read matches and every component's status."""
-    topics = [messages.MATCHES] + [messages.status_topic(n) for n in ("featurizer", "local_search", "display")]
-    return ComponentSpec(OBSERVER, {"accessControl": {"aws.greengrass.ipc.pubsub": {
-        f"{OBSERVER}:pubsub:1": {"policyDescription": "observe", "resources": topics,
-                                 "operations": ["aws.greengrass#SubscribeToTopic"]}}}})
+    topics = [messages.MATCHES] + [
+        messages.status_topic(n) for n in ("featurizer", "local_search", "display")
+    ]
+    return ComponentSpec(
+        OBSERVER,
+        {
+            "accessControl": {
+                "aws.greengrass.ipc.pubsub": {
+                    f"{OBSERVER}:pubsub:1": {
+                        "policyDescription": "observe",
+                        "resources": topics,
+                        "operations": ["aws.greengrass#SubscribeToTopic"],
+                    }
+                }
+            }
+        },
+    )

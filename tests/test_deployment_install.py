@@ -7,6 +7,7 @@ Run command, started in the work directory with the nucleus's environment, repor
 over IPC to the nucleus stand-in and stops cleanly on SIGTERM. Nothing of this checkout or
 of the test run's virtual environment is on the component's path.
 """
+
 import subprocess
 import time
 
@@ -42,8 +43,11 @@ def overrides(package: str, request) -> dict:
     if package == "featurizer":  # model_dir stays the default: it must resolve inside the artifact
         return {"camera": str(DEMO_VIDEO), "loop_video": True}
     if package == "local_search":  # serves the seed bundle and syncs from (empty) S3 with boto3
-        return {"bundle_dir": str(request.getfixturevalue("tiny_bundle")),
-                "index_bucket": request.getfixturevalue("s3_bucket"), "telemetry_interval_s": 1.0}
+        return {
+            "bundle_dir": str(request.getfixturevalue("tiny_bundle")),
+            "index_bucket": request.getfixturevalue("s3_bucket"),
+            "telemetry_interval_s": 1.0,
+        }
     return {"port": 0}
 
 
@@ -51,8 +55,14 @@ def start_and_stop(recipe: dict, device: Device, configuration: dict) -> str:
     name = recipe["ComponentName"]
     with LocalNucleus(thing_name=THING, components=[ComponentSpec(name, configuration)]) as nucleus:
         command, env = run_command(recipe, device)
-        process = subprocess.Popen(command, cwd=device.work, env={**env, **nucleus.component_env(name)},
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command,
+            cwd=device.work,
+            env={**env, **nucleus.component_env(name)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             nucleus.wait_for_state(name, "RUNNING", timeout=180)
             running = True
@@ -75,11 +85,15 @@ def test_the_zip_installs_and_starts_in_a_fresh_venv(component, built, tmp_path,
 
     skipped, seconds, output = run_install(recipe, device)
     assert not skipped
-    print(f"\n{component.name}: Install (fresh venv, pip install of {len(pins(component))} pins) took {seconds:.0f} s")
+    print(
+        f"\n{component.name}: Install (fresh venv, pip install of {len(pins(component))} pins) took {seconds:.0f} s"
+    )
     assert run_install(recipe, device)[0], "Skipif did not skip a finished install"
 
     python = device.work / "venv" / "bin" / "python"
-    freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout
+    freeze = subprocess.run(
+        [str(python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
+    ).stdout
     installed = {canonicalize_name(n): v for n, _, v in (line.partition("==") for line in freeze.split())}
     assert installed == pins(component), "the venv holds more or other packages than the pins"
 

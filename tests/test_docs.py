@@ -1,5 +1,6 @@
 """The docs match the code: generated pages are fresh, every command, option and setting is
 documented, recipes default to the code's defaults, links resolve, and the README stays short."""
+
 import dataclasses
 import importlib.util
 import re
@@ -43,7 +44,9 @@ def test_check_mode_names_a_stale_page_and_exits_1(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(generator, "DOCS", tmp_path)
     assert generator.main(["--check"]) == 1
     assert "docs/settings.md is stale" in capsys.readouterr().err
-    assert (tmp_path / "settings.md").read_text() != (DOCS / "settings.md").read_text()  # --check wrote nothing
+    assert (tmp_path / "settings.md").read_text() != (
+        DOCS / "settings.md"
+    ).read_text()  # --check wrote nothing
     assert generator.main([]) == 0 and generator.main(["--check"]) == 0
     assert (tmp_path / "settings.md").read_text() == (DOCS / "settings.md").read_text()
 
@@ -51,7 +54,7 @@ def test_check_mode_names_a_stale_page_and_exits_1(tmp_path, monkeypatch, capsys
 def test_a_new_command_gets_a_section_of_its_own(tmp_path, monkeypatch):
     page = (DOCS / "cli.md").read_text()
     start = page.index("## `visual-search search-image`")
-    (tmp_path / "cli.md").write_text(page[:start] + page[page.index("\n## ", start + 1) + 1:])
+    (tmp_path / "cli.md").write_text(page[:start] + page[page.index("\n## ", start + 1) + 1 :])
     monkeypatch.setattr(generator, "DOCS", tmp_path)
     redone = generator.regenerate("cli.md", (tmp_path / "cli.md").read_text())
     assert "## `visual-search search-image`" in redone and "Usage: visual-search search-image" in redone
@@ -85,18 +88,37 @@ def test_every_setting_is_documented_and_the_recipe_defaults_to_it(component):
 
 def test_every_topic_and_message_field_is_in_the_formats_page():
     page = (DOCS / "formats.md").read_text()
-    topics = [messages.FEATURES, messages.MATCHES, messages.QUERIES, messages.IOT_INDEX_UPDATED,
-              messages.STATUS_PREFIX + "<component>", messages.IOT_TELEMETRY.format(thing_name="<thingName>")]
-    schemas = [messages.FEATURES_SCHEMA, messages.MATCHES_SCHEMA, messages.QUERY_SCHEMA, messages.STATUS_SCHEMA,
-               messages.INDEX_UPDATED_SCHEMA]
+    topics = [
+        messages.FEATURES,
+        messages.MATCHES,
+        messages.QUERIES,
+        messages.IOT_INDEX_UPDATED,
+        messages.STATUS_PREFIX + "<component>",
+        messages.IOT_TELEMETRY.format(thing_name="<thingName>"),
+    ]
+    schemas = [
+        messages.FEATURES_SCHEMA,
+        messages.MATCHES_SCHEMA,
+        messages.QUERY_SCHEMA,
+        messages.STATUS_SCHEMA,
+        messages.INDEX_UPDATED_SCHEMA,
+    ]
     for name in topics + schemas:
         assert f"`{name}`" in page, f"docs/formats.md lacks {name}"
-    for cls in (messages.FeatureMessage, messages.QueryMessage, messages.Match, messages.MatchesMessage,
-                messages.StatusMessage, UsageRecord, s3_layout.Pointer):
+    for cls in (
+        messages.FeatureMessage,
+        messages.QueryMessage,
+        messages.Match,
+        messages.MatchesMessage,
+        messages.StatusMessage,
+        UsageRecord,
+        s3_layout.Pointer,
+    ):
         for field in dataclasses.fields(cls):
             if field.name not in ("id", "timestamp", "extra"):
-                assert f"`{field.name}`" in page or f'"{field.name}"' in page, \
-                    f"docs/formats.md lacks field {field.name} of {cls.__name__}"
+                assert (
+                    f"`{field.name}`" in page or f'"{field.name}"' in page
+                ), f"docs/formats.md lacks field {field.name} of {cls.__name__}"
 
 
 def test_links_between_the_docs_resolve():

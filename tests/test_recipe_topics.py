@@ -6,6 +6,7 @@ are driven through everything they do: the camera, an upload on the display, tel
 stand-in records every authorization asked for; a missing grant (the commonest deployment
 failure, UnauthorizedError) or a grant nothing uses fails here.
 """
+
 import io
 import json
 import time
@@ -30,8 +31,9 @@ DEMO_VIDEO = REPO / "demo" / "video" / "demo.mp4"
 
 def upload(url: str, data: bytes) -> int:
     boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(data), filename="item.jpg")})
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             json.load(response)
@@ -55,14 +57,24 @@ def used(runner: KioskRunner) -> dict[str, set]:
     return seen
 
 
-def test_each_component_uses_exactly_the_topics_its_recipe_allows(tiny_model, tiny_bundle, s3_bucket, tmp_path):
+def test_each_component_uses_exactly_the_topics_its_recipe_allows(
+    tiny_model, tiny_bundle, s3_bucket, tmp_path
+):
     port = free_port()
     overrides = {
-        "com.visualsearch.Featurizer": {"camera": str(DEMO_VIDEO), "loop_video": True, "model_dir": str(tiny_model),
-                                        "status_interval_s": 1.0},
-        "com.visualsearch.LocalSearch": {"bundle_dir": str(tiny_bundle), "index_bucket": s3_bucket,
-                                         "index_prefix": "topics", "telemetry_interval_s": 0.5,
-                                         "status_interval_s": 1.0},
+        "com.visualsearch.Featurizer": {
+            "camera": str(DEMO_VIDEO),
+            "loop_video": True,
+            "model_dir": str(tiny_model),
+            "status_interval_s": 1.0,
+        },
+        "com.visualsearch.LocalSearch": {
+            "bundle_dir": str(tiny_bundle),
+            "index_bucket": s3_bucket,
+            "index_prefix": "topics",
+            "telemetry_interval_s": 0.5,
+            "status_interval_s": 1.0,
+        },
         "com.visualsearch.Display": {"port": port, "status_interval_s": 1.0},
     }
     expected = {name: {(*grant, True) for grant in grants(recipe(name), THING)} for name in SETTINGS}
@@ -73,7 +85,9 @@ def test_each_component_uses_exactly_the_topics_its_recipe_allows(tiny_model, ti
         uploaded = False
         while time.monotonic() < deadline:
             if not uploaded:  # display -> queries -> featurizer -> features -> local_search -> matches
-                uploaded = upload(f"http://127.0.0.1:{port}/api/search", demo_image("dress").read_bytes()) == 200
+                uploaded = (
+                    upload(f"http://127.0.0.1:{port}/api/search", demo_image("dress").read_bytes()) == 200
+                )
             seen = used(runner)
             if all(seen[name] >= expected[name] for name in SETTINGS):
                 break
@@ -88,5 +102,7 @@ def test_each_component_uses_exactly_the_topics_its_recipe_allows(tiny_model, ti
         refused = sorted(entry[:3] for entry in seen[name] if not entry[3])
         assert not refused, f"{name} was refused {refused}: its recipe lacks a grant"
         missing = sorted(entry[:3] for entry in expected[name] - seen[name])
-        assert not missing, f"{name} never used {missing}: remove the grant, or find why it was not used ({logs[name]})"
+        assert (
+            not missing
+        ), f"{name} never used {missing}: remove the grant, or find why it was not used ({logs[name]})"
         assert seen[name] == expected[name]

@@ -1,11 +1,17 @@
 """The recipes, gdk-config.json and the version: what a nucleus and the GDK CLI would refuse."""
+
 import json
 import re
 
 import pytest
 
-from cloud_sync.packaging.greengrass_build import (ARTIFACT_URI, INSTALL_MARKER, MAX_RECIPE_BYTES, ZIP_NAME,
-                                         project_version)
+from cloud_sync.packaging.greengrass_build import (
+    ARTIFACT_URI,
+    INSTALL_MARKER,
+    MAX_RECIPE_BYTES,
+    ZIP_NAME,
+    project_version,
+)
 from components.common.settings import defaults, parse_settings
 from tests.deploy_helpers import PACKAGES, SERVICES, SETTINGS, lifecycle, pyproject
 from tests.kiosk_helpers import RECIPES, REPO, recipe
@@ -29,8 +35,10 @@ def test_recipe_has_what_a_nucleus_requires(name):
     assert SEMVER.match(r["ComponentVersion"]) and r["ComponentDescription"] and r["ComponentPublisher"]
     steps = lifecycle(r)
     assert set(steps) == {"Setenv", "Install", "Run"}
-    assert steps["Setenv"] == {"PYTHONPATH": "{artifacts:decompressedPath}/visual-search",
-                               "VISUAL_SEARCH_WORK_DIR": "{work:path}"}
+    assert steps["Setenv"] == {
+        "PYTHONPATH": "{artifacts:decompressedPath}/visual-search",
+        "VISUAL_SEARCH_WORK_DIR": "{work:path}",
+    }
     assert steps["Run"]["Script"] == f"{{work:path}}/venv/bin/python -u -m components.{PACKAGES[name]}"
     assert "RequiresPrivilege" not in steps["Run"] and "RequiresPrivilege" not in steps["Install"]
     (manifest,) = r["Manifests"]
@@ -44,9 +52,9 @@ def test_install_makes_a_venv_once_per_version_with_a_long_timeout(name):
     assert install["Timeout"] >= 1800  # mxnet, opencv and faiss wheels over a store's network
     assert install["Skipif"] == f"exists {{work:path}}/venv/{INSTALL_MARKER}"
     script = install["Script"]
-    assert f'touch "$VENV/{INSTALL_MARKER}"' in script.splitlines()[-1]   # the marker is the last step
+    assert f'touch "$VENV/{INSTALL_MARKER}"' in script.splitlines()[-1]  # the marker is the last step
     assert 'VENV="{work:path}/venv"' in script and "-m venv" in script
-    assert "--only-binary=:all: -r \"{artifacts:decompressedPath}/visual-search/requirements.txt\"" in script
+    assert '--only-binary=:all: -r "{artifacts:decompressedPath}/visual-search/requirements.txt"' in script
     # braces only as recipe variables the nucleus fills in: shell `${x}` or `{ ...; }` would be misread
     assert set(VARIABLE.findall(script)) == {"work:path", "artifacts:decompressedPath"}
 
@@ -77,18 +85,30 @@ def test_access_control_is_least_privilege(name):
             for resource in policy["resources"]:
                 assert resource.startswith("visualsearch/"), resource
                 assert not set("*+#?$") & set(resource), f"{policy_id}: {resource} is not an exact topic"
-                assert set(VARIABLE.findall(resource)) <= ({"iot:thingName"} if kind == "mqttproxy" else set())
+                assert set(VARIABLE.findall(resource)) <= (
+                    {"iot:thingName"} if kind == "mqttproxy" else set()
+                )
 
 
 def test_policy_ids_are_unique_across_the_device():
-    ids = [policy_id for name in NAMES for service in recipe(name)["ComponentConfiguration"]
-           ["DefaultConfiguration"]["accessControl"].values() for policy_id in service]
+    ids = [
+        policy_id
+        for name in NAMES
+        for service in recipe(name)["ComponentConfiguration"]["DefaultConfiguration"][
+            "accessControl"
+        ].values()
+        for policy_id in service
+    ]
     assert len(ids) == len(set(ids))
 
 
 def test_the_component_that_reads_s3_depends_on_the_token_exchange_service():
     assert recipe("com.visualsearch.LocalSearch")["ComponentDependencies"] == {
-        "aws.greengrass.TokenExchangeService": {"VersionRequirement": ">=2.0.0 <3.0.0", "DependencyType": "HARD"}}
+        "aws.greengrass.TokenExchangeService": {
+            "VersionRequirement": ">=2.0.0 <3.0.0",
+            "DependencyType": "HARD",
+        }
+    }
     for name in ("com.visualsearch.Featurizer", "com.visualsearch.Display"):
         assert "ComponentDependencies" not in recipe(name)
 

@@ -1,4 +1,5 @@
 """`validate-config`: check a deployment's configuration for one component without starting anything."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,14 @@ from components.featurizer import settings as featurizer
 from components.local_search import settings as local_search
 
 # short name -> (Greengrass component name, settings class)
-SETTINGS = {module.COMPONENT: (module.GREENGRASS_NAME, cls) for module, cls in (
-    (featurizer, featurizer.FeaturizerSettings), (local_search, local_search.LocalSearchSettings),
-    (display, display.DisplaySettings))}
+SETTINGS = {
+    module.COMPONENT: (module.GREENGRASS_NAME, cls)
+    for module, cls in (
+        (featurizer, featurizer.FeaturizerSettings),
+        (local_search, local_search.LocalSearchSettings),
+        (display, display.DisplaySettings),
+    )
+}
 NAMES = {**{short: short for short in SETTINGS}, **{full: short for short, (full, _) in SETTINGS.items()}}
 
 
@@ -25,13 +31,15 @@ def configuration_update(document, greengrass_name: str, where: str) -> tuple[ob
     if isinstance(document.get("components"), dict):  # a whole deployment (CreateDeployment request)
         component = document["components"].get(greengrass_name)
         if not isinstance(component, dict) or not isinstance(component.get("configurationUpdate"), dict):
-            raise VisualSearchError(f"{where}: the deployment has no configurationUpdate for {greengrass_name}")
+            raise VisualSearchError(
+                f"{where}: the deployment has no configurationUpdate for {greengrass_name}"
+            )
         document = component["configurationUpdate"]
     elif not (document and set(document) <= {"merge", "reset"}):
         return document, []  # a plain configuration: merged as it is
     reset = document.get("reset") or []
     if not isinstance(reset, list) or not all(isinstance(pointer, str) for pointer in reset):
-        raise VisualSearchError(f"{where}: reset must be a list of JSON pointers such as \"/min_score\"")
+        raise VisualSearchError(f'{where}: reset must be a list of JSON pointers such as "/min_score"')
     return document.get("merge"), reset
 
 
@@ -48,8 +56,11 @@ def check_file(component: str, path: Path) -> tuple[str, list[str], list[str]]:
         document = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
-        reason = (f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark and problem
-                  else f"{type(exc).__name__}: {exc}")
+        reason = (
+            f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+            if mark and problem
+            else f"{type(exc).__name__}: {exc}"
+        )
         raise VisualSearchError(f"{path}: cannot read it as JSON or YAML ({reason})") from None
     merge, reset = configuration_update({} if document is None else document, greengrass_name, str(path))
     base = defaults(cls)

@@ -1,5 +1,5 @@
-"""`publish-index`, `list-indexes`, `rollback-index`: index versions in S3.
-"""
+"""`publish-index`, `list-indexes`, `rollback-index`: index versions in S3."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +14,22 @@ from cloud_sync.cli.options import expected_errors
 PROGRESS_EVERY_S = 1.0
 
 bucket_option = click.option("--bucket", required=True, help="S3 bucket that holds the indexes.")
-prefix_option = click.option("--prefix", default="", show_default=True,
-                             help="Key prefix in the bucket (indexes are under <prefix>/indexes/).")
-notify_option = click.option("--notify", is_flag=True,
-                             help="Tell devices over IoT Core (topic visualsearch/index/updated).")
+prefix_option = click.option(
+    "--prefix",
+    default="",
+    show_default=True,
+    help="Key prefix in the bucket (indexes are under <prefix>/indexes/).",
+)
+notify_option = click.option(
+    "--notify", is_flag=True, help="Tell devices over IoT Core (topic visualsearch/index/updated)."
+)
 iot_endpoint_option = click.option(
-    "--iot-endpoint", envvar="VISUAL_SEARCH_IOT_ENDPOINT", default=None,
+    "--iot-endpoint",
+    envvar="VISUAL_SEARCH_IOT_ENDPOINT",
+    default=None,
     help="IoT Core data endpoint for --notify, from `aws iot describe-endpoint --endpoint-type "
-         "iot:Data-ATS` [env VISUAL_SEARCH_IOT_ENDPOINT; default: boto3's]")
+    "iot:Data-ATS` [env VISUAL_SEARCH_IOT_ENDPOINT; default: boto3's]",
+)
 
 
 def human_size(size: float) -> str:
@@ -42,8 +50,10 @@ def _notify(pointer, bucket, prefix, iot_endpoint):
 
     message = index_updated_message(pointer, bucket, prefix)
     notify_devices(message, iot=iot_data_client(iot_endpoint))
-    click.echo(f"notified devices on visualsearch/index/updated: version {pointer.index_version} "
-               f"(message {message['id']})")
+    click.echo(
+        f"notified devices on visualsearch/index/updated: version {pointer.index_version} "
+        f"(message {message['id']})"
+    )
 
 
 def _progress_printer():
@@ -54,8 +64,12 @@ def _progress_printer():
         done = progress.files_done == progress.files_total
         if done or now - last["at"] >= PROGRESS_EVERY_S:
             last["at"] = now
-            click.echo(f"  {progress.files_done}/{progress.files_total} files, "
-                       f"{human_size(progress.bytes_done)} of {human_size(progress.bytes_total)}", err=True)
+            click.echo(
+                f"  {progress.files_done}/{progress.files_total} files, "
+                f"{human_size(progress.bytes_done)} of {human_size(progress.bytes_total)}",
+                err=True,
+            )
+
     return show
 
 
@@ -64,7 +78,9 @@ def _progress_printer():
 @bucket_option
 @prefix_option
 @notify_option
-@click.option("--force", is_flag=True, help="Publish even if LATEST names a newer version (or is unreadable).")
+@click.option(
+    "--force", is_flag=True, help="Publish even if LATEST names a newer version (or is unreadable)."
+)
 @iot_endpoint_option
 @expected_errors
 def publish_index(bundle, bucket, prefix, notify, force, iot_endpoint):
@@ -78,12 +94,16 @@ def publish_index(bundle, bucket, prefix, notify, force, iot_endpoint):
     files = f"uploaded {len(result.uploaded)} file(s), {len(result.skipped)} already in S3 with the right checksum"
     if result.moved_latest:
         was = f", was version {previous.index_version}" if previous else ", was unset"
-        click.echo(f"published version {pointer.index_version} ({pointer.item_count} items): {files}; "
-                   f"{s3_url(bucket, latest_key(prefix))} now names it "
-                   f"(manifest {pointer.manifest_sha256[:12]}){was}")
+        click.echo(
+            f"published version {pointer.index_version} ({pointer.item_count} items): {files}; "
+            f"{s3_url(bucket, latest_key(prefix))} now names it "
+            f"(manifest {pointer.manifest_sha256[:12]}){was}"
+        )
     else:
-        click.echo(f"version {pointer.index_version} was already published: {files}; "
-                   f"LATEST already names it, left as is")
+        click.echo(
+            f"version {pointer.index_version} was already published: {files}; "
+            f"LATEST already names it, left as is"
+        )
     if notify:
         _notify(pointer, bucket, prefix, iot_endpoint)
 
@@ -102,10 +122,17 @@ def list_indexes(bucket, prefix, as_json):
     listing = read_listing(bucket, prefix, s3=_s3())
     where = s3_url(bucket, indexes_prefix(prefix))
     if as_json:
-        click.echo(json.dumps({"location": where,
-                               "latest": asdict(listing.pointer) if listing.pointer else None,
-                               "latest_problem": listing.pointer_problem,
-                               "versions": [asdict(v) for v in listing.versions]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "location": where,
+                    "latest": asdict(listing.pointer) if listing.pointer else None,
+                    "latest_problem": listing.pointer_problem,
+                    "versions": [asdict(v) for v in listing.versions],
+                },
+                indent=2,
+            )
+        )
         return
     if listing.pointer_problem:
         click.echo(f"warning: {listing.pointer_problem}", err=True)
@@ -118,8 +145,10 @@ def list_indexes(bucket, prefix, as_json):
     for v in listing.versions:
         mark = "*" if v.latest else " "
         if v.complete:
-            click.echo(f"{mark} {v.index_version:<16}{v.item_count:>7}  {v.model_fingerprint[:12]:<14}"
-                       f"{v.created_at:<27}{human_size(v.size):>10}{v.files:>7}")
+            click.echo(
+                f"{mark} {v.index_version:<16}{v.item_count:>7}  {v.model_fingerprint[:12]:<14}"
+                f"{v.created_at:<27}{human_size(v.size):>10}{v.files:>7}"
+            )
         else:
             click.echo(f"{mark} {v.index_version:<16}incomplete: {v.problem}")
 
@@ -139,8 +168,10 @@ def rollback_index(version, bucket, prefix, notify, iot_endpoint):
     pointer, previous = result.pointer, result.previous
     if result.moved_latest:
         was = f", was version {previous.index_version}" if previous else ""
-        click.echo(f"LATEST now names version {version} ({pointer.item_count} items, "
-                   f"manifest {pointer.manifest_sha256[:12]}){was}")
+        click.echo(
+            f"LATEST now names version {version} ({pointer.item_count} items, "
+            f"manifest {pointer.manifest_sha256[:12]}){was}"
+        )
     else:
         click.echo(f"LATEST already names version {version}; left as is")
     if notify:

@@ -1,4 +1,5 @@
 """`build-index`: featurize a catalog into an index bundle."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,15 +13,40 @@ from cloud_sync.cli.options import expected_errors, model_option
 @click.argument("catalog", type=click.Path(path_type=Path))
 @model_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
-@click.option("--index", default="auto", show_default=True,
-              help="'auto' (chosen from size, dimension and --memory-mb) or a faiss factory string such as HNSW32.")
-@click.option("--search-params", default=None, help="faiss search parameters, e.g. efSearch=128 (default: chosen with the index).")
+@click.option(
+    "--index",
+    default="auto",
+    show_default=True,
+    help="'auto' (chosen from size, dimension and --memory-mb) or a faiss factory string such as HNSW32.",
+)
+@click.option(
+    "--search-params",
+    default=None,
+    help="faiss search parameters, e.g. efSearch=128 (default: chosen with the index).",
+)
 @click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
-@click.option("--memory-mb", default=512, show_default=True, type=click.IntRange(1), help="Memory budget of the index on the device.")
-@click.option("--skip-bad-rows", is_flag=True, help="Build without bad rows instead of failing (they are still reported).")
-@click.option("--index-version", type=click.IntRange(1), default=None, help="Version number (default: UTC time YYYYMMDDHHMMSS).")
+@click.option(
+    "--memory-mb",
+    default=512,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Memory budget of the index on the device.",
+)
+@click.option(
+    "--skip-bad-rows",
+    is_flag=True,
+    help="Build without bad rows instead of failing (they are still reported).",
+)
+@click.option(
+    "--index-version",
+    type=click.IntRange(1),
+    default=None,
+    help="Version number (default: UTC time YYYYMMDDHHMMSS).",
+)
 @expected_errors
-def build_index(catalog, model_dir, out, index, search_params, metric, memory_mb, skip_bad_rows, index_version):
+def build_index(
+    catalog, model_dir, out, index, search_params, metric, memory_mb, skip_bad_rows, index_version
+):
     """Featurize a catalog and write a versioned index bundle."""
     from cloud_sync.indexing.build_index import build_bundle
 
@@ -29,16 +55,25 @@ def build_index(catalog, model_dir, out, index, search_params, metric, memory_mb
             click.echo(f"bad row: {problem}", err=True)
 
     try:
-        result = build_bundle(catalog, model_dir, out, index=index, search_params=search_params,
-                              metric=metric, skip_bad_rows=skip_bad_rows,
-                              memory_budget=memory_mb * 1024 * 1024, index_version=index_version,
-                              on_problems=report,
-                              on_stale=lambda path: click.echo(f"removed {path} (left by an interrupted build)",
-                                                               err=True))
+        result = build_bundle(
+            catalog,
+            model_dir,
+            out,
+            index=index,
+            search_params=search_params,
+            metric=metric,
+            skip_bad_rows=skip_bad_rows,
+            memory_budget=memory_mb * 1024 * 1024,
+            index_version=index_version,
+            on_problems=report,
+            on_stale=lambda path: click.echo(f"removed {path} (left by an interrupted build)", err=True),
+        )
     except ValueError as exc:  # faiss factory or memory budget
         raise click.UsageError(str(exc)) from None
     m = result.manifest
-    click.echo(f"wrote {out}: {m['item_count']} items, index {m['index']['factory']} "
-               f"({m['index']['search_params'] or 'exact'}), metric {m['metric']}, "
-               f"version {m['index_version']}"
-               + (f", skipped {len(result.problems)} bad row(s)" if result.problems else ""))
+    click.echo(
+        f"wrote {out}: {m['item_count']} items, index {m['index']['factory']} "
+        f"({m['index']['search_params'] or 'exact'}), metric {m['metric']}, "
+        f"version {m['index_version']}"
+        + (f", skipped {len(result.problems)} bad row(s)" if result.problems else "")
+    )

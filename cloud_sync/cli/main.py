@@ -1,4 +1,5 @@
 """The `visual-search` command: the group, and every subcommand added to it."""
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,21 @@ def main():
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
 
-for command in (import_featurizer, export_featurizer, fine_tune, build_index, evaluate, publish_index, list_indexes,
-                rollback_index, telemetry_report, search_image, build_components, publish_components, demo, bench):
+for command in (
+    import_featurizer,
+    export_featurizer,
+    fine_tune,
+    build_index,
+    evaluate,
+    publish_index,
+    list_indexes,
+    rollback_index,
+    telemetry_report,
+    search_image,
+    build_components,
+    publish_components,
+    demo,
+    bench,
+):
     main.add_command(command)
 main.add_command(validate_config)

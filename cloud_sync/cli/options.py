@@ -1,4 +1,5 @@
 """What every `visual-search` subcommand shares: one-line expected errors, list options."""
+
 from __future__ import annotations
 
 import functools
@@ -12,6 +13,7 @@ from components.common.errors import VisualSearchError
 
 def expected_errors(command):
     """Expected failures print one line naming the file and reason, no traceback, exit 1."""
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -23,6 +25,7 @@ def expected_errors(command):
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             sys.exit(1)
+
     return wrapper
 
 
@@ -37,12 +40,17 @@ def comma_list(kind=str):
         if not items:
             raise click.BadParameter("needs at least one value")
         return items
+
     return parse
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-featurizer"
 
 model_option = click.option(
-    "--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL,
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_MODEL,
     help="Featurizer directory [default: the project's models/demo-featurizer, EfficientNet-Lite0 "
-         "pretrained on ImageNet and fine-tuned on clothing].")
+    "pretrained on ImageNet and fine-tuned on clothing].",
+)

@@ -1,4 +1,5 @@
 """`search-image`: ask a bundle what the kiosk would show for some photos."""
+
 from __future__ import annotations
 
 import json
@@ -14,11 +15,19 @@ from cloud_sync.cli.options import expected_errors, model_option
 @click.option("--bundle", required=True, type=click.Path(path_type=Path), help="Index bundle to search.")
 @model_option
 @click.option("--k", default=5, show_default=True, type=click.IntRange(1, 50), help="Matches per image.")
-@click.option("--min-score", type=click.FloatRange(-1, 1), default=None,
-              help="Similarity below which a match is dropped [default: the bundle's calibrated min_score, "
-                   "as local_search uses it].")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON list: one {image, no_match, matches: [{id, score, title, category, ...}]} per image.")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(-1, 1),
+    default=None,
+    help="Similarity below which a match is dropped [default: the bundle's calibrated min_score, "
+    "as local_search uses it].",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list: one {image, no_match, matches: [{id, score, title, category, ...}]} per image.",
+)
 @expected_errors
 def search_image(images, bundle, model_dir, k, min_score, as_json):
     """Search IMAGE... as local_search would (min_score applied); for engineers and checks."""
@@ -31,5 +40,7 @@ def search_image(images, bundle, model_dir, k, min_score, as_json):
     for result in results:
         click.echo(f"{result['image']}: " + ("no good match" if result["no_match"] else ""))
         for rank, match in enumerate(result["matches"], start=1):
-            click.echo(f"  {rank}. {match['score']:.3f}  {match['id']}  {match['title']}  [{match['category']}]")
+            click.echo(
+                f"  {rank}. {match['score']:.3f}  {match['id']}  {match['title']}  [{match['category']}]"
+            )
     click.echo(f"(min_score {threshold:.3f})")

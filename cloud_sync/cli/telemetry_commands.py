@@ -1,5 +1,5 @@
-"""`telemetry-report`: usage of the fleet from the records the IoT rule stored in S3.
-"""
+"""`telemetry-report`: usage of the fleet from the records the IoT rule stored in S3."""
+
 from __future__ import annotations
 
 import json
@@ -26,12 +26,23 @@ def _when(ctx, param, value):
 
 @click.command("telemetry-report")
 @click.option("--bucket", required=True, help="S3 bucket the telemetry IoT rule writes to.")
-@click.option("--prefix", default="", show_default=True, help="Key prefix (records are under <prefix>/telemetry/).")
-@click.option("--since", callback=_when, default=None,
-              help="Only periods starting at or after this: 2026-11-20, 2026-11-20T10:00Z, or 30m, 24h, 7d, 2w ago.")
+@click.option(
+    "--prefix", default="", show_default=True, help="Key prefix (records are under <prefix>/telemetry/)."
+)
+@click.option(
+    "--since",
+    callback=_when,
+    default=None,
+    help="Only periods starting at or after this: 2026-11-20, 2026-11-20T10:00Z, or 30m, 24h, 7d, 2w ago.",
+)
 @click.option("--until", callback=_when, default=None, help="Only periods starting before this (same forms).")
-@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a self-contained HTML report with charts.")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a self-contained HTML report with charts.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @expected_errors
 def telemetry_report(bucket, prefix, since, until, html_out, as_json):
@@ -67,23 +78,34 @@ def format_text(report) -> str:
 
     fleet, devices = report.fleet, report.devices
     width = max(8, *(len(d.name) for d in devices))
-    lines = [f"{fleet.records} records from {len(devices)} device(s) under {report.location} "
-             f"({report.objects} objects, {report.duplicates} duplicate(s) dropped, "
-             f"{len(report.unreadable)} unreadable, {report.outside_window} outside the time window)",
-             f"{fleet.first_seen} to {fleet.last_seen}, per {report.bucket}", "",
-             f"{'device':<{width}}{'queries':>9}{'matched':>9}{'match':>8}{'errors':>8}{'p50 ms':>9}"
-             f"{'p95 ms':>9}{'max p95':>9}  {'index':<16}{'dropped':>8}  last seen"]
+    lines = [
+        f"{fleet.records} records from {len(devices)} device(s) under {report.location} "
+        f"({report.objects} objects, {report.duplicates} duplicate(s) dropped, "
+        f"{len(report.unreadable)} unreadable, {report.outside_window} outside the time window)",
+        f"{fleet.first_seen} to {fleet.last_seen}, per {report.bucket}",
+        "",
+        f"{'device':<{width}}{'queries':>9}{'matched':>9}{'match':>8}{'errors':>8}{'p50 ms':>9}"
+        f"{'p95 ms':>9}{'max p95':>9}  {'index':<16}{'dropped':>8}  last seen",
+    ]
     for s in devices + [fleet]:
-        lines.append(f"{s.name:<{width}}{s.queries:>9}{s.matched:>9}{_cell(s.match_rate, '.1%'):>8}{s.errors:>8}"
-                     f"{_cell(s.latency_ms_p50, '.1f'):>9}{_cell(s.latency_ms_p95, '.1f'):>9}"
-                     f"{_cell(s.latency_ms_p95_max, '.1f'):>9}  {_cell(s.index_version, ''):<16}"
-                     f"{s.dropped_records:>8}  {s.last_seen}")
+        lines.append(
+            f"{s.name:<{width}}{s.queries:>9}{s.matched:>9}{_cell(s.match_rate, '.1%'):>8}{s.errors:>8}"
+            f"{_cell(s.latency_ms_p50, '.1f'):>9}{_cell(s.latency_ms_p95, '.1f'):>9}"
+            f"{_cell(s.latency_ms_p95_max, '.1f'):>9}  {_cell(s.index_version, ''):<16}"
+            f"{s.dropped_records:>8}  {s.last_seen}"
+        )
     in_use = ", ".join(f"{v} on {n} device(s)" for v, n in fleet.index_versions.items())
-    lines += ["", f"index versions in use: {in_use}",
-              "", f"queries per {report.bucket}:",
-              f"{'time':<18}" + "".join(f"{d.name:>{width + 2}}" for d in devices) + f"{'fleet':>{width + 2}}"]
+    lines += [
+        "",
+        f"index versions in use: {in_use}",
+        "",
+        f"queries per {report.bucket}:",
+        f"{'time':<18}" + "".join(f"{d.name:>{width + 2}}" for d in devices) + f"{'fleet':>{width + 2}}",
+    ]
     for i, time in enumerate(report.times):
-        lines.append(f"{time:<18}" + "".join(f"{s.series['queries'][i]:>{width + 2}}" for s in devices + [fleet]))
+        lines.append(
+            f"{time:<18}" + "".join(f"{s.series['queries'][i]:>{width + 2}}" for s in devices + [fleet])
+        )
     lines += ["", "top items:"]
     for s in [fleet] + devices:
         top = ", ".join(f"{item} ({count})" for item, count in s.top_items) or "-"

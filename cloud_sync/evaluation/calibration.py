@@ -6,6 +6,7 @@ text) or a photo of something the store does not sell. The threshold is the scor
 keeps a stated share of genuine best matches; the report says how many "nothing" queries
 it rejects, so the trade-off is visible rather than guessed.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from components.common.errors import ImageError
 from components.featurizer.preprocess import decode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-ABSENT_MARGIN_S = 0.5   # keep clear of frames where an item is entering or leaving
+ABSENT_MARGIN_S = 0.5  # keep clear of frames where an item is entering or leaving
 DEMO_VIDEO = Path(__file__).resolve().parents[2] / "demo" / "video" / "demo.mp4"
 DEMO_TIMELINE = DEMO_VIDEO.with_name("timeline.json")
 
@@ -27,18 +28,19 @@ DEMO_TIMELINE = DEMO_VIDEO.with_name("timeline.json")
 @dataclass(frozen=True)
 class Calibration:
     min_score: float
-    keep: float                  # share of genuine best matches asked to be kept
-    genuine_kept: float          # share actually kept at min_score
+    keep: float  # share of genuine best matches asked to be kept
+    genuine_kept: float  # share actually kept at min_score
     genuine_queries: int
-    nothing_rejected: float      # share of "nothing" queries with no match at min_score
+    nothing_rejected: float  # share of "nothing" queries with no match at min_score
     nothing_queries: int
-    nothing_max_score: float     # the best score any "nothing" query reached
+    nothing_max_score: float  # the best score any "nothing" query reached
 
     def as_dict(self) -> dict:
         def plain(value):  # JSON has no NaN: an unknown share is null
             if isinstance(value, float):
                 return None if np.isnan(value) else round(value, 4)
             return value
+
         return {key: plain(value) for key, value in asdict(self).items()}
 
 
@@ -55,25 +57,30 @@ def calibrate(genuine_scores: np.ndarray, nothing_scores: np.ndarray, keep: floa
     return at_threshold(threshold, genuine, nothing_scores, keep)
 
 
-def at_threshold(min_score: float, genuine_scores: np.ndarray, nothing_scores: np.ndarray,
-                 keep: float = float("nan")) -> Calibration:
+def at_threshold(
+    min_score: float, genuine_scores: np.ndarray, nothing_scores: np.ndarray, keep: float = float("nan")
+) -> Calibration:
     """What a given min_score keeps of genuine best matches and rejects of "nothing" queries."""
     genuine = np.asarray(genuine_scores, dtype=np.float64)
     nothing = np.asarray(nothing_scores, dtype=np.float64)
     return Calibration(
-        min_score=min_score, keep=keep,
+        min_score=min_score,
+        keep=keep,
         genuine_kept=float(np.mean(genuine >= min_score)) if len(genuine) else float("nan"),
         genuine_queries=len(genuine),
         nothing_rejected=float(np.mean(nothing < min_score)) if len(nothing) else float("nan"),
         nothing_queries=len(nothing),
-        nothing_max_score=float(nothing.max()) if len(nothing) else float("nan"))
+        nothing_max_score=float(nothing.max()) if len(nothing) else float("nan"),
+    )
 
 
 def synthetic_nothing(size: int = 360, seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """Frames with no item: black, grey, uniform and sensor-like noise, printed text."""
     rng = np.random.default_rng(seed)
-    frames = [("black", np.zeros((size, size, 3), np.uint8)),
-              ("grey", np.full((size, size, 3), 128, np.uint8))]
+    frames = [
+        ("black", np.zeros((size, size, 3), np.uint8)),
+        ("grey", np.full((size, size, 3), 128, np.uint8)),
+    ]
     for i in range(3):
         frames.append((f"uniform-noise-{i}", rng.integers(0, 256, (size, size, 3), dtype=np.uint8)))
         dark = np.clip(rng.normal(20, 12, (size, size, 3)), 0, 255).astype(np.uint8)
@@ -81,8 +88,9 @@ def synthetic_nothing(size: int = 360, seed: int = 0) -> list[tuple[str, np.ndar
     for i, words in enumerate(("SALE 50% OFF", "Opening hours 9-18", "Please pay here")):
         page = np.full((size, size, 3), 245, np.uint8)
         for line in range(4):
-            cv2.putText(page, words, (10, 60 + 80 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
-                        (20, 20, 20), 2, cv2.LINE_AA)
+            cv2.putText(
+                page, words, (10, 60 + 80 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (20, 20, 20), 2, cv2.LINE_AA
+            )
         frames.append((f"text-{i}", page))
     return frames
 
@@ -90,11 +98,14 @@ def synthetic_nothing(size: int = 360, seed: int = 0) -> list[tuple[str, np.ndar
 def empty_scene_frames(video: Path, timeline: dict, count: int = 20) -> list[tuple[str, np.ndarray]]:
     """Up to `count` frames of a recorded counter at moments when no item is in view,
     spread evenly over the video (the demo video's timeline says when items are shown)."""
-    spans = [(item["enter_s"] - ABSENT_MARGIN_S, item["leave_s"] + ABSENT_MARGIN_S)
-             for item in timeline.get("items", [])]
+    spans = [
+        (item["enter_s"] - ABSENT_MARGIN_S, item["leave_s"] + ABSENT_MARGIN_S)
+        for item in timeline.get("items", [])
+    ]
     fps = float(timeline["fps"])
-    empty = [i for i in range(int(timeline["frames"]))
-             if not any(start <= i / fps <= end for start, end in spans)]
+    empty = [
+        i for i in range(int(timeline["frames"])) if not any(start <= i / fps <= end for start, end in spans)
+    ]
     wanted = set(empty[:: max(1, len(empty) // count)][:count])
     capture = cv2.VideoCapture(str(video))
     frames, index = [], 0
@@ -121,8 +132,9 @@ def folder_images(folder: Path) -> list[tuple[str, np.ndarray]]:
     return [(str(p), decode_image(p.read_bytes(), str(p))) for p in paths]
 
 
-def nothing_queries(extra_folder: Path | None = None, video: Path | None = None,
-                    timeline_path: Path | None = None) -> list[tuple[str, np.ndarray]]:
+def nothing_queries(
+    extra_folder: Path | None = None, video: Path | None = None, timeline_path: Path | None = None
+) -> list[tuple[str, np.ndarray]]:
     frames = synthetic_nothing()
     if video is not None and timeline_path is not None and video.is_file() and timeline_path.is_file():
         frames += empty_scene_frames(video, json.loads(timeline_path.read_text()))
@@ -131,7 +143,9 @@ def nothing_queries(extra_folder: Path | None = None, video: Path | None = None,
     return frames
 
 
-def best_scores(evaluation, featurizer, nothing: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def best_scores(
+    evaluation, featurizer, nothing: list[tuple[str, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Genuine scores: the best cosine score of every query whose best match is relevant;
     "nothing" scores: the best cosine score of each frame in `nothing`."""
     from cloud_sync.evaluation.evaluate import labels, relevance  # evaluate's helpers, imported late

@@ -11,6 +11,7 @@ Definitions, per query, averaged over queries (every value lies in [0, 1]):
   R@k  = relevant items in the top k / relevant items in the catalog (0 when there are none)
   AP@k = sum over ranks i <= k of P@i * rel_i / min(k, relevant items) (0 when there are none)
 """
+
 from __future__ import annotations
 
 import time
@@ -29,7 +30,7 @@ from components.local_search.index_choice import choose_index
 
 METRICS = ("cosine", "l2", "l1", "hamming")
 BLOCK_BYTES = 64 << 20  # bounds the distance blocks held at once
-TIE_TOLERANCE = 1e-5    # an index result this close to the exact k-th distance counts as found
+TIE_TOLERANCE = 1e-5  # an index result this close to the exact k-th distance counts as found
 EXAMPLE_MATCHES = 5
 
 
@@ -41,15 +42,15 @@ class Example:
 
 @dataclass
 class Evaluation:
-    results: dict             # the JSON: {metric: figures, ..., "random": figures}
-    ground_truth: str         # "category" or "item_id"
+    results: dict  # the JSON: {metric: figures, ..., "random": figures}
+    ground_truth: str  # "category" or "item_id"
     catalog: FeaturizedCatalog
     queries: FeaturizedCatalog
     catalog_root: Path
     query_root: Path
     ks: list[int]
-    index: dict               # metric, factory, search_params, source
-    no_relevant: int          # queries without any relevant catalog item
+    index: dict  # metric, factory, search_params, source
+    no_relevant: int  # queries without any relevant catalog item
     examples: list[Example] = field(default_factory=list)
 
 
@@ -59,15 +60,20 @@ def distance_matrix(queries: np.ndarray, catalog: np.ndarray, metric: str) -> np
     if metric == "cosine":
         return -(queries @ catalog.T)
     if metric == "l2":
-        squared = (queries ** 2).sum(1)[:, None] + (catalog ** 2).sum(1)[None, :] - 2 * queries @ catalog.T
+        squared = (queries**2).sum(1)[:, None] + (catalog**2).sum(1)[None, :] - 2 * queries @ catalog.T
         return np.maximum(squared, 0)
     if metric == "hamming":
         q, c = (queries > 0).astype(np.float32), (catalog > 0).astype(np.float32)
         return q.sum(1)[:, None] + c.sum(1)[None, :] - 2 * q @ c.T  # exact small integers
     if metric == "l1":
         step = max(1, BLOCK_BYTES // (4 * catalog.shape[1] * max(1, len(queries))))
-        return np.concatenate([np.abs(queries[:, None, :] - catalog[None, s:s + step]).sum(-1)
-                               for s in range(0, len(catalog), step)], axis=1)
+        return np.concatenate(
+            [
+                np.abs(queries[:, None, :] - catalog[None, s : s + step]).sum(-1)
+                for s in range(0, len(catalog), step)
+            ],
+            axis=1,
+        )
     raise ValueError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
 
 
@@ -76,7 +82,7 @@ def exact_rankings(queries: np.ndarray, catalog: np.ndarray, metric: str, depth:
     rows = max(1, BLOCK_BYTES // (16 * len(catalog)))
     ids, dists = [], []
     for start in range(0, len(queries), rows):
-        d = distance_matrix(queries[start:start + rows], catalog, metric)
+        d = distance_matrix(queries[start : start + rows], catalog, metric)
         order = np.argsort(d, axis=1, kind="stable")[:, :depth]
         ids.append(order)
         dists.append(np.take_along_axis(d, order, axis=1))
@@ -104,8 +110,7 @@ def retrieval_metrics(relevant: np.ndarray, n_relevant: np.ndarray, ks: list[int
     n_rel = np.asarray(n_relevant, dtype=np.float64)
     hits = np.cumsum(rel, axis=1)
     precision_at_rank = hits / np.arange(1, rel.shape[1] + 1)
-    out = {"precision_at_1": float(rel[:, 0].mean()),
-           "precision_at_k": {}, "recall_at_k": {}, "map_at_k": {}}
+    out = {"precision_at_1": float(rel[:, 0].mean()), "precision_at_k": {}, "recall_at_k": {}, "map_at_k": {}}
     for k in ks:
         depth = min(k, rel.shape[1])
         found = hits[:, depth - 1]
@@ -117,14 +122,15 @@ def retrieval_metrics(relevant: np.ndarray, n_relevant: np.ndarray, ks: list[int
 
 
 def ground_truth_kind(queries: list[CatalogItem], location: str) -> str:
-    """"item_id" if every query names its catalog item, else "category" (which must be set)."""
+    """ "item_id" if every query names its catalog item, else "category" (which must be set)."""
     if queries and all(q.extra.get("item_id") not in (None, "") for q in queries):
         return "item_id"
     missing = [q.where for q in queries if not q.category]
     if missing:
-        raise CatalogError(f"{location}: {len(missing)} query row(s) without a category (or an "
-                           f"item_id on every row): {', '.join(missing[:10])}"
-                           + (", ..." if len(missing) > 10 else ""))
+        raise CatalogError(
+            f"{location}: {len(missing)} query row(s) without a category (or an "
+            f"item_id on every row): {', '.join(missing[:10])}" + (", ..." if len(missing) > 10 else "")
+        )
     return "category"
 
 
@@ -134,8 +140,15 @@ def labels(items: list[CatalogItem], kind: str, is_query: bool) -> list[str]:
     return [str(item.extra["item_id"]) if is_query else item.id for item in items]
 
 
-def index_fidelity(index, queries: np.ndarray, catalog: np.ndarray, metric: str, ks: list[int],
-                   row_of_id: np.ndarray, exact_dists: np.ndarray) -> tuple[dict, float]:
+def index_fidelity(
+    index,
+    queries: np.ndarray,
+    catalog: np.ndarray,
+    metric: str,
+    ks: list[int],
+    row_of_id: np.ndarray,
+    exact_dists: np.ndarray,
+) -> tuple[dict, float]:
     """Recall@k of `index` against exact search, and the median single-query latency (s).
 
     An index result counts as found when it is as close as the exact k-th item (so equal
@@ -151,7 +164,7 @@ def index_fidelity(index, queries: np.ndarray, catalog: np.ndarray, metric: str,
         latencies.append(time.perf_counter() - start)
         rows = row_of_id[ids[0][ids[0] >= 0]]
         dists = np.full(depth, np.inf)
-        dists[:len(rows)] = distance_matrix(vector[None], catalog[rows], metric)[0]
+        dists[: len(rows)] = distance_matrix(vector[None], catalog[rows], metric)[0]
         for j, k in enumerate(ks):
             kk = min(k, depth)
             found[q, j] = np.count_nonzero(dists[:kk] <= exact_dists[q, kk - 1] + TIE_TOLERANCE) / kk
@@ -166,35 +179,61 @@ def _bundle_rows(bundle, items: list[CatalogItem]) -> np.ndarray:
     for start in range(0, len(bundle), 500):  # SQLite limits the parameters per statement
         rows.update(bundle.items(list(range(start, min(start + 500, len(bundle))))))
     if len(bundle) != len(items) or any(row["item_id"] not in position for row in rows.values()):
-        raise BundleError(f"{bundle.path}: holds {len(bundle)} items, not the {len(items)} usable "
-                          f"items of this catalog; evaluate with the catalog it was built from")
+        raise BundleError(
+            f"{bundle.path}: holds {len(bundle)} items, not the {len(items)} usable "
+            f"items of this catalog; evaluate with the catalog it was built from"
+        )
     return np.array([position[rows[i]["item_id"]] for i in range(len(bundle))])
 
 
 def _index_for(bundle, catalog: FeaturizedCatalog, dim: int):
     """(faiss index, catalog row of each faiss id, description): the bundle's, or a new one."""
     if bundle is not None:
-        return bundle.index, _bundle_rows(bundle, catalog.items), {
-            "metric": bundle.metric, "factory": bundle.manifest["index"]["factory"],
-            "search_params": bundle.manifest["index"].get("search_params", ""),
-            "source": str(bundle.path)}
+        return (
+            bundle.index,
+            _bundle_rows(bundle, catalog.items),
+            {
+                "metric": bundle.metric,
+                "factory": bundle.manifest["index"]["factory"],
+                "search_params": bundle.manifest["index"].get("search_params", ""),
+                "source": str(bundle.path),
+            },
+        )
     choice = choose_index(len(catalog.items), dim)[0]
     index = build_index(catalog.vectors, choice.factory, "cosine")
     set_search_params(index, choice.search_params)
-    return index, np.arange(len(catalog.items)), {
-        "metric": "cosine", "factory": choice.factory, "search_params": choice.search_params,
-        "source": "built in memory"}
+    return (
+        index,
+        np.arange(len(catalog.items)),
+        {
+            "metric": "cosine",
+            "factory": choice.factory,
+            "search_params": choice.search_params,
+            "source": "built in memory",
+        },
+    )
 
 
-def run_evaluation(catalog_path, queries_path, model_dir, *, metrics=METRICS, ks=(1, 5, 10),
-                   bundle_path=None, seed: int = 0, progress: bool = True, n_examples: int = 6,
-                   on_problems: Callable[[str, list[CatalogProblem]], None] | None = None) -> Evaluation:
+def run_evaluation(
+    catalog_path,
+    queries_path,
+    model_dir,
+    *,
+    metrics=METRICS,
+    ks=(1, 5, 10),
+    bundle_path=None,
+    seed: int = 0,
+    progress: bool = True,
+    n_examples: int = 6,
+    on_problems: Callable[[str, list[CatalogProblem]], None] | None = None,
+) -> Evaluation:
     """Featurize catalog and queries, rank, score. The index's metric is always evaluated."""
     ks = sorted(set(ks))
     featurizer = Featurizer(model_dir)
     bundle = None
     if bundle_path is not None:  # opened first: a bundle of another model fails fast
         from components.local_search.search import IndexBundle
+
         bundle = IndexBundle.open(bundle_path, expected_fingerprint=featurizer.fingerprint)
     try:
         query_set = read_catalog(queries_path)
@@ -221,14 +260,25 @@ def run_evaluation(catalog_path, queries_path, model_dir, *, metrics=METRICS, ks
         rel, n_relevant = relevance(ranking, catalog_labels, query_labels)
         results[metric] = retrieval_metrics(rel, n_relevant, ks)
         if metric == info["metric"]:
-            recall, latency = index_fidelity(index, queries.vectors, catalog.vectors, metric,
-                                             ks, row_of_id, dists)
-            results[metric].update(index_recall_at_k=recall, median_query_latency_s=latency,
-                                   index_factory=info["factory"])
+            recall, latency = index_fidelity(
+                index, queries.vectors, catalog.vectors, metric, ks, row_of_id, dists
+            )
+            results[metric].update(
+                index_recall_at_k=recall, median_query_latency_s=latency, index_factory=info["factory"]
+            )
     ranking = random_rankings(len(queries.items), len(catalog.items), depth, seed)
     results["random"] = retrieval_metrics(*relevance(ranking, catalog_labels, query_labels), ks)
-    evaluation = Evaluation(results, kind, catalog, queries, catalog_set.root, query_set.root,
-                            ks, info, int(np.count_nonzero(n_relevant == 0)))
+    evaluation = Evaluation(
+        results,
+        kind,
+        catalog,
+        queries,
+        catalog_set.root,
+        query_set.root,
+        ks,
+        info,
+        int(np.count_nonzero(n_relevant == 0)),
+    )
     evaluation.examples = examples(evaluation, n_examples)
     return evaluation
 
@@ -244,8 +294,13 @@ def examples(evaluation: Evaluation, count: int) -> list[Example]:
     depth = min(EXAMPLE_MATCHES, len(catalog.items))
     ranking, dists = exact_rankings(queries.vectors[chosen], catalog.vectors, "cosine", depth)
     kind = evaluation.ground_truth
-    rel, _ = relevance(ranking, labels(catalog.items, kind, False),
-                       labels([queries.items[i] for i in chosen], kind, True))
-    return [Example(queries.items[q], [(catalog.items[r], float(-d), bool(ok))
-                                       for r, d, ok in zip(ranking[j], dists[j], rel[j])])
-            for j, q in enumerate(chosen)]
+    rel, _ = relevance(
+        ranking, labels(catalog.items, kind, False), labels([queries.items[i] for i in chosen], kind, True)
+    )
+    return [
+        Example(
+            queries.items[q],
+            [(catalog.items[r], float(-d), bool(ok)) for r, d, ok in zip(ranking[j], dists[j], rel[j])],
+        )
+        for j, q in enumerate(chosen)
+    ]

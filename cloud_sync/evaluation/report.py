@@ -1,5 +1,6 @@
 """The evaluation as a text table (stdout) and as one self-contained HTML file (works offline:
 inline SVG chart, thumbnails embedded as base64 JPEG, no scripts)."""
+
 from __future__ import annotations
 
 import base64
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import cv2
 
-from cloud_sync.indexing.catalog import read_image_bytes
 from cloud_sync.evaluation.evaluate import Evaluation
+from cloud_sync.indexing.catalog import read_image_bytes
 from components.common.errors import ImageError
 from components.featurizer.preprocess import decode_image
 
@@ -19,10 +20,12 @@ COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#9c755f", "#ba
 
 def columns(ks: list[int]) -> list[tuple[str, str, str | None]]:
     """(label, key, k) of each figure shown: P@1, P@k, R@k, mAP@k."""
-    return ([("P@1", "precision_at_1", None)]
-            + [(f"P@{k}", "precision_at_k", str(k)) for k in ks if k != 1]
-            + [(f"R@{k}", "recall_at_k", str(k)) for k in ks]
-            + [(f"mAP@{k}", "map_at_k", str(k)) for k in ks])
+    return (
+        [("P@1", "precision_at_1", None)]
+        + [(f"P@{k}", "precision_at_k", str(k)) for k in ks if k != 1]
+        + [(f"R@{k}", "recall_at_k", str(k)) for k in ks]
+        + [(f"mAP@{k}", "map_at_k", str(k)) for k in ks]
+    )
 
 
 def figure(figures: dict, key: str, k: str | None) -> float:
@@ -61,24 +64,34 @@ def bar_chart(ev: Evaluation) -> str:
     bar, gap, left, top, height = 10, 14, 40, 30, 200
     group = bar * len(names) + gap
     width = left + group * len(cols) + 10
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + height + 30}" '
-             f'font-family="sans-serif" font-size="11">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + height + 30}" '
+        f'font-family="sans-serif" font-size="11">'
+    ]
     for tick in (0, 0.25, 0.5, 0.75, 1):
         y = top + height * (1 - tick)
-        parts.append(f'<line x1="{left}" y1="{y}" x2="{width}" y2="{y}" stroke="#ddd"/>'
-                     f'<text x="{left - 4}" y="{y + 4}" text-anchor="end">{tick:g}</text>')
+        parts.append(
+            f'<line x1="{left}" y1="{y}" x2="{width}" y2="{y}" stroke="#ddd"/>'
+            f'<text x="{left - 4}" y="{y + 4}" text-anchor="end">{tick:g}</text>'
+        )
     for c, (label, key, k) in enumerate(cols):
         x0 = left + c * group + gap / 2
         for n, name in enumerate(names):
             value = figure(ev.results[name], key, k)
-            parts.append(f'<rect x="{x0 + n * bar}" y="{top + height * (1 - value):.1f}" width="{bar - 1}" '
-                         f'height="{height * value:.1f}" fill="{COLORS[n % len(COLORS)]}">'
-                         f'<title>{escape(name)} {escape(label)}: {value:.3f}</title></rect>')
-        parts.append(f'<text x="{x0 + bar * len(names) / 2}" y="{top + height + 16}" '
-                     f'text-anchor="middle">{escape(label)}</text>')
+            parts.append(
+                f'<rect x="{x0 + n * bar}" y="{top + height * (1 - value):.1f}" width="{bar - 1}" '
+                f'height="{height * value:.1f}" fill="{COLORS[n % len(COLORS)]}">'
+                f"<title>{escape(name)} {escape(label)}: {value:.3f}</title></rect>"
+            )
+        parts.append(
+            f'<text x="{x0 + bar * len(names) / 2}" y="{top + height + 16}" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
     for n, name in enumerate(names):
-        parts.append(f'<rect x="{left + n * 80}" y="6" width="10" height="10" fill="{COLORS[n % len(COLORS)]}"/>'
-                     f'<text x="{left + n * 80 + 14}" y="15">{escape(name)}</text>')
+        parts.append(
+            f'<rect x="{left + n * 80}" y="6" width="10" height="10" fill="{COLORS[n % len(COLORS)]}"/>'
+            f'<text x="{left + n * 80 + 14}" y="15">{escape(name)}</text>'
+        )
     return "\n".join(parts + ["</svg>"])
 
 
@@ -89,8 +102,11 @@ def thumbnail(root: Path, ref: str) -> str:
     except ImageError:
         return ""
     scale = min(1.0, THUMBNAIL_SIDE / max(image.shape[:2]))
-    small = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        image,
+        (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+        interpolation=cv2.INTER_AREA,
+    )
     ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode() if ok else ""
 
@@ -103,11 +119,18 @@ def tile(src: str, caption: str, css: str) -> str:
 def example_rows(ev: Evaluation) -> str:
     rows = []
     for example in ev.examples:
-        tiles = [tile(thumbnail(ev.query_root, example.query.image), f"query: {example.query.category}", "query")]
+        tiles = [
+            tile(thumbnail(ev.query_root, example.query.image), f"query: {example.query.category}", "query")
+        ]
         for item, score, relevant in example.matches:
             mark = "✓ " if relevant else "✗ "
-            tiles.append(tile(thumbnail(ev.catalog_root, item.image), f"{mark}{item.category} {score:.3f}",
-                              "hit" if relevant else "miss"))
+            tiles.append(
+                tile(
+                    thumbnail(ev.catalog_root, item.image),
+                    f"{mark}{item.category} {score:.3f}",
+                    "hit" if relevant else "miss",
+                )
+            )
         rows.append(f'<div class="example">{"".join(tiles)}</div>')
     return "\n".join(rows)
 
@@ -115,9 +138,12 @@ def example_rows(ev: Evaluation) -> str:
 def html_report(ev: Evaluation) -> str:
     cols = columns(ev.ks)
     head = "".join(f"<th>{escape(label)}</th>" for label, _, _ in cols)
-    body = "".join(f"<tr><th>{escape(name)}</th>"
-                   + "".join(f"<td>{figure(figures, key, k):.3f}</td>" for _, key, k in cols) + "</tr>"
-                   for name, figures in ev.results.items())
+    body = "".join(
+        f"<tr><th>{escape(name)}</th>"
+        + "".join(f"<td>{figure(figures, key, k):.3f}</td>" for _, key, k in cols)
+        + "</tr>"
+        for name, figures in ev.results.items()
+    )
     notes = "".join(f"<p>{escape(line)}</p>" for line in summary_lines(ev))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Visual search evaluation</title>
@@ -141,4 +167,3 @@ Scores are cosine similarities.</p>
 {example_rows(ev)}
 </body></html>
 """
-

@@ -5,6 +5,7 @@ away, rotated, mirrored, shop lighting, blur, sensor noise; `CameraAugment` with
 then searched against the whole catalog. A hit is the photographed item itself, so this
 measures appearance, not just category.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,5 +34,8 @@ def reshot_recall(catalog, catalog_root, featurizer, count: int, ks=(1, 5), seed
     # rows of the same product (same id) all count as the item itself
     ids = np.array([item.id for item in catalog.items])
     hit_rank = [int(np.argmax(ids[order[q]] == ids[row])) for q, row in enumerate(chosen)]
-    return {"queries": len(chosen), "seed": seed,
-            "recall_at_k": {str(k): float(np.mean([r < k for r in hit_rank])) for k in ks}}
+    return {
+        "queries": len(chosen),
+        "seed": seed,
+        "recall_at_k": {str(k): float(np.mean([r < k for r in hit_rank])) for k in ks},
+    }

@@ -1,4 +1,5 @@
 """`build-index`: catalog -> featurizer -> faiss index + metadata + thumbnails -> bundle."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,14 @@ import numpy as np
 
 from cloud_sync.indexing.catalog import CatalogItem, CatalogProblem, read_catalog
 from cloud_sync.indexing.embed import featurize_catalog
-from components.common.bundle import (INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS, THUMBNAIL_DIR,
-                                      write_manifest)
+from components.common.bundle import INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS, THUMBNAIL_DIR, write_manifest
 from components.common.errors import BundleError, CatalogError
 from components.common.files import can_replace, staged_dir
 from components.common.items import write_items
 from components.featurizer.model import Featurizer
 from components.featurizer.preprocess import shrink
-from components.local_search.faiss_index import build_index as build_faiss_index, set_search_params
+from components.local_search.faiss_index import build_index as build_faiss_index
+from components.local_search.faiss_index import set_search_params
 from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
 
 THUMBNAIL_MAX_SIDE = 224
@@ -35,14 +36,23 @@ class BuildResult:
     problems: list[CatalogProblem]
 
 
-def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Path, *,
-                 index: str = "auto", search_params: str | None = None, metric: str = "cosine",
-                 skip_bad_rows: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 index_version: int | None = None, progress: bool = True,
-                 featurizer: Featurizer | None = None,
-                 on_problems: Callable[[list[CatalogProblem]], None] | None = None,
-                 on_stale: Callable[[Path], None] | None = None,
-                 catalog_digest: str = "") -> BuildResult:
+def build_bundle(
+    catalog_path: str | Path,
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    index: str = "auto",
+    search_params: str | None = None,
+    metric: str = "cosine",
+    skip_bad_rows: bool = False,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    index_version: int | None = None,
+    progress: bool = True,
+    featurizer: Featurizer | None = None,
+    on_problems: Callable[[list[CatalogProblem]], None] | None = None,
+    on_stale: Callable[[Path], None] | None = None,
+    catalog_digest: str = "",
+) -> BuildResult:
     """Build a bundle at `out`. Written to a temporary directory and renamed at the end,
     so a failed build leaves an existing bundle at `out` untouched; `on_stale` hears of
     staging folders of interrupted builds that were removed."""
@@ -59,16 +69,21 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
 
         def save_thumbnail(item: CatalogItem, image: np.ndarray) -> None:
             rel = f"{THUMBNAIL_DIR}/{len(thumbnails)}.jpg"
-            cv2.imwrite(str(staging / rel), shrink(image, longest=THUMBNAIL_MAX_SIDE),
-                        [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_JPEG_QUALITY])
+            cv2.imwrite(
+                str(staging / rel),
+                shrink(image, longest=THUMBNAIL_MAX_SIDE),
+                [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_JPEG_QUALITY],
+            )
             thumbnails.append(rel)
 
         result = featurize_catalog(catalog, featurizer, on_image=save_thumbnail, progress=progress)
         if result.problems and on_problems is not None:
             on_problems(result.problems)
         if result.problems and not skip_bad_rows:
-            raise CatalogError(f"{catalog.location}: {len(result.problems)} bad row(s); fix them "
-                               f"or pass --skip-bad-rows to build without them")
+            raise CatalogError(
+                f"{catalog.location}: {len(result.problems)} bad row(s); fix them "
+                f"or pass --skip-bad-rows to build without them"
+            )
         if not result.items:
             raise CatalogError(f"{catalog.location}: no usable items to index")
         if index == "auto":
@@ -85,28 +100,48 @@ def build_bundle(catalog_path: str | Path, model_dir: str | Path, out: str | Pat
             raise BundleError(f"--search-params {params!r} do not apply to {factory}: {exc}") from None
         faiss.write_index(faiss_index, str(staging / INDEX_FILE))
         write_items(staging / ITEMS_FILE, item_rows(result.items, thumbnails))
-        manifest = write_manifest(staging, {
-            "index_version": index_version or _next_version(out),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "item_count": len(result.items),
-            "metric": metric,
-            "index": {"factory": factory, "search_params": params, "reason": reason},
-            "model": {"fingerprint": featurizer.fingerprint, "name": featurizer.spec.name,
-                      "arch": featurizer.spec.arch,
-                      "input_size": [featurizer.preprocessing.height, featurizer.preprocessing.width],
-                      "dim": featurizer.dim},
-            "catalog": {"source": catalog.source, "skipped_rows": len(result.problems),
-                        **({"digest": catalog_digest} if catalog_digest else {})},
-            **calibrated_min_score(featurizer.spec),
-        })
+        manifest = write_manifest(
+            staging,
+            {
+                "index_version": index_version or _next_version(out),
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "item_count": len(result.items),
+                "metric": metric,
+                "index": {"factory": factory, "search_params": params, "reason": reason},
+                "model": {
+                    "fingerprint": featurizer.fingerprint,
+                    "name": featurizer.spec.name,
+                    "arch": featurizer.spec.arch,
+                    "input_size": [featurizer.preprocessing.height, featurizer.preprocessing.width],
+                    "dim": featurizer.dim,
+                },
+                "catalog": {
+                    "source": catalog.source,
+                    "skipped_rows": len(result.problems),
+                    **({"digest": catalog_digest} if catalog_digest else {}),
+                },
+                **calibrated_min_score(featurizer.spec),
+            },
+        )
     return BuildResult(out, manifest, result.problems)
 
 
 def item_rows(items: list[CatalogItem], thumbnails: list[str]) -> list[dict]:
     """Catalog items as rows of the bundle's items table (row i = faiss id i)."""
-    return [{"item_id": item.id, "title": item.title, "category": item.category, "price": item.price,
-             "location": item.location, "url": item.url, "thumbnail": thumbnail, "image": item.image,
-             "extra": item.extra} for item, thumbnail in zip(items, thumbnails, strict=True)]
+    return [
+        {
+            "item_id": item.id,
+            "title": item.title,
+            "category": item.category,
+            "price": item.price,
+            "location": item.location,
+            "url": item.url,
+            "thumbnail": thumbnail,
+            "image": item.image,
+            "extra": item.extra,
+        }
+        for item, thumbnail in zip(items, thumbnails, strict=True)
+    ]
 
 
 def _next_version(out: Path) -> int:

@@ -7,6 +7,7 @@
 Rows that cannot be used are never dropped silently: each becomes a `CatalogProblem`
 with its line and reason, and the caller decides whether to fail or skip.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,8 @@ from components.common.errors import CatalogError, ImageError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 KNOWN_COLUMNS = ("id", "image", "title", "category", "price", "location", "url")
-URL_TIMEOUT_S = 30          # per connect or read of an image URL
-URL_DEADLINE_S = 120        # for the whole download: a server that trickles bytes is cut off
+URL_TIMEOUT_S = 30  # per connect or read of an image URL
+URL_DEADLINE_S = 120  # for the whole download: a server that trickles bytes is cut off
 MAX_IMAGE_BYTES = 64 * 2**20  # an image URL or S3 object larger than this is not read
 
 
@@ -93,8 +94,10 @@ def _csv_rows(path: Path):
         raise CatalogError(f"{path}: the header line cannot be read as CSV ({exc})") from None
     missing = [c for c in ("id", "image") if c not in header]
     if missing:
-        raise CatalogError(f"{path}: header lacks column(s) {', '.join(missing)} "
-                           f"(found: {', '.join(header) or 'nothing'})")
+        raise CatalogError(
+            f"{path}: header lacks column(s) {', '.join(missing)} "
+            f"(found: {', '.join(header) or 'nothing'})"
+        )
     position = 1  # lines before the reader's first
     while position < len(lines):
         reader, done = csv.reader(iter(lines[position:]), strict=True), 0
@@ -121,8 +124,10 @@ def _csv_problem(exc: csv.Error, start: int, at: int, total: int) -> str:
     if "unexpected end of data" in text:
         later = f", {total - start} line(s) later" if total > start else ""
         return f"unterminated quote: the quoted field opened on this line never closes (the file ends inside it{later})"
-    return (f"bad quoting ({text}, line {at}): a quoted field opened on this line closes in the middle "
-            f"of a cell; an unterminated or stray quote?")
+    return (
+        f"bad quoting ({text}, line {at}): a quoted field opened on this line closes in the middle "
+        f"of a cell; an unterminated or stray quote?"
+    )
 
 
 def _jsonl_rows(path: Path):
@@ -162,18 +167,28 @@ def _rows_to_items(rows, file_name: str):
             problems.append(CatalogProblem(where, "missing id"))
             continue
         if item_id in first_seen:
-            problems.append(CatalogProblem(where, f"duplicate id {item_id!r} (first at {first_seen[item_id]})"))
+            problems.append(
+                CatalogProblem(where, f"duplicate id {item_id!r} (first at {first_seen[item_id]})")
+            )
             continue
         if not image:
             problems.append(CatalogProblem(where, f"id {item_id!r}: missing image"))
             continue
         first_seen[item_id] = where
         extra = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
-        items.append(CatalogItem(
-            id=item_id, image=image, title=_text(row.get("title")) or item_id,
-            category=_text(row.get("category")), price=_text(row.get("price")),
-            location=_text(row.get("location")), url=_text(row.get("url")),
-            extra=extra, where=where))
+        items.append(
+            CatalogItem(
+                id=item_id,
+                image=image,
+                title=_text(row.get("title")) or item_id,
+                category=_text(row.get("category")),
+                price=_text(row.get("price")),
+                location=_text(row.get("location")),
+                url=_text(row.get("url")),
+                extra=extra,
+                where=where,
+            )
+        )
     return items, problems
 
 
@@ -186,8 +201,7 @@ def _class_folders(root: Path):
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 problems.append(CatalogProblem(rel, f"not an image file extension ({path.suffix or 'none'})"))
                 continue
-            items.append(CatalogItem(id=rel, image=rel, title=folder.name,
-                                     category=folder.name, where=rel))
+            items.append(CatalogItem(id=rel, image=rel, title=folder.name, category=folder.name, where=rel))
     return items, problems
 
 
@@ -231,7 +245,7 @@ def _read_s3(ref: str) -> bytes:
 
     from cloud_sync.aws import client
 
-    bucket, _, key = ref[len("s3://"):].partition("/")
+    bucket, _, key = ref[len("s3://") :].partition("/")
     try:
         response = client("s3").get_object(Bucket=bucket, Key=key)
         with response["Body"] as body:

@@ -1,4 +1,5 @@
 """Featurize every image of a catalog in batches, with a progress bar and per-row problems."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,14 +16,19 @@ from components.featurizer.preprocess import decode_image, preprocess
 
 @dataclass
 class FeaturizedCatalog:
-    items: list[CatalogItem]      # the rows whose image could be featurized, in catalog order
-    vectors: np.ndarray           # (len(items), dim) float32, L2-normalised
+    items: list[CatalogItem]  # the rows whose image could be featurized, in catalog order
+    vectors: np.ndarray  # (len(items), dim) float32, L2-normalised
     problems: list[CatalogProblem]  # the catalog's row problems plus unreadable images
 
 
-def featurize_catalog(catalog: Catalog, featurizer: Featurizer, *, desc: str = "featurizing",
-                      progress: bool = True,
-                      on_image: Callable[[CatalogItem, np.ndarray], None] | None = None) -> FeaturizedCatalog:
+def featurize_catalog(
+    catalog: Catalog,
+    featurizer: Featurizer,
+    *,
+    desc: str = "featurizing",
+    progress: bool = True,
+    on_image: Callable[[CatalogItem, np.ndarray], None] | None = None,
+) -> FeaturizedCatalog:
     """Read, decode and featurize each item; `on_image(item, bgr)` sees every decoded image."""
     items: list[CatalogItem] = []
     problems = list(catalog.problems)

@@ -18,6 +18,7 @@ the Install step runs again exactly when one of them changes.
 
 Needs only the standard library and PyYAML, so the Python that runs GDK can run it too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,14 @@ BUILD_DIR = "greengrass-build"
 ZIP_NAME = "visual-search.zip"
 ARTIFACT_URI = f"s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/{ZIP_NAME}"
 INSTALL_MARKER = "INSTALL_MARKER"
-MAX_RECIPE_BYTES = 16_000          # Greengrass (and GDK) refuse larger recipes
-PACKAGES = ("components/__init__.py", "components/common", "components/featurizer",
-            "components/local_search", "components/display")
+MAX_RECIPE_BYTES = 16_000  # Greengrass (and GDK) refuse larger recipes
+PACKAGES = (
+    "components/__init__.py",
+    "components/common",
+    "components/featurizer",
+    "components/local_search",
+    "components/display",
+)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 TEST_FILE = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
 
@@ -49,8 +55,8 @@ TEST_FILE = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
 @dataclass(frozen=True)
 class Component:
     name: str
-    package: str                   # the recipe runs `python -m components.<package>`
-    extra: tuple[str, ...] = ()    # more trees in the zip, relative to the project root
+    package: str  # the recipe runs `python -m components.<package>`
+    extra: tuple[str, ...] = ()  # more trees in the zip, relative to the project root
 
     @property
     def recipe(self) -> str:
@@ -96,14 +102,16 @@ def check_gdk_config(root: Path, version: str) -> str:
     """The component gdk-config.json names; its version must be the project's."""
     path = root / "gdk-config.json"
     try:
-        (name, config), = json.loads(path.read_text())["component"].items()
+        ((name, config),) = json.loads(path.read_text())["component"].items()
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         raise BuildError(f"{path}: not a GDK config with one component ({exc})") from None
     if name not in {c.name for c in COMPONENTS}:
         raise BuildError(f"{path}: component {name!r} is not one of {', '.join(c.name for c in COMPONENTS)}")
     if config.get("version") != version:
-        raise BuildError(f"{path}: version {config.get('version')!r} differs from pyproject.toml's {version!r} "
-                         f"(versions come from pyproject.toml; update the copies)")
+        raise BuildError(
+            f"{path}: version {config.get('version')!r} differs from pyproject.toml's {version!r} "
+            f"(versions come from pyproject.toml; update the copies)"
+        )
     return name
 
 
@@ -111,12 +119,16 @@ def check_recipe(recipe: dict, component: Component, version: str, where: str) -
     if recipe.get("ComponentName") != component.name:
         raise BuildError(f"{where}: ComponentName {recipe.get('ComponentName')!r} is not {component.name!r}")
     if recipe.get("ComponentVersion") != version:
-        raise BuildError(f"{where}: ComponentVersion {recipe.get('ComponentVersion')!r} differs from "
-                         f"pyproject.toml's {version!r} (versions come from pyproject.toml; update the copies)")
+        raise BuildError(
+            f"{where}: ComponentVersion {recipe.get('ComponentVersion')!r} differs from "
+            f"pyproject.toml's {version!r} (versions come from pyproject.toml; update the copies)"
+        )
     artifacts = [a for m in recipe.get("Manifests") or [] for a in m.get("Artifacts") or []]
     if [(a.get("URI"), a.get("Unarchive")) for a in artifacts] != [(ARTIFACT_URI, "ZIP")]:
-        raise BuildError(f"{where}: needs exactly one artifact, URI {ARTIFACT_URI} with Unarchive: ZIP "
-                         f"(the form GDK rewrites when publishing)")
+        raise BuildError(
+            f"{where}: needs exactly one artifact, URI {ARTIFACT_URI} with Unarchive: ZIP "
+            f"(the form GDK rewrites when publishing)"
+        )
 
 
 def shipped_files(component: Component, root: Path = PROJECT_ROOT) -> list[tuple[str, Path]]:
@@ -128,8 +140,12 @@ def shipped_files(component: Component, root: Path = PROJECT_ROOT) -> list[tuple
             raise BuildError(f"{top}: missing (shipped in the {component.name} artifact)")
         for path in [top] if top.is_file() else sorted(top.rglob("*")):
             rel = path.relative_to(root)
-            if not path.is_file() or "__pycache__" in rel.parts or path.suffix == ".pyc" \
-                    or any(part.startswith(".") for part in rel.parts):
+            if (
+                not path.is_file()
+                or "__pycache__" in rel.parts
+                or path.suffix == ".pyc"
+                or any(part.startswith(".") for part in rel.parts)
+            ):
                 continue
             if TEST_FILE.match(path.name):
                 raise BuildError(f"{rel}: a test file inside a shipped package (tests belong in tests/)")
@@ -155,8 +171,10 @@ def install_marker(version: str, requirements: bytes) -> str:
 
 def finished_recipe(source: str, marker: str, where: str) -> str:
     if source.count(INSTALL_MARKER) != 2:
-        raise BuildError(f"{where}: {INSTALL_MARKER} must appear twice (Install's Skipif and the "
-                         f"file its Script touches); found {source.count(INSTALL_MARKER)}")
+        raise BuildError(
+            f"{where}: {INSTALL_MARKER} must appear twice (Install's Skipif and the "
+            f"file its Script touches); found {source.count(INSTALL_MARKER)}"
+        )
     return source.replace(INSTALL_MARKER, marker)
 
 
@@ -198,13 +216,18 @@ def describe(built: Built, root: Path = PROJECT_ROOT) -> str:
             return str(path.resolve().relative_to(root))
         except ValueError:
             return str(path)
-    return (f"built {built.name} {built.version}: {show(built.zip_path)} ({built.files} files, "
-            f"{built.zip_path.stat().st_size / 1e6:.1f} MB), {show(built.recipe_path)} "
-            f"({built.recipe_path.stat().st_size:,} bytes)")
+
+    return (
+        f"built {built.name} {built.version}: {show(built.zip_path)} ({built.files} files, "
+        f"{built.zip_path.stat().st_size / 1e6:.1f} MB), {show(built.recipe_path)} "
+        f"({built.recipe_path.stat().st_size:,} bytes)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m cloud_sync.packaging.greengrass_build", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python3 -m cloud_sync.packaging.greengrass_build", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=None, help=f"build directory (default: ./{BUILD_DIR})")
     args = parser.parse_args(argv)
     try:

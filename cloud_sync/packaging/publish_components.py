@@ -11,6 +11,7 @@ For each component built in greengrass-build/ (a build of the current version):
 A dry run calls STS only (nothing with `account`), and checks each CreateComponentVersion
 request against boto3's service model without sending it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,19 +23,27 @@ from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 
 from cloud_sync.aws import CloudError, aws_errors, describe_client_error
-from cloud_sync.packaging.greengrass_build import (ARTIFACT_URI, BUILD_DIR, COMPONENTS, MAX_RECIPE_BYTES, PROJECT_ROOT,
-                                         BuildError, project_version)
+from cloud_sync.packaging.greengrass_build import (
+    ARTIFACT_URI,
+    BUILD_DIR,
+    COMPONENTS,
+    MAX_RECIPE_BYTES,
+    PROJECT_ROOT,
+    BuildError,
+    project_version,
+)
 
-URI_PLACEHOLDER = ARTIFACT_URI.rsplit("/", 1)[0] + "/"   # s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/
+URI_PLACEHOLDER = ARTIFACT_URI.rsplit("/", 1)[0] + "/"  # s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/
 
 
 @dataclass(frozen=True)
 class Planned:
     """One component ready to publish: its built files and the recipe to send."""
+
     name: str
     version: str
-    artifacts: list[tuple[Path, str]]   # (file, S3 key)
-    recipe: str                         # with the artifact URIs filled in
+    artifacts: list[tuple[Path, str]]  # (file, S3 key)
+    recipe: str  # with the artifact URIs filled in
 
 
 @dataclass(frozen=True)
@@ -61,23 +70,31 @@ def plan(build_dir: Path, bucket: str, version: str) -> list[Planned]:
     for component in COMPONENTS:
         path = build_dir / "recipes" / f"{component.name}.yaml"
         if not path.is_file():
-            raise BuildError(f"{path}: missing; build first (gdk component build, or visual-search build-components)")
+            raise BuildError(
+                f"{path}: missing; build first (gdk component build, or visual-search build-components)"
+            )
         source = path.read_text()
         recipe = yaml.safe_load(source)
         if recipe.get("ComponentVersion") != version:
-            raise BuildError(f"{path}: a build of {recipe.get('ComponentVersion')!r}, but pyproject.toml says "
-                             f"{version!r}; build again")
+            raise BuildError(
+                f"{path}: a build of {recipe.get('ComponentVersion')!r}, but pyproject.toml says "
+                f"{version!r}; build again"
+            )
         prefix = f"{component.name}/{version}/"
         filled = source.replace(URI_PLACEHOLDER, f"s3://{bucket}/{prefix}")
         artifacts = []
         for uri in _artifact_uris(yaml.safe_load(filled)):
             file = build_dir / "artifacts" / component.name / version / uri.rsplit("/", 1)[-1]
             if not uri.startswith(f"s3://{bucket}/{prefix}") or not file.is_file():
-                raise BuildError(f"{path}: artifact {uri} has no built file {file} (URIs are matched by file name)")
+                raise BuildError(
+                    f"{path}: artifact {uri} has no built file {file} (URIs are matched by file name)"
+                )
             artifacts.append((file, prefix + file.name))
         if len(filled.encode()) >= MAX_RECIPE_BYTES:
-            raise BuildError(f"{path}: {len(filled.encode())} bytes once filled in; Greengrass accepts under "
-                             f"{MAX_RECIPE_BYTES}")
+            raise BuildError(
+                f"{path}: {len(filled.encode())} bytes once filled in; Greengrass accepts under "
+                f"{MAX_RECIPE_BYTES}"
+            )
         planned.append(Planned(component.name, version, artifacts, filled))
     return planned
 
@@ -93,8 +110,10 @@ def ensure_bucket(s3, bucket: str, region: str, echo: Callable[[str], None]) -> 
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code not in ("404", "NoSuchBucket", "NotFound"):
-            raise CloudError(f"s3://{bucket}: exists but cannot be used ({code}); it may belong to another "
-                             f"account: choose another --bucket") from None
+            raise CloudError(
+                f"s3://{bucket}: exists but cannot be used ({code}); it may belong to another "
+                f"account: choose another --bucket"
+            ) from None
     with aws_errors(f"creating s3://{bucket}"):
         if region == "us-east-1":
             s3.create_bucket(Bucket=bucket)
@@ -104,25 +123,38 @@ def ensure_bucket(s3, bucket: str, region: str, echo: Callable[[str], None]) -> 
 
 
 def refuse_existing(greengrass, planned: Planned, region: str, account: str) -> None:
-    arn = (f"arn:{greengrass.meta.partition}:greengrass:{region}:{account}:components:"
-           f"{planned.name}:versions:{planned.version}")
+    arn = (
+        f"arn:{greengrass.meta.partition}:greengrass:{region}:{account}:components:"
+        f"{planned.name}:versions:{planned.version}"
+    )
     try:
         greengrass.describe_component(arn=arn)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return
         raise CloudError(describe_client_error(f"Greengrass DescribeComponent {arn}", exc)) from None
-    raise CloudError(f"{planned.name} {planned.version} is already published in {region}; bump the version "
-                     f"in pyproject.toml (and its copies in gdk-config.json and recipes/), then build again")
+    raise CloudError(
+        f"{planned.name} {planned.version} is already published in {region}; bump the version "
+        f"in pyproject.toml (and its copies in gdk-config.json and recipes/), then build again"
+    )
 
 
 def create_request(planned: Planned) -> dict:
     return {"inlineRecipe": planned.recipe.encode()}
 
 
-def publish_components(bucket: str, region: str, *, s3, greengrass, sts=None, account: str | None = None,
-                       build_dir: Path | None = None, dry_run: bool = False,
-                       echo: Callable[[str], None] = print) -> list[Published]:
+def publish_components(
+    bucket: str,
+    region: str,
+    *,
+    s3,
+    greengrass,
+    sts=None,
+    account: str | None = None,
+    build_dir: Path | None = None,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> list[Published]:
     """Publish the three built components; clients are made by the caller (tests hook them)."""
     build_dir = Path(build_dir) if build_dir is not None else PROJECT_ROOT / BUILD_DIR
     account = account or caller_account(sts)
@@ -130,7 +162,7 @@ def publish_components(bucket: str, region: str, *, s3, greengrass, sts=None, ac
     planned = plan(build_dir, target, project_version(PROJECT_ROOT))
     request_shape = greengrass.meta.service_model.operation_model("CreateComponentVersion").input_shape
     for item in planned:
-        validate_parameters(create_request(item), request_shape)   # a bad request fails before any upload
+        validate_parameters(create_request(item), request_shape)  # a bad request fails before any upload
     if dry_run:
         for item in planned:
             for file, key in item.artifacts:
@@ -150,6 +182,13 @@ def publish_components(bucket: str, region: str, *, s3, greengrass, sts=None, ac
             response = greengrass.create_component_version(**create_request(item))
         state = response.get("status", {}).get("componentState", "")
         echo(f"created {response.get('arn', item.name)} ({state})")
-        published.append(Published(item.name, item.version, _artifact_uris(yaml.safe_load(item.recipe)),
-                                   response.get("arn", ""), state))
+        published.append(
+            Published(
+                item.name,
+                item.version,
+                _artifact_uris(yaml.safe_load(item.recipe)),
+                response.get("arn", ""),
+                state,
+            )
+        )
     return published

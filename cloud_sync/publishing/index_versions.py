@@ -9,6 +9,7 @@ decided, `If-None-Match: *` when there was none): two operators publishing or ro
 once cannot silently overwrite each other's pointer; the one that wrote second is told
 (`PointerMoved`) and reads the pointer again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,20 +20,20 @@ from datetime import datetime, timezone
 from botocore.exceptions import ClientError
 
 from cloud_sync.aws import aws_errors, client, get_bytes, is_not_found, list_objects, s3_url
+from components.common import messages
 from components.common.bundle import MANIFEST
 from components.common.errors import BundleError
-from components.common import messages
 from components.common.messages import IOT_INDEX_UPDATED
-from components.common.s3_layout import (Pointer, bundle_key, indexes_prefix, latest_key,
-                                         version_prefix)
+from components.common.s3_layout import Pointer, bundle_key, indexes_prefix, latest_key, version_prefix
+
 
 @dataclass
 class IndexVersion:
     index_version: int
-    files: int                 # objects under the version's prefix
-    size: int                  # their bytes
+    files: int  # objects under the version's prefix
+    size: int  # their bytes
     complete: bool
-    problem: str = ""          # why it is not complete
+    problem: str = ""  # why it is not complete
     item_count: int | None = None
     model_fingerprint: str = ""
     created_at: str = ""
@@ -87,8 +88,13 @@ def write_pointer(s3, bucket: str, prefix: str, pointer: Pointer, *, etag: str |
     there is still none). PointerMoved when another writer got there first."""
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
     try:
-        s3.put_object(Bucket=bucket, Key=latest_key(prefix), Body=pointer.to_json(),
-                      ContentType="application/json", **condition)
+        s3.put_object(
+            Bucket=bucket,
+            Key=latest_key(prefix),
+            Body=pointer.to_json(),
+            ContentType="application/json",
+            **condition,
+        )
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) in _MOVED:
             raise PointerMoved(f"{s3_url(bucket, latest_key(prefix))} changed since it was read") from None
@@ -104,19 +110,22 @@ def list_indexes(bucket: str, prefix: str, *, s3) -> IndexListing:
         sizes_by_version: dict[int, dict[str, int]] = {}
         root = indexes_prefix(prefix)
         for obj in list_objects(s3, bucket, root):
-            head, _, rel = obj["Key"][len(root):].partition("/")
+            head, _, rel = obj["Key"][len(root) :].partition("/")
             if head.isdigit() and rel:
                 sizes_by_version.setdefault(int(head), {})[rel] = obj["Size"]
-        versions = [_describe(s3, bucket, prefix, version, sizes)
-                    for version, sizes in sorted(sizes_by_version.items())]
+        versions = [
+            _describe(s3, bucket, prefix, version, sizes)
+            for version, sizes in sorted(sizes_by_version.items())
+        ]
     for version in versions:
         version.latest = pointer is not None and version.index_version == pointer.index_version
     return IndexListing(versions, pointer, pointer_problem)
 
 
 def _describe(s3, bucket: str, prefix: str, version: int, sizes: dict[str, int]) -> IndexVersion:
-    described = IndexVersion(index_version=version, files=len(sizes), size=sum(sizes.values()),
-                             complete=False)
+    described = IndexVersion(
+        index_version=version, files=len(sizes), size=sum(sizes.values()), complete=False
+    )
     try:
         raw, manifest = _remote_manifest(s3, bucket, prefix, version)
         _check_complete(manifest, sizes, bucket, prefix, version)
@@ -143,8 +152,10 @@ def _remote_manifest(s3, bucket: str, prefix: str, version: int) -> tuple[bytes,
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise BundleError(f"{where}: not an index manifest (no file list)")
     if manifest.get("index_version") != version:
-        raise BundleError(f"{where}: says index_version {manifest.get('index_version')!r}, "
-                          f"but is stored under version {version}")
+        raise BundleError(
+            f"{where}: says index_version {manifest.get('index_version')!r}, "
+            f"but is stored under version {version}"
+        )
     return raw, manifest
 
 
@@ -152,8 +163,10 @@ def _check_complete(manifest: dict, sizes: dict[str, int], bucket: str, prefix: 
     wrong = [rel for rel, entry in manifest["files"].items() if sizes.get(rel) != entry.get("size")]
     if wrong:
         shown = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
-        raise BundleError(f"version {version} is incomplete in {s3_url(bucket, version_prefix(prefix, version))}: "
-                          f"{len(wrong)} file(s) missing or of the wrong size ({shown})")
+        raise BundleError(
+            f"version {version} is incomplete in {s3_url(bucket, version_prefix(prefix, version))}: "
+            f"{len(wrong)} file(s) missing or of the wrong size ({shown})"
+        )
 
 
 @dataclass
@@ -169,27 +182,39 @@ def rollback_index(bucket: str, prefix: str, version: int, *, s3) -> RollbackRes
         try:
             previous, etag = read_pointer_and_etag(s3, bucket, prefix)
         except BundleError:
-            previous, etag = None, latest_etag(s3, bucket, prefix)  # an unreadable pointer is what a rollback repairs
+            previous, etag = (
+                None,
+                latest_etag(s3, bucket, prefix),
+            )  # an unreadable pointer is what a rollback repairs
         where = version_prefix(prefix, version)
-        sizes = {obj["Key"][len(where):]: obj["Size"] for obj in list_objects(s3, bucket, where)}
+        sizes = {obj["Key"][len(where) :]: obj["Size"] for obj in list_objects(s3, bucket, where)}
         if not sizes:
-            raise BundleError(f"version {version} is not in {s3_url(bucket, where)}; "
-                              f"list-indexes shows the versions there")
+            raise BundleError(
+                f"version {version} is not in {s3_url(bucket, where)}; "
+                f"list-indexes shows the versions there"
+            )
         raw, manifest = _remote_manifest(s3, bucket, prefix, version)
         _check_complete(manifest, sizes, bucket, prefix, version)
-        pointer = Pointer(index_version=version, manifest_sha256=hashlib.sha256(raw).hexdigest(),
-                          published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                          item_count=int(manifest.get("item_count") or 0),
-                          model_fingerprint=str(manifest.get("model", {}).get("fingerprint", "")))
+        pointer = Pointer(
+            index_version=version,
+            manifest_sha256=hashlib.sha256(raw).hexdigest(),
+            published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            item_count=int(manifest.get("item_count") or 0),
+            model_fingerprint=str(manifest.get("model", {}).get("fingerprint", "")),
+        )
         unchanged = previous is not None and (previous.index_version, previous.manifest_sha256) == (
-            pointer.index_version, pointer.manifest_sha256)
+            pointer.index_version,
+            pointer.manifest_sha256,
+        )
         if not unchanged:
             try:
                 write_pointer(s3, bucket, prefix, pointer, etag=etag)
             except PointerMoved:
-                raise BundleError(f"LATEST changed while this rollback ran ({_names(s3, bucket, prefix)}); "
-                                  f"nothing was changed: run rollback-index again if version {version} "
-                                  f"should still be the one devices use") from None
+                raise BundleError(
+                    f"LATEST changed while this rollback ran ({_names(s3, bucket, prefix)}); "
+                    f"nothing was changed: run rollback-index again if version {version} "
+                    f"should still be the one devices use"
+                ) from None
     return RollbackResult(previous if unchanged else pointer, previous, not unchanged)
 
 
@@ -203,9 +228,14 @@ def _names(s3, bucket: str, prefix: str) -> str:
 
 def index_updated_message(pointer: Pointer, bucket: str, prefix: str) -> dict:
     return messages.index_updated_message(
-        index_version=pointer.index_version, manifest_sha256=pointer.manifest_sha256,
-        item_count=pointer.item_count, model_fingerprint=pointer.model_fingerprint,
-        bucket=bucket, prefix=prefix, latest_key=latest_key(prefix))
+        index_version=pointer.index_version,
+        manifest_sha256=pointer.manifest_sha256,
+        item_count=pointer.item_count,
+        model_fingerprint=pointer.model_fingerprint,
+        bucket=bucket,
+        prefix=prefix,
+        latest_key=latest_key(prefix),
+    )
 
 
 def iot_data_client(endpoint: str | None = None):

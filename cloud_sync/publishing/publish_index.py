@@ -14,6 +14,7 @@ read (a conditional write, see index_versions.py). When it moved meanwhile, the 
 read and checked again: a newer version there wins (this publish fails, saying so; its version
 stays uploaded for rollback-index), an older one is replaced.
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,8 +30,12 @@ from typing import Callable
 from boto3.s3.transfer import TransferConfig
 
 from cloud_sync.aws import aws_errors, get_bytes, head_object, s3_url
-from cloud_sync.publishing.index_versions import (PointerMoved, latest_etag, read_pointer_and_etag,
-                                                  write_pointer)
+from cloud_sync.publishing.index_versions import (
+    PointerMoved,
+    latest_etag,
+    read_pointer_and_etag,
+    write_pointer,
+)
 from components.common.bundle import MANIFEST, manifest_digest, verify_bundle
 from components.common.errors import BundleError
 from components.common.s3_layout import Pointer, bundle_key, latest_key, version_prefix
@@ -38,7 +43,7 @@ from components.common.s3_layout import Pointer, bundle_key, latest_key, version
 UPLOAD_WORKERS = 8
 # Objects below this go up in one PUT, so S3's ChecksumSHA256 is the sha256 of the whole file
 # (multipart objects get a checksum of part checksums, checked by downloading instead).
-SINGLE_PUT_LIMIT = 4 * 1024 ** 3
+SINGLE_PUT_LIMIT = 4 * 1024**3
 POINTER_ATTEMPTS = 5  # conditional moves of LATEST tried while other publishes keep moving it
 TRANSFER = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, use_threads=False)
 
@@ -53,15 +58,22 @@ class Progress:
 
 @dataclass
 class PublishResult:
-    pointer: Pointer                 # what LATEST names after the publish
-    previous: Pointer | None         # what it named before
+    pointer: Pointer  # what LATEST names after the publish
+    previous: Pointer | None  # what it named before
     moved_latest: bool
     uploaded: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)   # already in S3 with the right checksum
+    skipped: list[str] = field(default_factory=list)  # already in S3 with the right checksum
 
 
-def publish_bundle(bundle_dir: str | Path, bucket: str, prefix: str, *, s3, force: bool = False,
-                   on_progress: Callable[[Progress], None] | None = None) -> PublishResult:
+def publish_bundle(
+    bundle_dir: str | Path,
+    bucket: str,
+    prefix: str,
+    *,
+    s3,
+    force: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> PublishResult:
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
     version, digest = int(manifest["index_version"]), manifest_digest(bundle_dir)
@@ -73,14 +85,21 @@ def publish_bundle(bundle_dir: str | Path, bucket: str, prefix: str, *, s3, forc
         uploader = _Uploader(s3, bucket, prefix, version, bundle_dir, files, on_progress)
         uploader.run([rel for rel in files if rel != MANIFEST])
         uploader.run([MANIFEST])  # last: a manifest in S3 means every file it lists is there
-        pointer = Pointer(index_version=version, manifest_sha256=digest,
-                          published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                          item_count=int(manifest["item_count"]),
-                          model_fingerprint=str(manifest["model"].get("fingerprint", "")))
+        pointer = Pointer(
+            index_version=version,
+            manifest_sha256=digest,
+            published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            item_count=int(manifest["item_count"]),
+            model_fingerprint=str(manifest["model"].get("fingerprint", "")),
+        )
         previous, unchanged = _move_latest(s3, bucket, prefix, pointer, previous, etag, force)
-    return PublishResult(pointer=previous if unchanged else pointer, previous=previous,
-                         moved_latest=not unchanged, uploaded=sorted(uploader.uploaded),
-                         skipped=sorted(uploader.skipped))
+    return PublishResult(
+        pointer=previous if unchanged else pointer,
+        previous=previous,
+        moved_latest=not unchanged,
+        uploaded=sorted(uploader.uploaded),
+        skipped=sorted(uploader.skipped),
+    )
 
 
 def _pointer_or_none(s3, bucket: str, prefix: str, force: bool) -> tuple[Pointer | None, str | None]:
@@ -93,14 +112,17 @@ def _pointer_or_none(s3, bucket: str, prefix: str, force: bool) -> tuple[Pointer
         raise BundleError(f"{exc}; pass --force to replace it") from None
 
 
-def _move_latest(s3, bucket: str, prefix: str, pointer: Pointer, previous: Pointer | None, etag: str | None,
-                 force: bool) -> tuple[Pointer | None, bool]:
+def _move_latest(
+    s3, bucket: str, prefix: str, pointer: Pointer, previous: Pointer | None, etag: str | None, force: bool
+) -> tuple[Pointer | None, bool]:
     """Point LATEST at `pointer` unless it already names it: (what it named before, unchanged).
     A pointer moved by someone else since it was read is read and judged again."""
     version = pointer.index_version
     for _ in range(POINTER_ATTEMPTS):
         if previous is not None and (previous.index_version, previous.manifest_sha256) == (
-                version, pointer.manifest_sha256):
+            version,
+            pointer.manifest_sha256,
+        ):
             return previous, True
         try:
             write_pointer(s3, bucket, prefix, pointer, etag=etag)
@@ -112,14 +134,18 @@ def _move_latest(s3, bucket: str, prefix: str, pointer: Pointer, previous: Point
                 f"{s3_url(bucket, latest_key(prefix))}: LATEST changed while this publish ran: it now names "
                 f"version {previous.index_version}, newer than this bundle's {version}; version {version} is "
                 f"uploaded but LATEST was left on {previous.index_version} (rollback-index {version} moves it, "
-                f"if that is what you want)")
-    raise BundleError(f"{s3_url(bucket, latest_key(prefix))}: LATEST kept changing while this publish ran "
-                      f"({POINTER_ATTEMPTS} tries); version {version} is uploaded, LATEST was not moved: "
-                      f"run publish-index again")
+                f"if that is what you want)"
+            )
+    raise BundleError(
+        f"{s3_url(bucket, latest_key(prefix))}: LATEST kept changing while this publish ran "
+        f"({POINTER_ATTEMPTS} tries); version {version} is uploaded, LATEST was not moved: "
+        f"run publish-index again"
+    )
 
 
-def _check_version_is_publishable(s3, bucket: str, prefix: str, version: int, digest: str,
-                                  previous: Pointer | None, force: bool) -> None:
+def _check_version_is_publishable(
+    s3, bucket: str, prefix: str, version: int, digest: str, previous: Pointer | None, force: bool
+) -> None:
     in_s3 = get_bytes(s3, bucket, bundle_key(prefix, version, MANIFEST))
     other = hashlib.sha256(in_s3).hexdigest() if in_s3 is not None else None
     if other is None and previous is not None and previous.index_version == version:
@@ -128,12 +154,14 @@ def _check_version_is_publishable(s3, bucket: str, prefix: str, version: int, di
         raise BundleError(
             f"version {version} is already published in {s3_url(bucket, version_prefix(prefix, version))} "
             f"with a different manifest (sha256 {other[:12]}, this bundle {digest[:12]}); versions are "
-            f"immutable because devices cache them by number: rebuild with a new --index-version")
+            f"immutable because devices cache them by number: rebuild with a new --index-version"
+        )
     if previous is not None and version < previous.index_version and not force:
         raise BundleError(
             f"{s3_url(bucket, latest_key(prefix))} names version {previous.index_version}, newer than "
             f"this bundle's {version}; devices would go back to an older index. Pass --force to publish "
-            f"it anyway (or rollback-index {version} if it is already in S3)")
+            f"it anyway (or rollback-index {version} if it is already in S3)"
+        )
 
 
 class _Uploader:
@@ -163,18 +191,25 @@ class _Uploader:
             self._file_done(rel, entry["size"], uploaded=False)
             return
         path = self.bundle_dir / rel
-        extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": entry["sha256"]},
-                 "ContentType": mimetypes.guess_type(rel)[0] or "application/octet-stream"}
+        extra = {
+            "ChecksumAlgorithm": "SHA256",
+            "Metadata": {"sha256": entry["sha256"]},
+            "ContentType": mimetypes.guess_type(rel)[0] or "application/octet-stream",
+        }
         try:
-            self.s3.upload_file(str(path), self.bucket, key, ExtraArgs=extra, Config=TRANSFER,
-                                Callback=self._add_bytes)
+            self.s3.upload_file(
+                str(path), self.bucket, key, ExtraArgs=extra, Config=TRANSFER, Callback=self._add_bytes
+            )
         except OSError as exc:
-            raise BundleError(f"{path}: cannot read it ({exc.strerror or exc}); nothing was published "
-                              f"as LATEST") from None
+            raise BundleError(
+                f"{path}: cannot read it ({exc.strerror or exc}); nothing was published " f"as LATEST"
+            ) from None
         if not stored_object_matches(self.s3, self.bucket, key, entry):
-            raise BundleError(f"{s3_url(self.bucket, key)}: the uploaded object does not match the "
-                              f"manifest's size and sha256 (did {path} change during the upload?); "
-                              f"LATEST was not moved")
+            raise BundleError(
+                f"{s3_url(self.bucket, key)}: the uploaded object does not match the "
+                f"manifest's size and sha256 (did {path} change during the upload?); "
+                f"LATEST was not moved"
+            )
         self._file_done(rel, 0, uploaded=True)
 
     def _add_bytes(self, count: int) -> None:

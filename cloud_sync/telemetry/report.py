@@ -10,6 +10,7 @@ Devices publish one `UsageRecord` per interval to IoT Core topic `visualsearch/<
 the date is the arrival day, so a duplicate that arrives on another day lands under another key;
 the report therefore drops duplicates by `record_id`, not by key.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,7 @@ from components.common.errors import VisualSearchError
 from components.common.telemetry import TelemetryError, UsageRecord
 
 READ_WORKERS = 16
-MAX_RECORD_BYTES = 256 * 1024   # a record is a few hundred bytes; anything huge is not one
+MAX_RECORD_BYTES = 256 * 1024  # a record is a few hundred bytes; anything huge is not one
 RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -40,14 +41,14 @@ class TelemetryReport:
     location: str
     since: str | None
     until: str | None
-    bucket: str                    # "hour" or "day": the step of the time series
-    times: list[str]               # start of each step
+    bucket: str  # "hour" or "day": the step of the time series
+    times: list[str]  # start of each step
     fleet: Summary
     devices: list[Summary]
-    objects: int                   # objects read under the prefix
-    duplicates: int                # records dropped because their record_id was already seen
-    outside_window: int            # records left out by --since/--until
-    unreadable: list[list[str]] = field(default_factory=list)   # [key, reason]
+    objects: int  # objects read under the prefix
+    duplicates: int  # records dropped because their record_id was already seen
+    outside_window: int  # records left out by --since/--until
+    unreadable: list[list[str]] = field(default_factory=list)  # [key, reason]
 
 
 def telemetry_prefix(prefix: str) -> str:
@@ -64,17 +65,21 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is neither an ISO date/time (2026-11-20, 2026-11-20T10:00Z) "
-                         f"nor a relative time (30m, 24h, 7d, 2w)") from None
+        raise ValueError(
+            f"{text!r} is neither an ISO date/time (2026-11-20, 2026-11-20T10:00Z) "
+            f"nor a relative time (30m, 24h, 7d, 2w)"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def check_record(record: UsageRecord, where: str) -> UsageRecord:
     """Field types a report relies on; from_json checks only presence and schema."""
+
     def whole(name):
         value = getattr(record, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise TelemetryError(f"{where}: {name} must be a whole number >= 0, got {value!r}")
+
     for name in ("queries", "matched", "errors", "dropped_records"):
         whole(name)
     for name in ("latency_ms_p50", "latency_ms_p95"):
@@ -88,12 +93,15 @@ def check_record(record: UsageRecord, where: str) -> UsageRecord:
         if isinstance(value, float) and not math.isfinite(value):  # 1e999 reads as infinity
             raise TelemetryError(f"{where}: {name} must be a finite number, got {value!r}")
     if not isinstance(record.top_items, list) or not all(
-            isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int) for pair in record.top_items):
+        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int) for pair in record.top_items
+    ):
         raise TelemetryError(f"{where}: top_items must be a list of [item_id, count]")
     try:
         start_of(record)
     except ValueError:
-        raise TelemetryError(f"{where}: period_start {record.period_start!r} is not an ISO date-time") from None
+        raise TelemetryError(
+            f"{where}: period_start {record.period_start!r} is not an ISO date-time"
+        ) from None
     return record
 
 
@@ -123,32 +131,49 @@ def read_records(s3, bucket: str, prefix: str) -> tuple[list[UsageRecord], list[
     return records, unreadable, len(objects)
 
 
-def build_report(s3, bucket: str, prefix: str, since: datetime | None = None,
-                 until: datetime | None = None) -> TelemetryReport:
+def build_report(
+    s3, bucket: str, prefix: str, since: datetime | None = None, until: datetime | None = None
+) -> TelemetryReport:
     location = s3_url(bucket, telemetry_prefix(prefix))
     with aws_errors(location):
         records, unreadable, objects = read_records(s3, bucket, prefix)
     unique: dict[str, UsageRecord] = {}
     for record in records:
         unique.setdefault(record.record_id, record)
-    in_window = [r for r in unique.values()
-                 if (since is None or start_of(r) >= since) and (until is None or start_of(r) < until)]
-    window = " ".join(part for part in (since and f"since {since.isoformat()}",
-                                        until and f"until {until.isoformat()}") if part)
+    in_window = [
+        r
+        for r in unique.values()
+        if (since is None or start_of(r) >= since) and (until is None or start_of(r) < until)
+    ]
+    window = " ".join(
+        part
+        for part in (since and f"since {since.isoformat()}", until and f"until {until.isoformat()}")
+        if part
+    )
     if not in_window:
         found = f" ({len(unique)} record(s) outside that window)" if unique else ""
         bad = f"; {len(unreadable)} unreadable object(s)" if unreadable else ""
-        raise NoTelemetry(f"no telemetry records under {location}{' ' + window if window else ''}{found}{bad}")
+        raise NoTelemetry(
+            f"no telemetry records under {location}{' ' + window if window else ''}{found}{bad}"
+        )
     in_window.sort(key=lambda r: (start_of(r), r.thing_name, r.record_id))
     step, times = choose_bucket([start_of(r) for r in in_window])
     by_device: dict[str, list[UsageRecord]] = {}
     for record in in_window:
         by_device.setdefault(record.thing_name, []).append(record)
-    devices = [summarise(name, device_records, step, times)
-               for name, device_records in sorted(by_device.items())]
-    return TelemetryReport(location=location, since=since.isoformat() if since else None,
-                           until=until.isoformat() if until else None, bucket=step,
-                           times=[t.strftime("%Y-%m-%dT%H:%MZ" if step == "hour" else "%Y-%m-%d") for t in times],
-                           fleet=summarise("fleet", in_window, step, times, devices=devices), devices=devices,
-                           objects=objects, duplicates=len(records) - len(unique),
-                           outside_window=len(unique) - len(in_window), unreadable=unreadable)
+    devices = [
+        summarise(name, device_records, step, times) for name, device_records in sorted(by_device.items())
+    ]
+    return TelemetryReport(
+        location=location,
+        since=since.isoformat() if since else None,
+        until=until.isoformat() if until else None,
+        bucket=step,
+        times=[t.strftime("%Y-%m-%dT%H:%MZ" if step == "hour" else "%Y-%m-%d") for t in times],
+        fleet=summarise("fleet", in_window, step, times, devices=devices),
+        devices=devices,
+        objects=objects,
+        duplicates=len(records) - len(unique),
+        outside_window=len(unique) - len(in_window),
+        unreadable=unreadable,
+    )

@@ -4,6 +4,7 @@ A record carries percentiles of its own period, not raw latencies, so fleet late
 estimate: p50 is the query-weighted median of the records' p50s, p95 the query-weighted
 mean of their p95s, and max p95 the worst period's p95 (an upper bound).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -12,9 +13,11 @@ from datetime import datetime, timedelta, timezone
 
 from components.common.telemetry import UsageRecord
 
-LATENCY_METHOD = ("latency: p50 = query-weighted median of the records' p50s; p95 = query-weighted mean "
-                  "of the records' p95s; max p95 = the worst record's p95")
-HOURLY_UP_TO = timedelta(days=3)   # longer spans are shown per day
+LATENCY_METHOD = (
+    "latency: p50 = query-weighted median of the records' p50s; p95 = query-weighted mean "
+    "of the records' p95s; max p95 = the worst record's p95"
+)
+HOURLY_UP_TO = timedelta(days=3)  # longer spans are shown per day
 TOP_ITEMS = 10
 
 
@@ -30,14 +33,14 @@ class Summary:
     latency_ms_p50: float | None
     latency_ms_p95: float | None
     latency_ms_p95_max: float | None
-    top_items: list                # [[item_id, count], ...] most asked first
-    index_version: int | None      # a device: what its latest record reports; the fleet: None
-    index_versions: dict           # a device: records per version; the fleet: devices per current version
+    top_items: list  # [[item_id, count], ...] most asked first
+    index_version: int | None  # a device: what its latest record reports; the fleet: None
+    index_versions: dict  # a device: records per version; the fleet: devices per current version
     model_fingerprint: str
-    dropped_records: int           # a device: its cumulative counter (max); the fleet: sum over devices
+    dropped_records: int  # a device: its cumulative counter (max); the fleet: sum over devices
     first_seen: str
-    last_seen: str                 # end of the latest period
-    series: dict                   # name -> one value per report time (queries, match_rate, latency_ms_*)
+    last_seen: str  # end of the latest period
+    series: dict  # name -> one value per report time (queries, match_rate, latency_ms_*)
 
 
 def utc(when: datetime) -> datetime:
@@ -108,8 +111,13 @@ def series(records: list[UsageRecord], step: str, times: list[datetime]) -> dict
     return out
 
 
-def summarise(name: str, records: list[UsageRecord], step: str, times: list[datetime],
-              devices: list[Summary] | None = None) -> Summary:
+def summarise(
+    name: str,
+    records: list[UsageRecord],
+    step: str,
+    times: list[datetime],
+    devices: list[Summary] | None = None,
+) -> Summary:
     """Summary of `records` (sorted by period_start). With `devices` it is the fleet's: versions
     and dropped records then come from each device's own summary."""
     queries, matched = sum(r.queries for r in records), sum(r.matched for r in records)
@@ -129,10 +137,23 @@ def summarise(name: str, records: list[UsageRecord], step: str, times: list[date
         version, fingerprint = None, ""
         dropped, device_count = sum(d.dropped_records for d in devices), len(devices)
     ends = [start_of(r) + timedelta(seconds=float(r.period_s)) for r in records]
-    return Summary(name=name, devices=device_count, records=len(records), queries=queries, matched=matched,
-                   errors=sum(r.errors for r in records), match_rate=matched / queries if queries else None,
-                   latency_ms_p50=p50, latency_ms_p95=p95, latency_ms_p95_max=p95_max,
-                   top_items=[[item, count] for item, count in top], index_version=version,
-                   index_versions=dict(sorted(versions.items())), model_fingerprint=fingerprint,
-                   dropped_records=dropped, first_seen=iso(start_of(records[0])), last_seen=iso(max(ends)),
-                   series=series(records, step, times))
+    return Summary(
+        name=name,
+        devices=device_count,
+        records=len(records),
+        queries=queries,
+        matched=matched,
+        errors=sum(r.errors for r in records),
+        match_rate=matched / queries if queries else None,
+        latency_ms_p50=p50,
+        latency_ms_p95=p95,
+        latency_ms_p95_max=p95_max,
+        top_items=[[item, count] for item, count in top],
+        index_version=version,
+        index_versions=dict(sorted(versions.items())),
+        model_fingerprint=fingerprint,
+        dropped_records=dropped,
+        first_seen=iso(start_of(records[0])),
+        last_seen=iso(max(ends)),
+        series=series(records, step, times),
+    )

@@ -5,6 +5,7 @@ lighting of any colour, sometimes out of focus or moving. Each transform below m
 of those, and all of them stay in BGR uint8 space so that the network is then fed exactly
 what inference feeds it (`components.featurizer.preprocess.preprocess`).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,21 +19,21 @@ import numpy as np
 class CameraAugment:
     """Random crop or zoom-out + rotation + flip, colour/lighting jitter, blur and sensor noise."""
 
-    size: int                                    # output is size x size
-    scale: tuple[float, float] = (0.25, 1.0)     # crop area, as a fraction of the image
+    size: int  # output is size x size
+    scale: tuple[float, float] = (0.25, 1.0)  # crop area, as a fraction of the image
     ratio: tuple[float, float] = (3 / 4, 4 / 3)  # crop aspect ratio
-    zoom_out_p: float = 0.4                      # share of crops larger than the photo
-    zoom_out: tuple[float, float] = (1.2, 2.5)   # their area, relative to the photo's centre square
-    max_rotation: float = 15.0                   # degrees, either way
-    brightness: float = 0.3                      # multiplicative, +-
+    zoom_out_p: float = 0.4  # share of crops larger than the photo
+    zoom_out: tuple[float, float] = (1.2, 2.5)  # their area, relative to the photo's centre square
+    max_rotation: float = 15.0  # degrees, either way
+    brightness: float = 0.3  # multiplicative, +-
     contrast: float = 0.3
     saturation: float = 0.35
-    hue: float = 6.0                             # OpenCV hue units (0-180), +-
-    white_balance: float = 0.1                   # per-channel gain, +-
+    hue: float = 6.0  # OpenCV hue units (0-180), +-
+    white_balance: float = 0.1  # per-channel gain, +-
     blur_p: float = 0.3
     max_blur_sigma: float = 1.5
     noise_p: float = 0.2
-    max_noise: float = 8.0                       # standard deviation, 0-255 scale
+    max_noise: float = 8.0  # standard deviation, 0-255 scale
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = self.crop(image, rng)
@@ -71,9 +72,14 @@ class CameraAugment:
         a = np.array([[cos * flip * sx, -sin * sy], [sin * flip * sx, cos * sy]])
         half = np.array([self.size / 2, self.size / 2])
         matrix = np.hstack([a, (np.array([cx, cy]) - a @ half)[:, None]])
-        return cv2.warpAffine(image, matrix, (self.size, self.size),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=border, borderValue=fill)
+        return cv2.warpAffine(
+            image,
+            matrix,
+            (self.size, self.size),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=border,
+            borderValue=fill,
+        )
 
     def colour(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Brightness, contrast, saturation, white balance and hue of shop lighting."""
@@ -83,8 +89,9 @@ class CameraAugment:
         out = gray + saturation * (out - gray)
         contrast = 1 + rng.uniform(-self.contrast, self.contrast)
         out = gray.mean() + contrast * (out - gray.mean())
-        gains = (1 + rng.uniform(-self.brightness, self.brightness)) * \
-            (1 + rng.uniform(-self.white_balance, self.white_balance, 3))
+        gains = (1 + rng.uniform(-self.brightness, self.brightness)) * (
+            1 + rng.uniform(-self.white_balance, self.white_balance, 3)
+        )
         out = np.clip(out * gains.astype(np.float32), 0, 255).astype(np.uint8)
         if self.hue:
             hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV)

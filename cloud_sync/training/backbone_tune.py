@@ -18,6 +18,7 @@ The loss, on L2-normalised embeddings:
 BatchNorm keeps its ImageNet statistics. Early stopping on the validation split's
 same-category P@1 against the training photos; the best epoch's weights are written.
 """
+
 from __future__ import annotations
 
 import time
@@ -46,19 +47,19 @@ HEAD_PREFIX = "residual_head_"
 class BackboneTuneConfig:
     data: Path
     out: Path
-    start_from: Path                 # an EfficientNet-Lite featurizer directory (import-featurizer)
+    start_from: Path  # an EfficientNet-Lite featurizer directory (import-featurizer)
     val: Path | None = None
     val_fraction: float = 0.1
-    train_blocks: int = 0            # the last N MBConv blocks train too (0: the residual head only)
-    image_size: int | None = None    # default: the start model's
-    views: int = 2                   # camera-like views cached per training photo
+    train_blocks: int = 0  # the last N MBConv blocks train too (0: the residual head only)
+    image_size: int | None = None  # default: the start model's
+    views: int = 2  # camera-like views cached per training photo
     epochs: int = 15
     patience: int = 4
-    batch_size: int = 64             # photos per step (two views each)
-    lr: float = 3e-4                 # Adam, cosine decay
+    batch_size: int = 64  # photos per step (two views each)
+    lr: float = 3e-4  # Adam, cosine decay
     instance_weight: float = 0.0
-    keep_weight: float = 0.1         # pull towards the start model's embedding of the same view
-    cache_dir: Path | None = None    # keep the frozen part's outputs here between runs
+    keep_weight: float = 0.1  # pull towards the start model's embedding of the same view
+    cache_dir: Path | None = None  # keep the frozen part's outputs here between runs
     seed: int = 0
     command: str = ""
 
@@ -95,8 +96,10 @@ def split_network(start_from: Path, train_blocks: int, image_size: int | None = 
     if image_size:
         spec = replace(spec, preprocessing=replace(spec.preprocessing, height=image_size, width=image_size))
     if spec.arch not in VARIANTS:
-        raise ModelError(f"{start_from}: arch {spec.arch!r} is not EfficientNet-Lite; this fine-tune starts "
-                         f"from `visual-search import-featurizer` output ({', '.join(VARIANTS)})")
+        raise ModelError(
+            f"{start_from}: arch {spec.arch!r} is not EfficientNet-Lite; this fine-tune starts "
+            f"from `visual-search import-featurizer` output ({', '.join(VARIANTS)})"
+        )
     net, head = EfficientNetLite(spec.arch, spec.preprocessing.height), ResidualHead()
     head.initialize()
     params = str(start_from / spec.params_file)
@@ -116,8 +119,9 @@ def split_network(start_from: Path, train_blocks: int, image_size: int | None = 
     return bottom, top, whole, spec
 
 
-def cache_views(bottom, root: Path, items, prep, views: int, seed: int, skipped: list[str],
-                progress: bool, desc: str) -> tuple[np.ndarray, list]:
+def cache_views(
+    bottom, root: Path, items, prep, views: int, seed: int, skipped: list[str], progress: bool, desc: str
+) -> tuple[np.ndarray, list]:
     """Frozen-bottom outputs, (photos, 1 + views, C, H, W) float16: view 0 is the photo as
     inference sees it, the others camera-like augmentations (seeded per photo)."""
     augment = CameraAugment(prep.height)
@@ -139,18 +143,21 @@ def cache_views(bottom, root: Path, items, prep, views: int, seed: int, skipped:
         kept.append(item)
     if not kept:
         raise CatalogError(f"{root}: no readable images")
-    return cache[:len(kept)], kept
+    return cache[: len(kept)], kept
 
 
 def embed(top, cached: np.ndarray, batch: int = 256) -> np.ndarray:
     """L2-normalised embeddings of cached bottom outputs (N, C, H, W), inference mode."""
-    chunks = [mx.nd.L2Normalization(top(mx.nd.array(cached[s:s + batch], dtype="float32"))).asnumpy()
-              for s in range(0, len(cached), batch)]
+    chunks = [
+        mx.nd.L2Normalization(top(mx.nd.array(cached[s : s + batch], dtype="float32"))).asnumpy()
+        for s in range(0, len(cached), batch)
+    ]
     return np.concatenate(chunks)
 
 
-def same_category_p1(queries: np.ndarray, query_labels: np.ndarray, catalog: np.ndarray,
-                     catalog_labels: np.ndarray) -> float:
+def same_category_p1(
+    queries: np.ndarray, query_labels: np.ndarray, catalog: np.ndarray, catalog_labels: np.ndarray
+) -> float:
     best = np.argmax(queries @ catalog.T, axis=1)
     return float(np.mean(catalog_labels[best] == query_labels))
 
@@ -169,6 +176,7 @@ def supcon_loss(z, instance: mx.nd.NDArray) -> mx.nd.NDArray:
 @dataclass
 class Prepared:
     """Everything training needs, computed once: the network split, cached views and labels."""
+
     top: mx.gluon.HybridBlock
     features: mx.gluon.HybridBlock
     spec: object
@@ -189,19 +197,41 @@ def prepare(cfg: BackboneTuneConfig, progress: bool, report: Callable[[str], Non
     prep = spec.preprocessing
     skipped = list(split.skipped)
     key = cache_key(cfg, spec, split)
-    train_cache, train_items = cached(cfg.cache_dir, f"train-{key}", split.train[1], report, lambda: cache_views(
-        bottom, *split.train, prep, cfg.views, cfg.seed, skipped, progress, "caching training views"))
-    val_cache, val_items = cached(cfg.cache_dir, f"val-{key}", split.val[1], report, lambda: cache_views(
-        bottom, *split.val, prep, 0, cfg.seed, skipped, progress, "caching validation photos"))
+    train_cache, train_items = cached(
+        cfg.cache_dir,
+        f"train-{key}",
+        split.train[1],
+        report,
+        lambda: cache_views(
+            bottom, *split.train, prep, cfg.views, cfg.seed, skipped, progress, "caching training views"
+        ),
+    )
+    val_cache, val_items = cached(
+        cfg.cache_dir,
+        f"val-{key}",
+        split.val[1],
+        report,
+        lambda: cache_views(
+            bottom, *split.val, prep, 0, cfg.seed, skipped, progress, "caching validation photos"
+        ),
+    )
     for line in skipped:
         report(f"skipped {line}")
     classes = {name: i for i, name in enumerate(split.classes)}
     product = {key: i for i, key in enumerate(dict.fromkeys(_product(item) for item in train_items))}
-    return Prepared(top, features, spec, split, train_cache, val_cache,
-                    np.array([classes[item.category] for item in train_items]),
-                    np.array([classes.get(item.category, -1) for item in val_items]),
-                    np.array([product[_product(item)] for item in train_items]), skipped,
-                    {name: p.data().copy() for name, p in top.collect_params().items()})
+    return Prepared(
+        top,
+        features,
+        spec,
+        split,
+        train_cache,
+        val_cache,
+        np.array([classes[item.category] for item in train_items]),
+        np.array([classes.get(item.category, -1) for item in val_items]),
+        np.array([product[_product(item)] for item in train_items]),
+        skipped,
+        {name: p.data().copy() for name, p in top.collect_params().items()},
+    )
 
 
 def cache_key(cfg: BackboneTuneConfig, spec, split) -> str:
@@ -209,9 +239,20 @@ def cache_key(cfg: BackboneTuneConfig, spec, split) -> str:
     import hashlib
     import json
 
-    photos = [[str(root), [(item.image, item.where) for item in items]] for root, items in (split.train, split.val)]
-    text = json.dumps([fingerprint_of(cfg.start_from), cfg.train_blocks, spec.preprocessing.as_dict(),
-                       cfg.views, cfg.seed, photos], sort_keys=True)
+    photos = [
+        [str(root), [(item.image, item.where) for item in items]] for root, items in (split.train, split.val)
+    ]
+    text = json.dumps(
+        [
+            fingerprint_of(cfg.start_from),
+            cfg.train_blocks,
+            spec.preprocessing.as_dict(),
+            cfg.views,
+            cfg.seed,
+            photos,
+        ],
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -239,18 +280,25 @@ def cached(cache_dir: Path | None, name: str, items, report, compute):
     return array, kept
 
 
-def tune(cfg: BackboneTuneConfig, *, progress: bool = True,
-         report: Callable[[str], None] = print) -> TuneResult:
+def tune(
+    cfg: BackboneTuneConfig, *, progress: bool = True, report: Callable[[str], None] = print
+) -> TuneResult:
     started = time.time()
     ready = prepare(cfg, progress, report)
     return train(cfg, ready, started, progress, report)
 
 
-def train(cfg: BackboneTuneConfig, ready: Prepared, started: float, progress: bool,
-          report: Callable[[str], None]) -> TuneResult:
+def train(
+    cfg: BackboneTuneConfig, ready: Prepared, started: float, progress: bool, report: Callable[[str], None]
+) -> TuneResult:
     top, features, spec, split = ready.top, ready.features, ready.spec, ready.split
-    train_cache, val_cache, y, val_y, instance = (ready.train_cache, ready.val_cache, ready.y, ready.val_y,
-                                                  ready.instance)
+    train_cache, val_cache, y, val_y, instance = (
+        ready.train_cache,
+        ready.val_cache,
+        ready.y,
+        ready.val_y,
+        ready.instance,
+    )
     skipped, train_items = ready.skipped, y
     classes = {name: i for i, name in enumerate(split.classes)}
     mx.random.seed(cfg.seed)
@@ -271,10 +319,12 @@ def train(cfg: BackboneTuneConfig, ready: Prepared, started: float, progress: bo
     params.update(classifier.collect_params())
     batch = min(cfg.batch_size, len(train_items))
     steps = max(1, len(train_items) // batch)
-    schedule = mx.lr_scheduler.CosineScheduler(max_update=cfg.epochs * steps, base_lr=cfg.lr,
-                                               final_lr=cfg.lr * 0.01)
-    trainer = mx.gluon.Trainer(params, "adam", {"learning_rate": cfg.lr, "lr_scheduler": schedule,
-                                                "wd": 1e-5})
+    schedule = mx.lr_scheduler.CosineScheduler(
+        max_update=cfg.epochs * steps, base_lr=cfg.lr, final_lr=cfg.lr * 0.01
+    )
+    trainer = mx.gluon.Trainer(
+        params, "adam", {"learning_rate": cfg.lr, "lr_scheduler": schedule, "wd": 1e-5}
+    )
     best = (start_p1, 0, {name: p.data().copy() for name, p in top.collect_params().items()})
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
@@ -283,21 +333,25 @@ def train(cfg: BackboneTuneConfig, ready: Prepared, started: float, progress: bo
         losses = []
         bar = tqdm(range(steps), desc=f"epoch {epoch}", unit="step", disable=not progress, leave=False)
         for step in bar:
-            chosen = order[step * batch:(step + 1) * batch]
+            chosen = order[step * batch : (step + 1) * batch]
             pick = np.stack([rng.choice(np.arange(1, cfg.views + 1), 2, replace=False) for _ in chosen])
             x = np.concatenate([train_cache[chosen, pick[:, 0]], train_cache[chosen, pick[:, 1]]])
             labels = np.concatenate([y[chosen], y[chosen]])
             inst = mx.nd.array(np.concatenate([instance[chosen], instance[chosen]]))
             target = mx.nd.one_hot(mx.nd.array(labels), len(classes))
-            z0 = mx.nd.array(np.concatenate([start_views[chosen, pick[:, 0]], start_views[chosen, pick[:, 1]]]),
-                             dtype="float32")
+            z0 = mx.nd.array(
+                np.concatenate([start_views[chosen, pick[:, 0]], start_views[chosen, pick[:, 1]]]),
+                dtype="float32",
+            )
             with mx.autograd.record(train_mode=False):  # BatchNorm keeps its ImageNet statistics
                 z = mx.nd.L2Normalization(top(mx.nd.array(x, dtype="float32")))
                 cosine = classifier(z)
                 logits = COSINE_SCALE * (cosine - COSINE_MARGIN * target)
-                loss = -(target * mx.nd.log_softmax(logits)).sum(axis=1) \
-                    + cfg.instance_weight * supcon_loss(z, inst) \
+                loss = (
+                    -(target * mx.nd.log_softmax(logits)).sum(axis=1)
+                    + cfg.instance_weight * supcon_loss(z, inst)
                     + cfg.keep_weight * COSINE_SCALE * (1 - (z * z0).sum(axis=1))
+                )
             loss.backward()
             trainer.step(len(x))
             losses.append(float(loss.mean().asscalar()))
@@ -306,28 +360,48 @@ def train(cfg: BackboneTuneConfig, ready: Prepared, started: float, progress: bo
         p1 = same_category_p1(embed(top, val_cache[:, 0]), val_y, embed(top, train_cache[:, 0]), y)
         if p1 >= best[0]:  # ties go to the later, longer-trained epoch
             best = (p1, epoch, {name: p.data().copy() for name, p in top.collect_params().items()})
-        report(f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}, validation same-category P@1 "
-               f"{p1:.4f} (best {best[0]:.4f} at epoch {best[1]})")
+        report(
+            f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}, validation same-category P@1 "
+            f"{p1:.4f} (best {best[0]:.4f} at epoch {best[1]})"
+        )
         if epoch - best[1] >= cfg.patience:
             report(f"early stop: validation P@1 not better for {cfg.patience} epochs")
             break
     for name, value in best[2].items():
         top.collect_params()[name].set_data(value)
     seconds = round(time.time() - started, 1)
-    extra = {**{k: v for k, v in spec.extra.items() if k != "calibration"},
-             "command": cfg.command, "data": str(cfg.data), "validation": split.val_source,
-             "started_from": f"{cfg.start_from} ({spec.name})", "train_images": len(train_items),
-             "val_images": len(val_y), "skipped_images": len(skipped), "categories": split.classes,
-             "trained": "a residual linear head on the pooled features"
-                        + (f", the last {cfg.train_blocks} MBConv blocks and the conv head" if cfg.train_blocks else "")
-                        + "; BatchNorm statistics frozen",
-             "loss": f"cosine softmax (scale {COSINE_SCALE}, margin {COSINE_MARGIN}) + "
-                     f"{cfg.instance_weight} x SupCon over products (temperature {TEMPERATURE}) + "
-                     f"{cfg.keep_weight} x {COSINE_SCALE} x (1 - cosine to the start model's embedding)",
-             "optimizer": f"Adam lr {cfg.lr}, cosine decay, batch {batch} photos x 2 of {cfg.views} views",
-             "seed": cfg.seed, "epochs_run": epoch, "best_epoch": best[1],
-             "start_val_p1": round(start_p1, 4), "best_val_p1": round(best[0], 4), "seconds": seconds}
-    save_featurizer(pristine_copy(features, spec), cfg.out, spec.preprocessing, name=f"{spec.arch}-tuned", arch=spec.arch, extra=extra)
+    extra = {
+        **{k: v for k, v in spec.extra.items() if k != "calibration"},
+        "command": cfg.command,
+        "data": str(cfg.data),
+        "validation": split.val_source,
+        "started_from": f"{cfg.start_from} ({spec.name})",
+        "train_images": len(train_items),
+        "val_images": len(val_y),
+        "skipped_images": len(skipped),
+        "categories": split.classes,
+        "trained": "a residual linear head on the pooled features"
+        + (f", the last {cfg.train_blocks} MBConv blocks and the conv head" if cfg.train_blocks else "")
+        + "; BatchNorm statistics frozen",
+        "loss": f"cosine softmax (scale {COSINE_SCALE}, margin {COSINE_MARGIN}) + "
+        f"{cfg.instance_weight} x SupCon over products (temperature {TEMPERATURE}) + "
+        f"{cfg.keep_weight} x {COSINE_SCALE} x (1 - cosine to the start model's embedding)",
+        "optimizer": f"Adam lr {cfg.lr}, cosine decay, batch {batch} photos x 2 of {cfg.views} views",
+        "seed": cfg.seed,
+        "epochs_run": epoch,
+        "best_epoch": best[1],
+        "start_val_p1": round(start_p1, 4),
+        "best_val_p1": round(best[0], 4),
+        "seconds": seconds,
+    }
+    save_featurizer(
+        pristine_copy(features, spec),
+        cfg.out,
+        spec.preprocessing,
+        name=f"{spec.arch}-tuned",
+        arch=spec.arch,
+        extra=extra,
+    )
     return TuneResult(epoch, best[1], best[0], start_p1, seconds, len(train_items), len(val_y), skipped)
 
 

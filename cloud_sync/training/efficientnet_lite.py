@@ -10,6 +10,7 @@ Input normalisation, (x - 127) / 128 on RGB, belongs to the featurizer's preproc
 Weights come as a state dict named like `_conv_stem.weight`, `_bn0.running_mean`,
 `_blocks.3._depthwise_conv.weight`, `_conv_head.weight`, `_fc.bias`.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,13 @@ class Stage:
 
 
 STAGES = (  # the seven MBConv stages of EfficientNet-B0 (Table 1 of the paper)
-    Stage(3, 1, 1, 16, 1), Stage(3, 2, 6, 24, 2), Stage(5, 2, 6, 40, 2), Stage(3, 2, 6, 80, 3),
-    Stage(5, 1, 6, 112, 3), Stage(5, 2, 6, 192, 4), Stage(3, 1, 6, 320, 1),
+    Stage(3, 1, 1, 16, 1),
+    Stage(3, 2, 6, 24, 2),
+    Stage(5, 2, 6, 40, 2),
+    Stage(3, 2, 6, 80, 3),
+    Stage(5, 1, 6, 112, 3),
+    Stage(5, 2, 6, 192, 4),
+    Stage(3, 1, 6, 320, 1),
 )
 
 
@@ -88,8 +94,16 @@ class SameConv(nn.HybridBlock):
         symmetric = top == bottom and left == right
         self._pad_width = None if symmetric else (0, 0, 0, 0, top, bottom, left, right)
         with self.name_scope():
-            self.conv = nn.Conv2D(channels, kernel, strides=stride, padding=(top, left) if symmetric else 0,
-                                  groups=groups, use_bias=False, in_channels=in_channels, prefix="")
+            self.conv = nn.Conv2D(
+                channels,
+                kernel,
+                strides=stride,
+                padding=(top, left) if symmetric else 0,
+                groups=groups,
+                use_bias=False,
+                in_channels=in_channels,
+                prefix="",
+            )
 
     def hybrid_forward(self, F, x):
         if self._pad_width is not None:
@@ -122,16 +136,21 @@ class MBConv(nn.HybridBlock):
                 bn = _batch_norm(hidden, "bn0_")
                 self.expand.add(conv, bn, ReLU6(prefix="expand_relu6_"))
                 self.torch_params.update({**_torch_params("_expand_conv", conv), **_torch_params("_bn0", bn)})
-            self.depthwise = SameConv(hidden, hidden, stage.kernel, stride, in_size, groups=hidden,
-                                      prefix="depthwise_")
+            self.depthwise = SameConv(
+                hidden, hidden, stage.kernel, stride, in_size, groups=hidden, prefix="depthwise_"
+            )
             dw_bn = _batch_norm(hidden, "bn1_")
             project = nn.Conv2D(out_channels, 1, use_bias=False, in_channels=hidden, prefix="project_conv_")
             project_bn = _batch_norm(out_channels, "bn2_")
             self.rest = nn.HybridSequential(prefix="")
             self.rest.add(dw_bn, ReLU6(prefix="depthwise_relu6_"), project, project_bn)
         self.out_size = self.depthwise.out_size
-        for name, module in (("_depthwise_conv", self.depthwise.conv), ("_bn1", dw_bn),
-                             ("_project_conv", project), ("_bn2", project_bn)):
+        for name, module in (
+            ("_depthwise_conv", self.depthwise.conv),
+            ("_bn1", dw_bn),
+            ("_project_conv", project),
+            ("_bn2", project_bn),
+        ):
             self.torch_params.update(_torch_params(name, module))
 
     def hybrid_forward(self, F, x):
@@ -157,20 +176,35 @@ class EfficientNetLite(nn.HybridBlock):
             stem = SameConv(3, STEM_CHANNELS, 3, 2, size, prefix="stem_")
             stem_bn = _batch_norm(STEM_CHANNELS, "bn0_")
             self.features.add(stem, stem_bn, ReLU6(prefix="stem_relu6_"))
-            self.torch_params.update({**_torch_params("_conv_stem", stem.conv), **_torch_params("_bn0", stem_bn)})
+            self.torch_params.update(
+                {**_torch_params("_conv_stem", stem.conv), **_torch_params("_bn0", stem_bn)}
+            )
             size, channels, index = stem.out_size, STEM_CHANNELS, 0
             for stage_index, stage in enumerate(STAGES):
                 out_channels = scaled_channels(stage.channels, variant.width)
                 for repeat in range(scaled_repeats(stage_index, stage.repeats, variant.depth)):
-                    block = MBConv(channels, out_channels, stage, stage.stride if repeat == 0 else 1, size,
-                                   prefix=f"blocks{index}_")
+                    block = MBConv(
+                        channels,
+                        out_channels,
+                        stage,
+                        stage.stride if repeat == 0 else 1,
+                        size,
+                        prefix=f"blocks{index}_",
+                    )
                     self.features.add(block)
-                    self.torch_params.update({f"_blocks.{index}.{k}": p for k, p in block.torch_params.items()})
+                    self.torch_params.update(
+                        {f"_blocks.{index}.{k}": p for k, p in block.torch_params.items()}
+                    )
                     size, channels, index = block.out_size, out_channels, index + 1
             head = nn.Conv2D(HEAD_CHANNELS, 1, use_bias=False, in_channels=channels, prefix="conv_head_")
             head_bn = _batch_norm(HEAD_CHANNELS, "bn1_")
-            self.features.add(head, head_bn, ReLU6(prefix="head_relu6_"),
-                              nn.GlobalAvgPool2D(prefix="pool_"), nn.Flatten(prefix="flatten_"))
+            self.features.add(
+                head,
+                head_bn,
+                ReLU6(prefix="head_relu6_"),
+                nn.GlobalAvgPool2D(prefix="pool_"),
+                nn.Flatten(prefix="flatten_"),
+            )
             self.output = nn.Dense(NUM_CLASSES, in_units=HEAD_CHANNELS, prefix="fc_")
             for name, module in (("_conv_head", head), ("_bn1", head_bn), ("_fc", self.output)):
                 self.torch_params.update(_torch_params(name, module))
@@ -184,13 +218,18 @@ class EfficientNetLite(nn.HybridBlock):
         present = {k for k in state if not k.endswith(".num_batches_tracked")}
         missing, unexpected = sorted(expected.keys() - present), sorted(present - expected.keys())
         if missing or unexpected:
-            problems = [f"{label} {len(names)} ({_first_few(names)})"
-                        for label, names in (("missing", missing), ("unexpected", unexpected)) if names]
+            problems = [
+                f"{label} {len(names)} ({_first_few(names)})"
+                for label, names in (("missing", missing), ("unexpected", unexpected))
+                if names
+            ]
             raise ModelError(f"{source}: does not fit {self.arch}: {'; '.join(problems)}")
         values = {name: np.asarray(state[name], dtype=np.float32) for name in expected}
         for name, param in expected.items():
             if values[name].shape != param.shape:
-                raise ModelError(f"{source}: {name} has shape {values[name].shape}, {self.arch} needs {param.shape}")
+                raise ModelError(
+                    f"{source}: {name} has shape {values[name].shape}, {self.arch} needs {param.shape}"
+                )
         for name, param in expected.items():
             param.initialize(init="zeros", force_reinit=True)
             param.set_data(nd.array(values[name], dtype="float32"))
@@ -201,9 +240,17 @@ def _first_few(names: list[str], count: int = 3) -> str:
 
 
 def _torch_params(module_name: str, block: gluon.Block) -> dict:
-    return {f"{module_name}.{_TORCH_SUFFIX[name[len(block.prefix):]]}": param
-            for name, param in block.params.items()}
+    return {
+        f"{module_name}.{_TORCH_SUFFIX[name[len(block.prefix):]]}": param
+        for name, param in block.params.items()
+    }
 
 
-_TORCH_SUFFIX = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",
-                 "running_mean": "running_mean", "running_var": "running_var"}
+_TORCH_SUFFIX = {
+    "weight": "weight",
+    "bias": "bias",
+    "gamma": "weight",
+    "beta": "bias",
+    "running_mean": "running_mean",
+    "running_var": "running_var",
+}

@@ -6,6 +6,7 @@ cosine retrieval that the index does. SGD with Nesterov momentum, linear warm-up
 cosine decay, early stopping on validation accuracy (the best epoch's weights are kept).
 Written: the base + the embedding layer (no classifier), through `save_featurizer`.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,11 +20,11 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from cloud_sync.training.augment import CameraAugment
 from cloud_sync.indexing.catalog import CatalogItem, read_catalog, read_image_bytes
+from cloud_sync.training.augment import CameraAugment
+from cloud_sync.training.export import save_featurizer, zoo_base
 from components.common.errors import CatalogError, ImageError, ModelError
 from components.common.files import can_replace
-from cloud_sync.training.export import save_featurizer, zoo_base
 from components.featurizer.model import SPEC_FILE, Featurizer, FeaturizerSpec
 from components.featurizer.preprocess import Preprocessing, decode_image, preprocess, shrink
 
@@ -38,13 +39,13 @@ class FineTuneConfig:
     out: Path
     arch: str = "mobilenet0.5"
     start_from: Path | None = None  # an existing featurizer directory
-    pretrained: bool = False         # ImageNet zoo weights (must be downloadable or cached)
+    pretrained: bool = False  # ImageNet zoo weights (must be downloadable or cached)
     epochs: int = 30
-    image_size: int | None = None    # default: the start model's size, or 128
+    image_size: int | None = None  # default: the start model's size, or 128
     freeze_base: bool = False
     embedding_dim: int = 128
     seed: int = 0
-    val: Path | None = None          # default: a stratified hold-out of `data`
+    val: Path | None = None  # default: a stratified hold-out of `data`
     val_fraction: float = 0.1
     batch_size: int = 64
     lr: float = 0.1
@@ -100,12 +101,14 @@ class CosineClassifier(mx.gluon.HybridBlock):
             self.weight = self.params.get("weight", shape=(classes, dim), init=mx.init.Xavier())
 
     def hybrid_forward(self, F, x, weight):
-        return F.FullyConnected(F.L2Normalization(x), F.L2Normalization(weight),
-                                no_bias=True, num_hidden=self.classes)
+        return F.FullyConnected(
+            F.L2Normalization(x), F.L2Normalization(weight), no_bias=True, num_hidden=self.classes
+        )
 
 
-def fine_tune(cfg: FineTuneConfig, *, progress: bool = True,
-              report: Callable[[str], None] = print) -> FineTuneResult:
+def fine_tune(
+    cfg: FineTuneConfig, *, progress: bool = True, report: Callable[[str], None] = print
+) -> FineTuneResult:
     """Train and write `cfg.out`; `report` gets one line per skipped image and per epoch."""
     started = time.time()
     if not can_replace(cfg.out, lambda path: (path / SPEC_FILE).is_file()):
@@ -118,19 +121,29 @@ def fine_tune(cfg: FineTuneConfig, *, progress: bool = True,
             return _fine_tune(cfg, split, start, started, progress, report)
 
 
-def _fine_tune(cfg: FineTuneConfig, split: Split, start: Start, started: float, progress: bool,
-               report: Callable[[str], None]) -> FineTuneResult:
+def _fine_tune(
+    cfg: FineTuneConfig,
+    split: Split,
+    start: Start,
+    started: float,
+    progress: bool,
+    report: Callable[[str], None],
+) -> FineTuneResult:
     prep = start.preprocessing
     label = {name: index for index, name in enumerate(split.classes)}
-    train_x, train_y = load_images(*split.train, label, split.skipped, progress,
-                                   lambda image: shrink(image, shortest=2 * prep.height))
-    val_x, val_y = load_images(*split.val, label, split.skipped, progress,
-                               lambda image: preprocess(image, prep))
+    train_x, train_y = load_images(
+        *split.train, label, split.skipped, progress, lambda image: shrink(image, shortest=2 * prep.height)
+    )
+    val_x, val_y = load_images(
+        *split.val, label, split.skipped, progress, lambda image: preprocess(image, prep)
+    )
     for line in split.skipped:
         report(f"skipped {line}")
     if len(train_x) < 2 or not val_x:
-        raise CatalogError(f"{cfg.data}: {len(train_x)} training and {len(val_x)} validation images "
-                           f"could be read; fine-tune needs at least 2 and 1")
+        raise CatalogError(
+            f"{cfg.data}: {len(train_x)} training and {len(val_x)} validation images "
+            f"could be read; fine-tune needs at least 2 and 1"
+        )
 
     embed = mx.gluon.nn.Dense(cfg.embedding_dim, prefix=f"{start.layer_prefix}embedding_")
     embed.initialize(mx.init.Xavier())
@@ -144,27 +157,65 @@ def _fine_tune(cfg: FineTuneConfig, split: Split, start: Start, started: float, 
         start.base.collect_params().setattr("grad_req", "null")
     epoch_losses: list[float] = []
     epochs_run, best_epoch, best_accuracy = train(
-        featurizer, classifier, cfg, prep, (train_x, train_y), (np.stack(val_x), val_y),
-        progress, report, epoch_losses)
+        featurizer,
+        classifier,
+        cfg,
+        prep,
+        (train_x, train_y),
+        (np.stack(val_x), val_y),
+        progress,
+        report,
+        epoch_losses,
+    )
 
     seconds = round(time.time() - started, 1)
-    extra = {"command": cfg.command, "data": str(cfg.data), "validation": split.val_source,
-             "train_images": len(train_x), "val_images": len(val_x), "skipped_images": len(split.skipped),
-             "categories": split.classes, "started_from": start.origin, "freeze_base": cfg.freeze_base,
-             "loss": f"cosine softmax, scale {COSINE_SCALE}, margin {COSINE_MARGIN}, "
-                     f"label smoothing {cfg.label_smoothing}",
-             "optimizer": f"SGD nesterov 0.9, lr {cfg.lr} warm-up {cfg.warmup_epochs} epochs + cosine, "
-                          f"batch {cfg.batch_size}, weight decay {WEIGHT_DECAY}",
-             "seed": cfg.seed, "epochs_requested": cfg.epochs, "epochs_run": epochs_run,
-             "best_epoch": best_epoch, "best_val_accuracy": round(best_accuracy, 4), "seconds": seconds}
+    extra = {
+        "command": cfg.command,
+        "data": str(cfg.data),
+        "validation": split.val_source,
+        "train_images": len(train_x),
+        "val_images": len(val_x),
+        "skipped_images": len(split.skipped),
+        "categories": split.classes,
+        "started_from": start.origin,
+        "freeze_base": cfg.freeze_base,
+        "loss": f"cosine softmax, scale {COSINE_SCALE}, margin {COSINE_MARGIN}, "
+        f"label smoothing {cfg.label_smoothing}",
+        "optimizer": f"SGD nesterov 0.9, lr {cfg.lr} warm-up {cfg.warmup_epochs} epochs + cosine, "
+        f"batch {cfg.batch_size}, weight decay {WEIGHT_DECAY}",
+        "seed": cfg.seed,
+        "epochs_requested": cfg.epochs,
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "best_val_accuracy": round(best_accuracy, 4),
+        "seconds": seconds,
+    }
     spec = save_featurizer(featurizer, cfg.out, prep, arch=start.arch, extra=extra)
-    return FineTuneResult(spec, epochs_run, best_epoch, best_accuracy, seconds,
-                          len(train_x), len(val_x), split.skipped, len(split.classes), epoch_losses)
+    return FineTuneResult(
+        spec,
+        epochs_run,
+        best_epoch,
+        best_accuracy,
+        seconds,
+        len(train_x),
+        len(val_x),
+        split.skipped,
+        len(split.classes),
+        epoch_losses,
+    )
 
 
-def train(featurizer, classifier, cfg: FineTuneConfig, prep: Preprocessing, train_data, val_data,
-          progress: bool, report: Callable[[str], None],
-          epoch_losses: list[float] | None = None) -> tuple[int, int, float]:
+def train(
+    featurizer,
+    classifier,
+    cfg: FineTuneConfig,
+    prep: Preprocessing,
+    train_data,
+    val_data,
+    progress: bool,
+    report: Callable[[str], None],
+    epoch_losses: list[float] | None = None,
+) -> tuple[int, int, float]:
     """The epoch loop; leaves the best epoch's weights in place: (epochs run, best epoch, accuracy).
     Each epoch's mean loss is appended to `epoch_losses`, when given."""
     images, labels = train_data
@@ -174,11 +225,13 @@ def train(featurizer, classifier, cfg: FineTuneConfig, prep: Preprocessing, trai
     params = featurizer.collect_params()
     params.update(classifier.collect_params())
     schedule = mx.lr_scheduler.CosineScheduler(
-        max_update=cfg.epochs * steps, base_lr=cfg.lr, final_lr=cfg.lr * 1e-3,
+        max_update=cfg.epochs * steps,
+        base_lr=cfg.lr,
+        final_lr=cfg.lr * 1e-3,
         warmup_steps=min(cfg.warmup_epochs * steps, cfg.epochs * steps // 4),
-        warmup_begin_lr=cfg.lr * 0.1)
-    trainer = mx.gluon.Trainer(params, "nag", {"momentum": 0.9, "wd": WEIGHT_DECAY,
-                                               "lr_scheduler": schedule})
+        warmup_begin_lr=cfg.lr * 0.1,
+    )
+    trainer = mx.gluon.Trainer(params, "nag", {"momentum": 0.9, "wd": WEIGHT_DECAY, "lr_scheduler": schedule})
     augment = CameraAugment(prep.height)
     base, embed = featurizer[0], featurizer[1]
 
@@ -204,7 +257,7 @@ def train(featurizer, classifier, cfg: FineTuneConfig, prep: Preprocessing, trai
         for epoch in bar:
             epoch_start = time.time()
             order = np.random.default_rng([cfg.seed, epoch]).permutation(len(images))
-            batches = [order[i * batch:(i + 1) * batch] for i in range(steps)]
+            batches = [order[i * batch : (i + 1) * batch] for i in range(steps)]
             pending = pool.submit(make_batch, epoch, batches[0])
             losses = []
             for index in range(steps):
@@ -220,8 +273,10 @@ def train(featurizer, classifier, cfg: FineTuneConfig, prep: Preprocessing, trai
                 best_accuracy, best_epoch = accuracy, epoch
                 best_weights = {name: p.data().copy() for name, p in params.items()}
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_acc=f"{accuracy:.3f}")
-            report(f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}, val accuracy {accuracy:.4f} "
-                   f"(best {best_accuracy:.4f} at {best_epoch}), {time.time() - epoch_start:.0f}s")
+            report(
+                f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}, val accuracy {accuracy:.4f} "
+                f"(best {best_accuracy:.4f} at {best_epoch}), {time.time() - epoch_start:.0f}s"
+            )
             if epoch - best_epoch >= cfg.patience:
                 report(f"early stop: validation accuracy not better for {cfg.patience} epochs")
                 break
@@ -234,8 +289,8 @@ def train(featurizer, classifier, cfg: FineTuneConfig, prep: Preprocessing, trai
 def val_accuracy(featurizer, classifier, x: np.ndarray, y: np.ndarray, batch: int) -> float:
     correct = 0
     for start in range(0, len(x), batch):
-        cosine = classifier(featurizer(mx.nd.array(x[start:start + batch]))).asnumpy()
-        correct += int((cosine.argmax(axis=1) == y[start:start + batch]).sum())
+        cosine = classifier(featurizer(mx.nd.array(x[start : start + batch]))).asnumpy()
+        correct += int((cosine.argmax(axis=1) == y[start : start + batch]).sum())
     return correct / len(x)
 
 
@@ -243,8 +298,12 @@ def start_network(cfg: FineTuneConfig) -> Start:
     """The base network and its preprocessing, from --from, --pretrained or initialised weights."""
     if cfg.start_from is None:
         size = cfg.image_size or 128
-        return Start(zoo_base(cfg.arch, cfg.pretrained), Preprocessing(height=size, width=size),
-                     cfg.arch, f"{cfg.arch}, {'ImageNet' if cfg.pretrained else 'initialised'} weights")
+        return Start(
+            zoo_base(cfg.arch, cfg.pretrained),
+            Preprocessing(height=size, width=size),
+            cfg.arch,
+            f"{cfg.arch}, {'ImageNet' if cfg.pretrained else 'initialised'} weights",
+        )
     source = Featurizer(cfg.start_from)  # checks the directory and gives its fingerprint
     spec = source.spec
     internals = mx.sym.load(str(cfg.start_from / spec.symbol_file)).get_internals()
@@ -253,17 +312,24 @@ def start_network(cfg: FineTuneConfig) -> Start:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "cannot decide type for data": it is float32
         base = mx.gluon.SymbolBlock(internals[layer], mx.sym.var("data"))
-    base.collect_params().load(str(cfg.start_from / spec.params_file), ctx=mx.cpu(),
-                               allow_missing=False, ignore_extra=True)
+    base.collect_params().load(
+        str(cfg.start_from / spec.params_file), ctx=mx.cpu(), allow_missing=False, ignore_extra=True
+    )
     old = spec.preprocessing
     size = cfg.image_size or old.height
-    prep = Preprocessing(height=size, width=size, color_order=old.color_order,
-                         mean=old.mean, std=old.std, resize=old.resize)
+    prep = Preprocessing(
+        height=size, width=size, color_order=old.color_order, mean=old.mean, std=old.std, resize=old.resize
+    )
     rounds = 1  # fine-tunes chain: ft1_ layers on an exported zoo net, ft2_ on those, ...
     while any(name.startswith(f"ft{rounds}_") for name in names):
         rounds += 1
-    return Start(base, prep, spec.arch, f"{cfg.start_from} (fingerprint {source.fingerprint[:12]})",
-                 layer_prefix=f"ft{rounds}_")
+    return Start(
+        base,
+        prep,
+        spec.arch,
+        f"{cfg.start_from} (fingerprint {source.fingerprint[:12]})",
+        layer_prefix=f"ft{rounds}_",
+    )
 
 
 def read_split(cfg: FineTuneConfig) -> Split:
@@ -291,8 +357,9 @@ def labelled_items(path: Path, skipped: list[str]) -> tuple[Path, list[CatalogIt
     skipped.extend(f"{catalog.root / p.where}: {p.reason}" for p in catalog.problems)
     items = [item for item in catalog.items if item.category]
     if not items:
-        raise CatalogError(f"{catalog.location}: no categories (fine-tune needs class folders "
-                           f"or a category column)")
+        raise CatalogError(
+            f"{catalog.location}: no categories (fine-tune needs class folders " f"or a category column)"
+        )
     skipped.extend(f"{catalog.root / i.where}: no category" for i in catalog.items if not i.category)
     return catalog.root, items
 
@@ -309,8 +376,14 @@ def stratified_split(items: list[CatalogItem], fraction: float, rng: np.random.G
     return train, val
 
 
-def load_images(root: Path, items: list[CatalogItem], label: dict, skipped: list[str],
-                progress: bool, convert: Callable[[np.ndarray], np.ndarray]):
+def load_images(
+    root: Path,
+    items: list[CatalogItem],
+    label: dict,
+    skipped: list[str],
+    progress: bool,
+    convert: Callable[[np.ndarray], np.ndarray],
+):
     """Decode every image once, keep `convert(image)` and its label; unreadable ones are skipped."""
     kept, labels = [], []
     for item in tqdm(items, desc=f"reading {root.name}", unit="img", disable=not progress, leave=False):

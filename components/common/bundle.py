@@ -10,6 +10,7 @@ A directory holding `manifest.json` and the files it lists (each with size and s
 Both the cloud side (writing) and the device (verifying) use this module, so the format
 cannot drift between them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,8 +72,9 @@ def read_manifest(bundle_dir: str | Path) -> dict:
         raise BundleError(f"{path}: expected a JSON object")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise BundleError(f"{path}: format_version {version!r} is not supported "
-                          f"(this build reads {FORMAT_VERSION})")
+        raise BundleError(
+            f"{path}: format_version {version!r} is not supported " f"(this build reads {FORMAT_VERSION})"
+        )
     for key in ("index_version", "item_count", "metric", "index", "model", "files"):
         if key not in manifest:
             raise BundleError(f"{path}: missing key {key!r}")
@@ -81,8 +83,9 @@ def read_manifest(bundle_dir: str | Path) -> dict:
     return manifest
 
 
-def verify_bundle(bundle_dir: str | Path, expected_fingerprint: str | None = None,
-                  skip: tuple[str, ...] = ()) -> dict:
+def verify_bundle(
+    bundle_dir: str | Path, expected_fingerprint: str | None = None, skip: tuple[str, ...] = ()
+) -> dict:
     """Check format version, every file's size and sha256, and the model fingerprint.
 
     `skip` names files not to hash (the display never reads the faiss index).
@@ -106,9 +109,11 @@ def verify_bundle(bundle_dir: str | Path, expected_fingerprint: str | None = Non
             raise BundleError(f"{path}: sha256 does not match the manifest (corrupted or altered)")
     actual = manifest["model"].get("fingerprint")
     if expected_fingerprint is not None and actual != expected_fingerprint:
-        raise BundleError(f"{bundle_dir / MANIFEST}: built for model {str(actual)[:12]}, "
-                          f"but the featurizer is {expected_fingerprint[:12]}; rebuild the index "
-                          f"with this model")
+        raise BundleError(
+            f"{bundle_dir / MANIFEST}: built for model {str(actual)[:12]}, "
+            f"but the featurizer is {expected_fingerprint[:12]}; rebuild the index "
+            f"with this model"
+        )
     return manifest
 
 

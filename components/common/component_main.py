@@ -24,6 +24,7 @@ One settings lifecycle for all three components (`run_component(name, settings_c
    stopped and the process exits 1, rather than outlive it holding ports and devices; a
    nucleus that comes back starts its components again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,15 +39,18 @@ from components.common.settings import SettingsError, changed_settings, check_se
 POLL_S = 0.5  # how soon a stop request is seen while waiting for configuration updates
 
 
-def run_component(name: str, settings_cls, build: Callable, ipc=None, stop: threading.Event | None = None) -> int:
+def run_component(
+    name: str, settings_cls, build: Callable, ipc=None, stop: threading.Event | None = None
+) -> int:
     """Run one component until SIGTERM (or until `stop` is set, when given); return the exit code.
 
     `build(ipc, settings)` returns an object with start() and stop(), and apply_settings(settings)
     for the settings marked live. An expected error (bad setting, missing model or bundle) is
     logged in one line and gives 1.
     """
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s {name} %(levelname)s %(message)s"
+    )
     log = logging.getLogger(name)
     if stop is None:
         stop = threading.Event()
@@ -114,7 +118,9 @@ class ComponentHost:
         """A deployment's proposed configuration: None if acceptable, else every problem."""
         checked = check_settings(self.settings_cls, configuration, self.name)
         if checked.retired:
-            self.log.warning("proposed configuration: ignoring retired setting(s): %s", "; ".join(checked.retired))
+            self.log.warning(
+                "proposed configuration: ignoring retired setting(s): %s", "; ".join(checked.retired)
+            )
         if checked.problems:
             self.log.warning("refused a configuration update: %s", "; ".join(checked.problems))
             return "; ".join(checked.problems)
@@ -127,12 +133,16 @@ class ComponentHost:
             new = self._read()
         except Exception as exc:  # problems (SettingsError), or the nucleus did not answer
             reason = str(exc) if isinstance(exc, SettingsError) else f"{type(exc).__name__}: {exc}"
-            self.log.error("configuration update not applied, running on with the previous settings: %s", reason)
+            self.log.error(
+                "configuration update not applied, running on with the previous settings: %s", reason
+            )
             return
         changed = changed_settings(self.settings, new)
         if not changed:
             return
-        summary = ", ".join(f"{key} {getattr(self.settings, key)!r} -> {getattr(new, key)!r}" for key in changed)
+        summary = ", ".join(
+            f"{key} {getattr(self.settings, key)!r} -> {getattr(new, key)!r}" for key in changed
+        )
         rebuild = needs_rebuild(self.settings, new)
         if not rebuild and hasattr(self.component, "apply_settings"):
             self.component.apply_settings(new)
@@ -153,8 +163,11 @@ class ComponentHost:
         try:
             self.ipc.on_validate_configuration(self.validate)
         except Exception as exc:  # a nucleus without it: updates are still checked when they arrive
-            self.log.warning("configuration updates will not be validated before they are applied (%s: %s)",
-                             type(exc).__name__, exc)
+            self.log.warning(
+                "configuration updates will not be validated before they are applied (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
         self.ipc.on_configuration_update(lambda key_path: self._updated.set())
 
     def _read(self):

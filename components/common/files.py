@@ -5,6 +5,7 @@ target passes through `.<name>.old-*`). Each of those folders is locked (flock) 
 process using it, so a process that was killed leaves folders nobody holds: the next
 `staged_dir` for that target removes the ones older than itself, and says so.
 """
+
 from __future__ import annotations
 
 import fcntl

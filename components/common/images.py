@@ -6,6 +6,7 @@ larger than `MAX_IMAGE_PIXELS` is refused with `ImageTooLarge`; video clips are 
 same way against `MAX_VIDEO_PIXELS` before their first frame is decoded (`check_video`).
 Only formats whose header is read here are decoded: JPEG, PNG, WebP, BMP, TIFF and PNM.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,8 @@ import numpy as np
 
 from components.common.errors import ImageError
 
-MAX_IMAGE_PIXELS = 50_000_000     # 50 megapixels: above any phone's default photo; 150 MB once decoded
-MAX_VIDEO_FRAME = (3840, 2160)    # 4K UHD: video clips' frames may hold as many pixels (8.3 megapixels)
+MAX_IMAGE_PIXELS = 50_000_000  # 50 megapixels: above any phone's default photo; 150 MB once decoded
+MAX_VIDEO_FRAME = (3840, 2160)  # 4K UHD: video clips' frames may hold as many pixels (8.3 megapixels)
 MAX_VIDEO_PIXELS = MAX_VIDEO_FRAME[0] * MAX_VIDEO_FRAME[1]
 FORMATS = "JPEG, PNG, WebP, BMP, TIFF or PNM"
 
@@ -43,11 +44,14 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE
     return image
 
 
-def check_pixels(width: int, height: int, *, source: str, max_pixels: int = MAX_IMAGE_PIXELS,
-                 what: str = "image") -> None:
+def check_pixels(
+    width: int, height: int, *, source: str, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image"
+) -> None:
     if width * height > max_pixels:
-        raise ImageTooLarge(f"{source}: the {what} is {width}x{height} pixels ({width * height / 1e6:.1f} "
-                            f"megapixels); the limit is {max_pixels / 1e6:.3g} megapixels")
+        raise ImageTooLarge(
+            f"{source}: the {what} is {width}x{height} pixels ({width * height / 1e6:.1f} "
+            f"megapixels); the limit is {max_pixels / 1e6:.3g} megapixels"
+        )
 
 
 def check_video(capture: "cv2.VideoCapture", source: str, max_pixels: int = MAX_VIDEO_PIXELS) -> None:
@@ -96,9 +100,9 @@ def _jpeg(data: bytes):
             continue
         if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
             return None
-        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
         if marker in _SOF:
-            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             return width, height
         pos += 2 + length
     return None
@@ -133,13 +137,15 @@ def _tiff(data: bytes):
     if order is None:
         return None
     offset = struct.unpack(order + "I", data[4:8])[0]
-    count = struct.unpack(order + "H", data[offset:offset + 2])[0]
+    count = struct.unpack(order + "H", data[offset : offset + 2])[0]
     found = {}
     for n in range(count):
-        tag, kind = struct.unpack(order + "HH", data[offset + 2 + 12 * n:offset + 6 + 12 * n])
+        tag, kind = struct.unpack(order + "HH", data[offset + 2 + 12 * n : offset + 6 + 12 * n])
         if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
-            value = data[offset + 10 + 12 * n:offset + 14 + 12 * n]
-            found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[:2] if kind == 3 else value)[0]
+            value = data[offset + 10 + 12 * n : offset + 14 + 12 * n]
+            found[tag] = struct.unpack(
+                order + ("H" if kind == 3 else "I"), value[:2] if kind == 3 else value
+            )[0]
     return (found[256], found[257]) if len(found) == 2 else None
 
 

@@ -5,6 +5,7 @@ absent nucleus never blocks the caller (the camera loop), and a subscription han
 raises never closes its stream: the error is logged with its type and the next message
 is handled.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,9 @@ class Ipc:
 
     def _on_disconnect(self, reason) -> None:
         if not self._closing:
-            self.lost_reason = f"{type(reason).__name__}: {reason}" if reason is not None else "closed by the nucleus"
+            self.lost_reason = (
+                f"{type(reason).__name__}: {reason}" if reason is not None else "closed by the nucleus"
+            )
             self.lost.set()
 
     def scoped(self) -> Ipc:
@@ -52,7 +55,8 @@ class Ipc:
         from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
 
         future = self.client.publish_to_topic_async(
-            topic=topic, publish_message=PublishMessage(json_message=JsonMessage(message=message)))
+            topic=topic, publish_message=PublishMessage(json_message=JsonMessage(message=message))
+        )
         future.add_done_callback(lambda f: self._log_failure(f, topic))
 
     def publish_json_wait(self, topic: str, message: dict, timeout: float = PUBLISH_TIMEOUT_S) -> None:
@@ -64,6 +68,7 @@ class Ipc:
 
     def subscribe_json(self, topic: str, handler: Callable[[dict], None]) -> None:
         """Call `handler(message_dict)` for each message on `topic` (JSON or JSON in binary)."""
+
         def on_event(event) -> None:
             try:
                 handler(decode_event(event))
@@ -74,13 +79,16 @@ class Ipc:
             log.error("%s: subscription error (%s: %s)", topic, type(error).__name__, error)
             return False  # keep the stream open
 
-        _, operation = self.client.subscribe_to_topic(topic=topic, on_stream_event=on_event,
-                                                      on_stream_error=on_error)
+        _, operation = self.client.subscribe_to_topic(
+            topic=topic, on_stream_event=on_event, on_stream_error=on_error
+        )
         with self._lock:
             self._operations.append(operation)
 
     # --- IoT Core ------------------------------------------------------------
-    def publish_iot_core(self, topic: str, payload: bytes, qos: str = "1", timeout: float = PUBLISH_TIMEOUT_S) -> None:
+    def publish_iot_core(
+        self, topic: str, payload: bytes, qos: str = "1", timeout: float = PUBLISH_TIMEOUT_S
+    ) -> None:
         """Returns once the nucleus has queued the message (not a delivery receipt)."""
         self.client.publish_to_iot_core_async(topic_name=topic, qos=qos, payload=payload).result(timeout)
 
@@ -91,8 +99,9 @@ class Ipc:
             except Exception as exc:
                 log.warning("%s: dropped an IoT Core message (%s: %s)", topic, type(exc).__name__, exc)
 
-        _, operation = self.client.subscribe_to_iot_core(topic_name=topic, qos="1", on_stream_event=on_event,
-                                                         on_stream_error=lambda e: False)
+        _, operation = self.client.subscribe_to_iot_core(
+            topic_name=topic, qos="1", on_stream_event=on_event, on_stream_error=lambda e: False
+        )
         with self._lock:
             self._operations.append(operation)
 
@@ -108,8 +117,9 @@ class Ipc:
             except Exception as exc:
                 log.warning("configuration update: %s: %s", type(exc).__name__, exc)
 
-        _, operation = self.client.subscribe_to_configuration_update(key_path=[], on_stream_event=on_event,
-                                                                     on_stream_error=lambda e: False)
+        _, operation = self.client.subscribe_to_configuration_update(
+            key_path=[], on_stream_event=on_event, on_stream_error=lambda e: False
+        )
         with self._lock:
             self._operations.append(operation)
 
@@ -126,17 +136,24 @@ class Ipc:
             except Exception as exc:  # refuse what could not be checked, and say why
                 log.exception("configuration validation failed")
                 reason = f"validation failed ({type(exc).__name__}: {exc})"
-            status = ConfigurationValidityStatus.ACCEPTED if reason is None else ConfigurationValidityStatus.REJECTED
-            report = ConfigurationValidityReport(status=status, deployment_id=proposal.deployment_id,
-                                                 message=reason or "")
+            status = (
+                ConfigurationValidityStatus.ACCEPTED
+                if reason is None
+                else ConfigurationValidityStatus.REJECTED
+            )
+            report = ConfigurationValidityReport(
+                status=status, deployment_id=proposal.deployment_id, message=reason or ""
+            )
             try:
                 self.client.send_configuration_validity_report_async(
-                    configuration_validity_report=report).result(CALL_TIMEOUT_S)
+                    configuration_validity_report=report
+                ).result(CALL_TIMEOUT_S)
             except Exception as exc:  # e.g. the deployment timed out waiting: it failed already
                 log.warning("configuration validity report not taken (%s: %s)", type(exc).__name__, exc)
 
         _, operation = self.client.subscribe_to_validate_configuration_updates(
-            on_stream_event=on_event, on_stream_error=lambda e: False)
+            on_stream_event=on_event, on_stream_error=lambda e: False
+        )
         with self._lock:
             self._operations.append(operation)
 

@@ -6,6 +6,7 @@ Row `faiss_id` = i describes row i of the faiss index. The display reads only th
 the thumbnails, so it does not load a second copy of the index; local_search's
 `IndexBundle` adds the index on top.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,8 @@ ITEMS_SEARCH_TABLE = """CREATE VIRTUAL TABLE items_fts USING fts5(
     tokenize='unicode61 remove_diacritics 2')"""
 # A keyword search costs about (distinct words) x (items); more words than a person types
 # only make it slower (repeats of one word cost quadratically in FTS5), so the text is capped.
-MAX_KEYWORDS = 16          # distinct words searched at once
-MAX_KEYWORD_BYTES = 512    # of the text typed (UTF-8)
+MAX_KEYWORDS = 16  # distinct words searched at once
+MAX_KEYWORD_BYTES = 512  # of the text typed (UTF-8)
 
 
 class KeywordError(ValueError):
@@ -51,8 +52,10 @@ def write_items(path: Path, rows: list[dict]) -> None:
     try:
         db.execute(ITEMS_TABLE)
         columns = ("faiss_id", *ITEM_COLUMNS)
-        db.executemany(f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                       [_values(i, row) for i, row in enumerate(rows)])
+        db.executemany(
+            f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [_values(i, row) for i, row in enumerate(rows)],
+        )
         db.execute(ITEMS_SEARCH_TABLE)
         db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
         db.commit()
@@ -62,7 +65,12 @@ def write_items(path: Path, rows: list[dict]) -> None:
 
 def _values(faiss_id: int, row: dict) -> tuple:
     """One row in ("faiss_id", *ITEM_COLUMNS) order."""
-    return (faiss_id, *(row[name] for name in ITEM_FIELDS), row["image"], json.dumps(row["extra"], ensure_ascii=False))
+    return (
+        faiss_id,
+        *(row[name] for name in ITEM_FIELDS),
+        row["image"],
+        json.dumps(row["extra"], ensure_ascii=False),
+    )
 
 
 class ItemStore:
@@ -100,7 +108,8 @@ class ItemStore:
         with self._lock:
             fetched = self._db.execute(
                 f"SELECT faiss_id, {', '.join(ITEM_COLUMNS)} FROM items WHERE faiss_id IN ({marks})",
-                faiss_ids).fetchall()
+                faiss_ids,
+            ).fetchall()
         rows = {}
         for faiss_id, *values in fetched:
             item = dict(zip(ITEM_COLUMNS, values))
@@ -117,8 +126,10 @@ class ItemStore:
         query = keyword_query(text)
         db = connect_items(self.path)
         try:
-            rows = db.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rank LIMIT ?",
-                              (query, int(limit))).fetchall()
+            rows = db.execute(
+                "SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rank LIMIT ?",
+                (query, int(limit)),
+            ).fetchall()
         finally:
             db.close()
         return [row[0] for row in rows]

@@ -8,6 +8,7 @@ dataclass uses `from __future__ import annotations`). JSON has one number type, 
 field takes an int too; `True` is never a number; NaN and infinity are refused wherever a
 number is expected (Python's json module lets them through).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,8 @@ from dataclasses import MISSING, fields
 from components.common.errors import MessageError
 
 REQUIRED = object()
-OPTIONAL = "optional"   # in a kind tuple: None is allowed too
-ENVELOPE = ("id", "timestamp")   # every message has them; never defaulted when received
+OPTIONAL = "optional"  # in a kind tuple: None is allowed too
+ENVELOPE = ("id", "timestamp")  # every message has them; never defaulted when received
 _JSON_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
 
@@ -37,7 +38,9 @@ def check(where: str, name: str, value, kind):
         if isinstance(value, one):
             return value
     expected = " or ".join("null" if k is OPTIONAL else k.__name__ for k in kinds)
-    raise MessageError(f"{where}: field {name!r}: expected {expected}, got {type(value).__name__} {_short(value)}")
+    raise MessageError(
+        f"{where}: field {name!r}: expected {expected}, got {type(value).__name__} {_short(value)}"
+    )
 
 
 def check_fields(where: str, message) -> None:

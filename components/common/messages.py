@@ -7,6 +7,7 @@ Every message carries `schema` (name/version), a unique `id` and a `timestamp` (
 seconds). Feature vectors travel as base64 of little-endian float32 (2.7 KB for 512-d);
 images never travel except small query thumbnails.
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,12 +20,12 @@ import numpy as np
 from components.common.errors import MessageError
 from components.common.json_fields import Fields, check, check_choice, check_fields, check_part
 
-FEATURES = "visualsearch/features"          # featurizer -> local_search
-MATCHES = "visualsearch/matches"            # local_search -> display
-QUERIES = "visualsearch/queries"            # display -> featurizer (an uploaded image)
-STATUS_PREFIX = "visualsearch/status/"      # + component short name
+FEATURES = "visualsearch/features"  # featurizer -> local_search
+MATCHES = "visualsearch/matches"  # local_search -> display
+QUERIES = "visualsearch/queries"  # display -> featurizer (an uploaded image)
+STATUS_PREFIX = "visualsearch/status/"  # + component short name
 IOT_TELEMETRY = "visualsearch/{thing_name}/telemetry"  # device -> cloud (IoT Core)
-IOT_INDEX_UPDATED = "visualsearch/index/updated"       # cloud -> devices (IoT Core)
+IOT_INDEX_UPDATED = "visualsearch/index/updated"  # cloud -> devices (IoT Core)
 LOCAL_TOPICS = (FEATURES, MATCHES, QUERIES)
 
 FEATURES_SCHEMA = "visualsearch.features/1"
@@ -71,13 +72,13 @@ class FeatureMessage:
     query_id: str
     capture_time: float
     model_fingerprint: str
-    vector: np.ndarray           # on the wire: `dim` and `vector` (base64 of little-endian float32)
-    source: str = "camera"       # "camera" or "upload"
-    track_id: str = ""           # same value while the same item is held (for smoothing)
-    thumbnail: str = ""          # small JPEG, base64, optional
+    vector: np.ndarray  # on the wire: `dim` and `vector` (base64 of little-endian float32)
+    source: str = "camera"  # "camera" or "upload"
+    track_id: str = ""  # same value while the same item is held (for smoothing)
+    thumbnail: str = ""  # small JPEG, base64, optional
     featurize_ms: float = 0.0
-    source_time: float = -1.0    # seconds into a video file or clip (-1: live camera or photo)
-    part: int = 1                # a video clip query is answered in `parts` messages
+    source_time: float = -1.0  # seconds into a video file or clip (-1: live camera or photo)
+    part: int = 1  # a video clip query is answered in `parts` messages
     parts: int = 1
     id: str = field(default_factory=new_id)
     timestamp: float = field(default_factory=time.time)
@@ -94,8 +95,12 @@ class FeatureMessage:
 
     def to_json(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "vector"}
-        return {"schema": FEATURES_SCHEMA, **data, "dim": int(self.vector.shape[0]),
-                "vector": encode_vector(self.vector)}
+        return {
+            "schema": FEATURES_SCHEMA,
+            **data,
+            "dim": int(self.vector.shape[0]),
+            "vector": encode_vector(self.vector),
+        }
 
     @classmethod
     def from_json(cls, data) -> FeatureMessage:
@@ -119,7 +124,7 @@ class QueryMessage:
     query_id: str
     image_path: str = ""
     image_b64: str = ""
-    kind: str = "image"          # "image" or "video"
+    kind: str = "image"  # "image" or "video"
     id: str = field(default_factory=new_id)
     timestamp: float = field(default_factory=time.time)
 
@@ -143,22 +148,24 @@ class Match:
     thumbnail) are defined here once; the bundle's items table stores them plus what stays
     in the bundle (components/common/items.py)."""
 
-    rank: int                    # 1 = best
-    score: float                 # cosine similarity, higher is more similar (smoothed while an item is held)
-    faiss_id: int                # row of the index that answered: only meaningful with index_version
+    rank: int  # 1 = best
+    score: float  # cosine similarity, higher is more similar (smoothed while an item is held)
+    faiss_id: int  # row of the index that answered: only meaningful with index_version
     item_id: str
     title: str = ""
     category: str = ""
     price: str = ""
-    location: str = ""           # where it is in the store
+    location: str = ""  # where it is in the store
     url: str = ""
-    thumbnail: str = ""          # bundle-relative, e.g. "thumbnails/12.jpg"
+    thumbnail: str = ""  # bundle-relative, e.g. "thumbnails/12.jpg"
 
     def __post_init__(self):
         check_fields("match", self)
         if self.rank < 1 or self.faiss_id < 0 or not self.item_id:
-            raise MessageError(f"match: rank {self.rank}, faiss_id {self.faiss_id}, item_id {self.item_id!r}: "
-                               f"expected rank >= 1, faiss_id >= 0 and an item_id")
+            raise MessageError(
+                f"match: rank {self.rank}, faiss_id {self.faiss_id}, item_id {self.item_id!r}: "
+                f"expected rank >= 1, faiss_id >= 0 and an item_id"
+            )
 
     @classmethod
     def from_item(cls, rank: int, score: float, faiss_id: int, item: dict) -> Match:
@@ -182,10 +189,10 @@ class MatchesMessage:
 
     query_id: str
     capture_time: float
-    index_version: int           # of the index that answered: faiss ids and thumbnails belong to it
+    index_version: int  # of the index that answered: faiss ids and thumbnails belong to it
     model_fingerprint: str
-    matches: list[Match]         # best first, ranks 1..n
-    source: str = "camera"       # copied from the query, like the fields down to thumbnail
+    matches: list[Match]  # best first, ranks 1..n
+    source: str = "camera"  # copied from the query, like the fields down to thumbnail
     source_time: float = -1.0
     part: int = 1
     parts: int = 1
@@ -204,8 +211,10 @@ class MatchesMessage:
             check(MATCHES_SCHEMA, f"timings_ms.{name}", value, float)
         ranks = [m.rank if isinstance(m, Match) else None for m in self.matches]
         if ranks != list(range(1, len(ranks) + 1)):
-            raise MessageError(f"{MATCHES_SCHEMA}: field 'matches' must hold Match objects ranked 1..n, "
-                               f"got ranks {ranks}")
+            raise MessageError(
+                f"{MATCHES_SCHEMA}: field 'matches' must hold Match objects ranked 1..n, "
+                f"got ranks {ranks}"
+            )
 
     @property
     def no_match(self) -> bool:
@@ -214,9 +223,17 @@ class MatchesMessage:
     @classmethod
     def answering(cls, query: FeatureMessage, **answer) -> MatchesMessage:
         """The answer to `query`: its ids, times, parts and thumbnail, plus `answer`'s fields."""
-        return cls(query_id=query.query_id, capture_time=query.capture_time, source=query.source,
-                   source_time=query.source_time, part=query.part, parts=query.parts, track_id=query.track_id,
-                   thumbnail=query.thumbnail, **answer)
+        return cls(
+            query_id=query.query_id,
+            capture_time=query.capture_time,
+            source=query.source,
+            source_time=query.source_time,
+            part=query.part,
+            parts=query.parts,
+            track_id=query.track_id,
+            thumbnail=query.thumbnail,
+            **answer,
+        )
 
     def to_json(self) -> dict:
         return {"schema": MATCHES_SCHEMA, **asdict(self), "no_match": self.no_match}
@@ -232,8 +249,10 @@ class MatchesMessage:
                 raise MessageError(f"{MATCHES_SCHEMA}: matches[{i}]: {exc}") from None
         no_match = f.get("no_match", bool, not matches)
         if no_match != (not matches):
-            raise MessageError(f"{MATCHES_SCHEMA}: field 'no_match' is {no_match} but the message holds "
-                               f"{len(matches)} matches")
+            raise MessageError(
+                f"{MATCHES_SCHEMA}: field 'no_match' is {no_match} but the message holds "
+                f"{len(matches)} matches"
+            )
         return cls(**f.of(cls, skip=("matches",)), matches=matches)
 
 
@@ -247,12 +266,12 @@ class StatusMessage:
     """
 
     component: str
-    state: str                   # e.g. running, waiting, error, camera_lost, stopped
+    state: str  # e.g. running, waiting, error, camera_lost, stopped
     detail: str = ""
-    index_version: int | None = None   # local_search: the index served (display: the one it shows)
-    items: int | None = None           # local_search: items in that index
-    bundle_dir: str = ""               # local_search: where that bundle is on the device
-    online: bool | None = None         # whether the cloud was reachable last time it was tried
+    index_version: int | None = None  # local_search: the index served (display: the one it shows)
+    items: int | None = None  # local_search: items in that index
+    bundle_dir: str = ""  # local_search: where that bundle is on the device
+    online: bool | None = None  # whether the cloud was reachable last time it was tried
     extra: dict = field(default_factory=dict)
     id: str = field(default_factory=new_id)
     timestamp: float = field(default_factory=time.time)
@@ -260,11 +279,14 @@ class StatusMessage:
     def __post_init__(self):
         check_fields(STATUS_SCHEMA, self)
         if not self.component or not self.state:
-            raise MessageError(f"{STATUS_SCHEMA}: component {self.component!r}, state {self.state!r}: "
-                               f"both must be named")
+            raise MessageError(
+                f"{STATUS_SCHEMA}: component {self.component!r}, state {self.state!r}: " f"both must be named"
+            )
         clashes = sorted(set(self.extra) & {"schema", *STATUS_FIELDS})
         if clashes:
-            raise MessageError(f"{STATUS_SCHEMA}: extra field(s) {', '.join(clashes)} clash with the schema's")
+            raise MessageError(
+                f"{STATUS_SCHEMA}: extra field(s) {', '.join(clashes)} clash with the schema's"
+            )
 
     @classmethod
     def of(cls, component: str, state: str, detail: str = "", **facts) -> StatusMessage:
@@ -273,7 +295,11 @@ class StatusMessage:
         return cls(component, state, detail, **typed, extra=facts)
 
     def to_json(self) -> dict:
-        return {"schema": STATUS_SCHEMA, **self.extra, **{name: getattr(self, name) for name in STATUS_FIELDS}}
+        return {
+            "schema": STATUS_SCHEMA,
+            **self.extra,
+            **{name: getattr(self, name) for name in STATUS_FIELDS},
+        }
 
     @classmethod
     def from_json(cls, data) -> StatusMessage:
@@ -290,11 +316,27 @@ def status_message(component: str, state: str, detail: str = "", **facts) -> dic
     return StatusMessage.of(component, state, detail, **facts).to_json()
 
 
-def index_updated_message(*, index_version: int, manifest_sha256: str, item_count: int,
-                          model_fingerprint: str, bucket: str, prefix: str, latest_key: str) -> dict:
+def index_updated_message(
+    *,
+    index_version: int,
+    manifest_sha256: str,
+    item_count: int,
+    model_fingerprint: str,
+    bucket: str,
+    prefix: str,
+    latest_key: str,
+) -> dict:
     """cloud -> devices on IOT_INDEX_UPDATED: where LATEST is, and which version it names, so a
     device already serving that version can ignore it."""
-    return {"schema": INDEX_UPDATED_SCHEMA, "id": new_id(), "timestamp": time.time(),
-            "index_version": index_version, "manifest_sha256": manifest_sha256, "item_count": item_count,
-            "model_fingerprint": model_fingerprint, "bucket": bucket, "prefix": prefix,
-            "latest_key": latest_key}
+    return {
+        "schema": INDEX_UPDATED_SCHEMA,
+        "id": new_id(),
+        "timestamp": time.time(),
+        "index_version": index_version,
+        "manifest_sha256": manifest_sha256,
+        "item_count": item_count,
+        "model_fingerprint": model_fingerprint,
+        "bucket": bucket,
+        "prefix": prefix,
+        "latest_key": latest_key,
+    }

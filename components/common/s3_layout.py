@@ -7,6 +7,7 @@
 `publish-index` (cloud) writes these and devices (local_search) read them; both use this
 module so the keys and the pointer format cannot drift apart.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,6 +44,7 @@ def bundle_key(prefix: str, index_version: int, relative_path: str) -> str:
 @dataclass(frozen=True)
 class Pointer:
     """The content of LATEST: which version devices should serve, and its exact manifest."""
+
     index_version: int
     manifest_sha256: str
     published_at: str = ""
@@ -61,14 +63,19 @@ class Pointer:
         if not isinstance(raw, dict):
             raise BundleError(f"{where}: expected a JSON object")
         if raw.get("schema") != POINTER_SCHEMA:
-            raise BundleError(f"{where}: pointer schema {raw.get('schema')!r} is not supported "
-                              f"(this build reads {POINTER_SCHEMA})")
+            raise BundleError(
+                f"{where}: pointer schema {raw.get('schema')!r} is not supported "
+                f"(this build reads {POINTER_SCHEMA})"
+            )
         version, digest = raw.get("index_version"), raw.get("manifest_sha256")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise BundleError(f"{where}: index_version must be a positive integer, got {version!r}")
         if not isinstance(digest, str) or len(digest) != 64:
             raise BundleError(f"{where}: manifest_sha256 must be a sha256 hex digest, got {digest!r}")
-        return cls(index_version=version, manifest_sha256=digest,
-                   published_at=str(raw.get("published_at", "")),
-                   item_count=int(raw.get("item_count", 0) or 0),
-                   model_fingerprint=str(raw.get("model_fingerprint", "")))
+        return cls(
+            index_version=version,
+            manifest_sha256=digest,
+            published_at=str(raw.get("published_at", "")),
+            item_count=int(raw.get("item_count", 0) or 0),
+            model_fingerprint=str(raw.get("model_fingerprint", "")),
+        )

@@ -16,6 +16,7 @@ Each component declares, in its own `settings.py`, a frozen dataclass whose fiel
 - `live=True` marks a setting the running component applies without being rebuilt
   (`changed_settings`, `needs_rebuild`); see `components/common/component_main.py`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,6 +46,7 @@ def setting(default, help: str, *, live: bool = False, **checks) -> Any:
 class Checked:
     """What `check_settings` found: the settings (None when there are problems), every problem,
     and the retired keys that were ignored (with what became of each)."""
+
     settings: Any
     problems: list[str]
     retired: list[str]
@@ -107,7 +109,9 @@ def _build(cls, config, component) -> tuple[Any, list[str], list[str]]:
     unknown = sorted(set(config) - set(fields) - set(old_names) - IGNORED_KEYS)
     problems = []
     if unknown:
-        problems.append(f"{component}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
+        problems.append(
+            f"{component}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(fields))})"
+        )
     values = {}
     for name, f in fields.items():
         if name in config:

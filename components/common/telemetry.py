@@ -6,6 +6,7 @@ local_search writes these (device side) and `telemetry-report` reads them back f
 by it. `dropped_records` counts, over the device's whole life, records its bounded queue
 had to drop while offline, so a loss is itself reported.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,16 @@ class TelemetryError(VisualSearchError):
 
 @dataclass(frozen=True)
 class UsageRecord:
-    record_id: str                 # uuid4 hex
+    record_id: str  # uuid4 hex
     thing_name: str
-    period_start: str              # ISO 8601 UTC, e.g. 2026-11-20T10:00:00Z
+    period_start: str  # ISO 8601 UTC, e.g. 2026-11-20T10:00:00Z
     period_s: float
     queries: int = 0
-    matched: int = 0               # queries with at least one match at or above min_score
-    errors: int = 0                # queries that failed or were refused (wrong model)
-    latency_ms_p50: float | None = None   # search latency on the device; None when no query
+    matched: int = 0  # queries with at least one match at or above min_score
+    errors: int = 0  # queries that failed or were refused (wrong model)
+    latency_ms_p50: float | None = None  # search latency on the device; None when no query
     latency_ms_p95: float | None = None
-    top_items: list = field(default_factory=list)   # [[item_id, count], ...] most asked first, <= 10
+    top_items: list = field(default_factory=list)  # [[item_id, count], ...] most asked first, <= 10
     index_version: int | None = None
     model_fingerprint: str = ""
     uptime_s: float = 0.0

@@ -1,4 +1,5 @@
 """`python -u -m components.display`: the component's process under the nucleus."""
+
 import sys
 
 from components.common.component_main import run_component

@@ -7,6 +7,7 @@ Pages and their JSON twins:
 Assets are served from this app only (the kiosk is offline); a Content-Security-Policy
 keeps the pages from loading anything from elsewhere.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,10 @@ from components.display.upload_search import UploadSearches
 from components.display.uploads import ACCEPTED, UploadError, find_upload
 
 log = logging.getLogger("display")
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
-       "frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
 FORM_OVERHEAD = 64 * 1024
 
 
@@ -46,8 +49,11 @@ class DisplayApp:
         return self.search.searches
 
 
-def build_display_app(settings: DisplaySettings, publish: Callable[[str, dict], None],
-                  clock: Callable[[], float] = time.monotonic) -> DisplayApp:
+def build_display_app(
+    settings: DisplaySettings,
+    publish: Callable[[str, dict], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> DisplayApp:
     """`publish(topic, message)` sends a query over IPC (raises if the nucleus does not take it)."""
     catalog = Catalog(settings.bundle_dir)
     state = KioskState(settings, catalog, EventHub(settings.max_event_clients), clock=clock)
@@ -66,8 +72,13 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
         problem = host_problem(request.host, search.settings.allowed_hosts)
         if problem:
             return _error(400, problem)
-        problem = origin_problem(request.method, request.headers.get("Origin"),
-                                 request.headers.get("Sec-Fetch-Site"), request.scheme, request.host)
+        problem = origin_problem(
+            request.method,
+            request.headers.get("Origin"),
+            request.headers.get("Sec-Fetch-Site"),
+            request.scheme,
+            request.host,
+        )
         if problem:
             return _error(403, problem)
         return None
@@ -88,24 +99,40 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
             return _json_error(503, str(exc))
         first = format_event("state", state.snapshot())
         gone = request.environ.get("waitress.client_disconnected")  # None under other servers
-        return Response(state.hub.stream(client, first, gone), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return Response(
+            state.hub.stream(client, first, gone),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     @app.get("/healthz")
     def healthz():
         snapshot = state.snapshot()
-        return jsonify({"ok": True, "component": COMPONENT, "index_version": snapshot["index_version"],
-                        "warnings": snapshot["warnings"], "live_pages": state.hub.client_count,
-                        "pending_searches": search.searches.pending})
+        return jsonify(
+            {
+                "ok": True,
+                "component": COMPONENT,
+                "index_version": snapshot["index_version"],
+                "warnings": snapshot["warnings"],
+                "live_pages": state.hub.client_count,
+                "pending_searches": search.searches.pending,
+            }
+        )
 
     @app.route("/search", methods=["GET", "POST"])
     def search_page():
         if request.method == "GET" and "q" not in request.args:
-            return render_template("search.html", result=None, form={"q": "", "mode": "hard"},
-                                   accepted=ACCEPTED, settings=search.settings)
+            return render_template(
+                "search.html",
+                result=None,
+                form={"q": "", "mode": "hard"},
+                accepted=ACCEPTED,
+                settings=search.settings,
+            )
         form, result = _run_search(search)
-        return render_template("search.html", result=result, form=form, accepted=ACCEPTED,
-                               settings=search.settings)  # live settings (max_clip_s) as they are now
+        return render_template(
+            "search.html", result=result, form=form, accepted=ACCEPTED, settings=search.settings
+        )  # live settings (max_clip_s) as they are now
 
     @app.route("/api/search", methods=["GET", "POST"])
     def api_search():
@@ -164,8 +191,10 @@ def _run_search(search: StaffSearch) -> tuple[dict, dict]:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith(("/api/", "/events", "/healthz")) or \
-        request.accept_mimetypes.best == "application/json"
+    return (
+        request.path.startswith(("/api/", "/events", "/healthz"))
+        or request.accept_mimetypes.best == "application/json"
+    )
 
 
 def _json_error(status: int, message: str):

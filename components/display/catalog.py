@@ -4,6 +4,7 @@ The bundle directory comes from the `bundle_dir` setting or, when that is empty,
 local_search's status messages; when local_search announces another bundle, it is opened
 and replaces the old one. A bundle that does not open is logged and the previous one kept.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,10 +28,12 @@ class Catalog:
         self._bundle: ItemStore | None = None
         self._previous: ItemStore | None = None  # matches in flight during a swap still show pictures
         self._fixed = bool(bundle_dir)
-        self._failed: tuple | None = None   # the announcement that did not open: said once, not every status
+        self._failed: tuple | None = None  # the announcement that did not open: said once, not every status
         if bundle_dir and not self._open(bundle_dir):
-            raise CatalogUnavailable(f"display.bundle_dir: {bundle_dir} does not open as an index bundle "
-                                     f"(see the error above); fix it or leave it empty to follow local_search")
+            raise CatalogUnavailable(
+                f"display.bundle_dir: {bundle_dir} does not open as an index bundle "
+                f"(see the error above); fix it or leave it empty to follow local_search"
+            )
 
     @property
     def bundle(self) -> ItemStore | None:
@@ -63,7 +66,9 @@ class Catalog:
     def require(self) -> ItemStore:
         bundle = self.bundle
         if bundle is None:
-            raise CatalogUnavailable("the catalog is not available yet (no index bundle announced by local_search)")
+            raise CatalogUnavailable(
+                "the catalog is not available yet (no index bundle announced by local_search)"
+            )
         return bundle
 
     def keyword_ids(self, text: str, limit: int | None = None) -> list[int]:
@@ -79,7 +84,9 @@ class Catalog:
         if "/" in name or "\\" in name or name.startswith("."):
             return None
         with self._lock:
-            bundles = [b for b in (self._bundle, self._previous) if b is not None and b.version == index_version]
+            bundles = [
+                b for b in (self._bundle, self._previous) if b is not None and b.version == index_version
+            ]
         for bundle in bundles:
             path = bundle.path / THUMBNAIL_DIR / name
             if path.is_file():

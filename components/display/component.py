@@ -1,4 +1,5 @@
 """display component: wires IPC (matches, status) to the kiosk state, and serves the pages."""
+
 from __future__ import annotations
 
 import logging
@@ -22,11 +23,17 @@ class DisplayComponent:
         self.web = build_display_app(settings, ipc.publish_json_wait)
         self.state, self.searches, self.hub = self.web.state, self.web.searches, self.web.state.hub
         try:
-            self.server = WebServer(self.web.app, settings.host, settings.port,
-                                    threads=settings.http_threads + settings.max_event_clients)
+            self.server = WebServer(
+                self.web.app,
+                settings.host,
+                settings.port,
+                threads=settings.http_threads + settings.max_event_clients,
+            )
         except OSError as exc:
-            raise VisualSearchError(f"{COMPONENT}: cannot serve on {settings.host}:{settings.port} "
-                                    f"({exc.strerror or exc}); change host or port") from None
+            raise VisualSearchError(
+                f"{COMPONENT}: cannot serve on {settings.host}:{settings.port} "
+                f"({exc.strerror or exc}); change host or port"
+            ) from None
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="display-ticker", daemon=True)
 
@@ -68,9 +75,18 @@ class DisplayComponent:
 
     def publish_status(self, state: str = "running", detail: str = "") -> None:
         snapshot = self.state.snapshot()
-        self.ipc.publish_json(messages.status_topic(COMPONENT), StatusMessage.of(
-            COMPONENT, state, detail, url=self.url, live_pages=self.hub.client_count,
-            index_version=snapshot["index_version"], warnings=snapshot["warnings"]).to_json())
+        self.ipc.publish_json(
+            messages.status_topic(COMPONENT),
+            StatusMessage.of(
+                COMPONENT,
+                state,
+                detail,
+                url=self.url,
+                live_pages=self.hub.client_count,
+                index_version=snapshot["index_version"],
+                warnings=snapshot["warnings"],
+            ).to_json(),
+        )
 
     def _tick(self) -> None:
         since_status = 0.0

@@ -3,6 +3,7 @@
 A slow page never makes memory grow: when its queue is full the oldest event is dropped
 (each event is a full snapshot, so only the newest one matters).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ from typing import Callable, Iterator
 
 QUEUE_SIZE = 8
 HEARTBEAT_S = 15.0
-RETRY_MS = 2000          # how soon EventSource reconnects after the stream drops
-GONE_CHECK_S = 1.0       # how often a quiet stream checks that its page is still connected
+RETRY_MS = 2000  # how soon EventSource reconnects after the stream drops
+GONE_CHECK_S = 1.0  # how often a quiet stream checks that its page is still connected
 _CLOSE = object()
 
 
@@ -62,7 +63,9 @@ class EventHub:
         for client in clients:
             _put_dropping_oldest(client, _CLOSE)
 
-    def stream(self, client: queue.Queue, first: str, gone: Callable[[], bool] | None = None) -> Iterator[str]:
+    def stream(
+        self, client: queue.Queue, first: str, gone: Callable[[], bool] | None = None
+    ) -> Iterator[str]:
         """The body of one /events response: `first`, then events, heartbeats while quiet.
 
         `gone()` says whether the page has closed its connection (the server's
@@ -82,7 +85,7 @@ class EventHub:
                     quiet += wait
                     if quiet >= self.heartbeat_s:
                         quiet = 0.0
-                        yield ": heartbeat\n\n"   # keeps proxies from closing a quiet stream
+                        yield ": heartbeat\n\n"  # keeps proxies from closing a quiet stream
                     continue
                 quiet = 0.0
                 if item is _CLOSE:

@@ -4,6 +4,7 @@ Every change is pushed to the pages as one full snapshot (an SSE `state` event).
 calls `refresh()` so time-driven changes (idle screen, a component gone silent) are pushed
 too; the page itself never polls.
 """
+
 from __future__ import annotations
 
 import threading
@@ -107,8 +108,14 @@ class KioskState:
         if name not in self._statuses:
             waited = now - self._started
             problem = f"no status since the display started {waited:.0f} s ago" if waited > timeout else ""
-            return {"name": name, "state": "unknown", "detail": "", "age_s": None,
-                    "healthy": not problem, "problem": problem}
+            return {
+                "name": name,
+                "state": "unknown",
+                "detail": "",
+                "age_s": None,
+                "healthy": not problem,
+                "problem": problem,
+            }
         message, at = self._statuses[name]
         age = now - at
         state = message.state
@@ -117,8 +124,14 @@ class KioskState:
             problem = f"no status for {age:.0f} s"
         elif state.lower() in BAD_STATES:
             problem = f"{state}: {message.detail or 'no detail'}"
-        return {"name": name, "state": state, "detail": message.detail, "age_s": round(age, 1),
-                "healthy": not problem, "problem": problem}
+        return {
+            "name": name,
+            "state": state,
+            "detail": message.detail,
+            "age_s": round(age, 1),
+            "healthy": not problem,
+            "problem": problem,
+        }
 
     def _online(self):
         """Cloud connectivity as the components report it (`online` in a status), None if none does."""
@@ -137,13 +150,20 @@ class KioskState:
 
 def _history_entry(entry: dict) -> dict:
     top = entry["matches"][0] if entry["matches"] else None
-    return {"query_id": entry["query_id"], "received": entry["received"], "thumbnail": entry["thumbnail"],
-            "no_match": entry["no_match"], "top_title": top["title"] if top else "",
-            "top_thumbnail_url": top["thumbnail_url"] if top else "",
-            "top_score": top["score"] if top else None}
+    return {
+        "query_id": entry["query_id"],
+        "received": entry["received"],
+        "thumbnail": entry["thumbnail"],
+        "no_match": entry["no_match"],
+        "top_title": top["title"] if top else "",
+        "top_thumbnail_url": top["thumbnail_url"] if top else "",
+        "top_score": top["score"] if top else None,
+    }
 
 
 def _warning(health: dict) -> str:
     if health["name"] == COMPONENT:  # the display's own status did not come back to it over IPC
-        return f"the display does not hear its own status over IPC ({health['problem']}): is the nucleus down?"
+        return (
+            f"the display does not hear its own status over IPC ({health['problem']}): is the nucleus down?"
+        )
     return f"{health['name']} is down: {health['problem']}"

@@ -8,6 +8,7 @@
   refused; one without either header is not from a web page and is let through.
 Framing is refused by the pages' headers (`frame-ancestors 'none'`, `X-Frame-Options`).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -23,11 +24,15 @@ def host_problem(host: str, allowed_hosts: str) -> str | None:
     allowed = {h.strip().lower().rstrip(".") for h in allowed_hosts.split(",") if h.strip()}
     if name in allowed:
         return None
-    return (f"the display does not answer to the host name {name!r} (only to IP addresses, localhost and "
-            f"the names in its allowed_hosts setting)")
+    return (
+        f"the display does not answer to the host name {name!r} (only to IP addresses, localhost and "
+        f"the names in its allowed_hosts setting)"
+    )
 
 
-def origin_problem(method: str, origin: str | None, fetch_site: str | None, scheme: str, host: str) -> str | None:
+def origin_problem(
+    method: str, origin: str | None, fetch_site: str | None, scheme: str, host: str
+) -> str | None:
     """Why a request is refused as cross-origin, or None. Only state-changing methods are checked."""
     if method.upper() in SAFE_METHODS:
         return None
@@ -42,7 +47,7 @@ def host_name(host: str) -> str:
     """The name or address of a Host header, without its port."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
+        return host[1 : host.find("]")] if "]" in host else host
     name, _, port = host.rpartition(":")
     return (name if name and port.isdigit() else host).rstrip(".")
 

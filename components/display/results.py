@@ -3,6 +3,7 @@
 A card is what a page shows for one item: the Match's fields plus a similarity bar and
 the thumbnail's URL on the display; a keyword-only result has no score.
 """
+
 from __future__ import annotations
 
 import re
@@ -10,7 +11,7 @@ from dataclasses import replace
 
 from components.common.messages import ITEM_FIELDS, Match, MatchesMessage
 
-FILTER_MODES = ("hard", "soft")   # hard: only keyword matches; soft: keyword matches first
+FILTER_MODES = ("hard", "soft")  # hard: only keyword matches; soft: keyword matches first
 MAX_THUMBNAIL_CHARS = 200_000
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 SHOWN_FIELDS = tuple(name for name in ITEM_FIELDS if name != "thumbnail")  # the thumbnail becomes a URL
@@ -20,8 +21,12 @@ def thumbnail_url(thumbnail: str, index_version) -> str:
     """Bundle-relative `thumbnails/12.jpg` of index `index_version` -> the display's URL for it
     ('' when there is none). The version is in the URL: another bundle's 12.jpg is another item."""
     prefix = "thumbnails/"
-    if not thumbnail or not thumbnail.startswith(prefix) or "/" in thumbnail[len(prefix):] \
-            or not isinstance(index_version, int):
+    if (
+        not thumbnail
+        or not thumbnail.startswith(prefix)
+        or "/" in thumbnail[len(prefix) :]
+        or not isinstance(index_version, int)
+    ):
         return ""
     return f"/catalog/{index_version}/{thumbnail}"
 
@@ -34,17 +39,30 @@ def card(match: Match, index_version) -> dict:
 
 def keyword_cards(ids: list[int], items: dict[int, dict], index_version) -> list[dict]:
     """A keyword search alone: catalog items (ItemStore rows) in keyword-rank order, without a similarity."""
-    return [_card(rank, None, fid, items[fid], index_version, keyword_match=True)
-            for rank, fid in enumerate((i for i in ids if i in items), start=1)]
+    return [
+        _card(rank, None, fid, items[fid], index_version, keyword_match=True)
+        for rank, fid in enumerate((i for i in ids if i in items), start=1)
+    ]
 
 
-def _card(rank: int, score: float | None, faiss_id: int, item: dict, index_version,
-          keyword_match: bool | None = None) -> dict:
+def _card(
+    rank: int,
+    score: float | None,
+    faiss_id: int,
+    item: dict,
+    index_version,
+    keyword_match: bool | None = None,
+) -> dict:
     bar = None if score is None else round(100 * min(1.0, max(0.0, float(score))))
-    return {"rank": rank, "score": score, "faiss_id": faiss_id,
-            **{name: item.get(name) or "" for name in SHOWN_FIELDS}, "similarity_percent": bar,
-            "thumbnail_url": thumbnail_url(str(item.get("thumbnail") or ""), index_version),
-            "keyword_match": keyword_match}
+    return {
+        "rank": rank,
+        "score": score,
+        "faiss_id": faiss_id,
+        **{name: item.get(name) or "" for name in SHOWN_FIELDS},
+        "similarity_percent": bar,
+        "thumbnail_url": thumbnail_url(str(item.get("thumbnail") or ""), index_version),
+        "keyword_match": keyword_match,
+    }
 
 
 def merge_parts(answers: list[MatchesMessage]) -> list[Match]:
@@ -73,6 +91,11 @@ def apply_keywords(cards: list[dict], keyword_ids: set[int], mode: str) -> list[
 
 def safe_thumbnail(value) -> str:
     """A query thumbnail if it is plain base64 of a sane size (pages put it in a data: URL)."""
-    if not isinstance(value, str) or not value or len(value) > MAX_THUMBNAIL_CHARS or not _BASE64.match(value):
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_THUMBNAIL_CHARS
+        or not _BASE64.match(value)
+    ):
         return ""
     return value

@@ -9,6 +9,7 @@ as long as the page is open, so the pool is sized for those plus the page reques
 component passes http_threads + max_event_clients). Waitress also tells a stream when its
 client has gone (`waitress.client_disconnected`), so the stream's slot is freed at once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,8 @@ import threading
 from waitress.server import create_server
 
 log = logging.getLogger("display")
-CONNECTION_LIMIT = 256   # connections held open at once; more wait in the listen backlog
-IDLE_TIMEOUT_S = 30      # a connection with no request in progress is closed after this
+CONNECTION_LIMIT = 256  # connections held open at once; more wait in the listen backlog
+IDLE_TIMEOUT_S = 30  # a connection with no request in progress is closed after this
 
 
 class WebServer:
@@ -26,11 +27,18 @@ class WebServer:
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" at every burst
         self.threads = threads
         self._server = create_server(
-            app, host=host, port=port, threads=threads, connection_limit=CONNECTION_LIMIT,
-            channel_timeout=IDLE_TIMEOUT_S, cleanup_interval=max(1, IDLE_TIMEOUT_S // 3),
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            connection_limit=CONNECTION_LIMIT,
+            channel_timeout=IDLE_TIMEOUT_S,
+            cleanup_interval=max(1, IDLE_TIMEOUT_S // 3),
             channel_request_lookahead=1,  # keep reading while a stream runs: a closed connection is noticed
-            asyncore_use_poll=True,       # poll(), not select(): no limit of 1024 descriptors
-            clear_untrusted_proxy_headers=True, ident="visual-search display")
+            asyncore_use_poll=True,  # poll(), not select(): no limit of 1024 descriptors
+            clear_untrusted_proxy_headers=True,
+            ident="visual-search display",
+        )
         self._thread = threading.Thread(target=self._server.run, name="display-http", daemon=True)
 
     @property

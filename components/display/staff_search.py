@@ -1,4 +1,5 @@
 """The staff page's search: an uploaded photo or clip, keywords, or both (keywords as a filter)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,14 +7,23 @@ from pathlib import Path
 from components.common.items import KeywordError
 from components.common.messages import QueryMessage, new_id
 from components.display.catalog import Catalog, CatalogUnavailable
-from components.display.results import FILTER_MODES, apply_keywords, card, keyword_cards, merge_parts, safe_thumbnail
+from components.display.results import (
+    FILTER_MODES,
+    apply_keywords,
+    card,
+    keyword_cards,
+    merge_parts,
+    safe_thumbnail,
+)
 from components.display.settings import DisplaySettings
 from components.display.upload_search import QueryNotSent, SearchBusy, UploadSearches
 from components.display.uploads import UploadError, Uploads
 
 
 class StaffSearch:
-    def __init__(self, settings: DisplaySettings, catalog: Catalog, searches: UploadSearches, upload_dir: Path):
+    def __init__(
+        self, settings: DisplaySettings, catalog: Catalog, searches: UploadSearches, upload_dir: Path
+    ):
         self.settings = settings
         self.catalog = catalog
         self.searches = searches
@@ -55,37 +65,79 @@ class StaffSearch:
 
     def _visual(self, data: bytes, keywords: str, keyword_ids: list[int] | None, mode: str) -> dict:
         query_id = new_id()
-        saved = self.uploads.save(data, query_id, max_bytes=self.max_bytes, max_clip_s=self.settings.max_clip_s,
-                                  keep=self.settings.keep_uploads)
+        saved = self.uploads.save(
+            data,
+            query_id,
+            max_bytes=self.max_bytes,
+            max_clip_s=self.settings.max_clip_s,
+            keep=self.settings.keep_uploads,
+        )
         try:
-            outcome = self.searches.search(QueryMessage(query_id=query_id, image_path=str(saved.path.resolve()),
-                                                        kind=saved.kind))
+            outcome = self.searches.search(
+                QueryMessage(query_id=query_id, image_path=str(saved.path.resolve()), kind=saved.kind)
+            )
         except (SearchBusy, QueryNotSent) as exc:
             raise UploadError(503, str(exc)) from None
         finally:
             self.uploads.release(saved.path, keep=self.settings.keep_uploads)
         if not outcome.answers:
-            raise UploadError(504, f"no answer within {self.searches.timeout_s:g} s: the featurizer or "
-                                   f"local_search is not running or is overloaded (see the kiosk's warnings)")
+            raise UploadError(
+                504,
+                f"no answer within {self.searches.timeout_s:g} s: the featurizer or "
+                f"local_search is not running or is overloaded (see the kiosk's warnings)",
+            )
         first = outcome.answers[0]
         cards = [card(match, first.index_version) for match in merge_parts(outcome.answers)]
         if keyword_ids is not None:
             cards = apply_keywords(cards, set(keyword_ids), mode)
-        query = {"kind": saved.kind, "query_id": query_id, "keywords": keywords, "mode": mode if keywords else "",
-                 "media": saved.media, "width": saved.width, "height": saved.height,
-                 "duration_s": saved.duration_s, "upload_url": f"/uploads/{query_id}" if saved.kind == "image" else "",
-                 "frames": [t for t in (safe_thumbnail(a.thumbnail) for a in outcome.answers) if t][:12]
-                 if saved.kind == "video" else []}
+        query = {
+            "kind": saved.kind,
+            "query_id": query_id,
+            "keywords": keywords,
+            "mode": mode if keywords else "",
+            "media": saved.media,
+            "width": saved.width,
+            "height": saved.height,
+            "duration_s": saved.duration_s,
+            "upload_url": f"/uploads/{query_id}" if saved.kind == "image" else "",
+            "frames": [t for t in (safe_thumbnail(a.thumbnail) for a in outcome.answers) if t][:12]
+            if saved.kind == "video"
+            else [],
+        }
         note = ""
         if outcome.timed_out:
-            note = (f"only {len(outcome.answers)} of {outcome.parts} frames were answered within "
-                    f"{self.searches.timeout_s:g} s; results are from those")
-        return _result(query, cards, parts=outcome.parts, answered=len(outcome.answers), note=note,
-                       index_version=first.index_version, waited_s=outcome.waited_s)
+            note = (
+                f"only {len(outcome.answers)} of {outcome.parts} frames were answered within "
+                f"{self.searches.timeout_s:g} s; results are from those"
+            )
+        return _result(
+            query,
+            cards,
+            parts=outcome.parts,
+            answered=len(outcome.answers),
+            note=note,
+            index_version=first.index_version,
+            waited_s=outcome.waited_s,
+        )
 
 
-def _result(query: dict, cards: list[dict], *, parts: int = 0, answered: int = 0, note: str = "",
-            index_version=None, waited_s: float = 0.0) -> dict:
-    return {"query": query, "matches": cards, "no_match": not cards,
-            "parts": parts, "parts_answered": answered, "note": note, "index_version": index_version,
-            "waited_s": waited_s}
+def _result(
+    query: dict,
+    cards: list[dict],
+    *,
+    parts: int = 0,
+    answered: int = 0,
+    note: str = "",
+    index_version=None,
+    waited_s: float = 0.0,
+) -> dict:
+    return {
+        "query": query,
+        "matches": cards,
+        "no_match": not cards,
+        "parts": parts,
+        "parts_answered": answered,
+        "note": note,
+        "index_version": index_version,
+        "waited_s": waited_s,
+    }

@@ -8,6 +8,7 @@ At most `max_pending` queries are out at once (the featurizer keeps as many uplo
 drops the oldest beyond them): a search beyond that waits for a slot, up to its timeout,
 and only then is refused as busy (503).
 """
+
 from __future__ import annotations
 
 import threading
@@ -31,8 +32,8 @@ class QueryNotSent(VisualSearchError):
 @dataclass
 class SearchOutcome:
     query_id: str
-    answers: list[MatchesMessage] = field(default_factory=list)   # by part
-    parts: int = 0                                        # 0 until the first answer says
+    answers: list[MatchesMessage] = field(default_factory=list)  # by part
+    parts: int = 0  # 0 until the first answer says
     timed_out: bool = False
     waited_s: float = 0.0
 
@@ -76,8 +77,9 @@ class UploadSearches:
             try:
                 self._publish(messages.QUERIES, query.to_json())
             except Exception as exc:  # any IPC failure: the page says so, the display goes on
-                raise QueryNotSent(f"could not send the query to the featurizer over IPC "
-                                   f"({type(exc).__name__}: {exc})") from None
+                raise QueryNotSent(
+                    f"could not send the query to the featurizer over IPC " f"({type(exc).__name__}: {exc})"
+                ) from None
             finished = waiter.done.wait(self.timeout_s)
         finally:
             with self._lock:

@@ -4,6 +4,7 @@ images must decode (JPEG, PNG, WebP), clips must be MP4 with at least one decoda
 Several staff may upload at once: `Uploads` keeps the folder bounded while never deleting a
 file whose search is still in flight (the featurizer reads it after the query is sent).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,18 @@ from pathlib import Path
 import cv2
 
 from components.common.errors import ImageError, VisualSearchError
-from components.common.images import MAX_IMAGE_PIXELS, MAX_VIDEO_FRAME, ImageTooLarge, check_video, decode_image
+from components.common.images import (
+    MAX_IMAGE_PIXELS,
+    MAX_VIDEO_FRAME,
+    ImageTooLarge,
+    check_video,
+    decode_image,
+)
 
-ACCEPTED = (f"JPEG, PNG or WebP images (up to {MAX_IMAGE_PIXELS / 1e6:g} megapixels) and MP4 video clips "
-            f"(frames up to {MAX_VIDEO_FRAME[0]}x{MAX_VIDEO_FRAME[1]})")
+ACCEPTED = (
+    f"JPEG, PNG or WebP images (up to {MAX_IMAGE_PIXELS / 1e6:g} megapixels) and MP4 video clips "
+    f"(frames up to {MAX_VIDEO_FRAME[0]}x{MAX_VIDEO_FRAME[1]})"
+)
 EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "mp4": ".mp4"}
 
 
@@ -33,11 +42,11 @@ class UploadError(VisualSearchError):
 class SavedUpload:
     query_id: str
     path: Path
-    kind: str           # "image" or "video"
-    media: str          # "jpeg", "png", "webp" or "mp4"
+    kind: str  # "image" or "video"
+    media: str  # "jpeg", "png", "webp" or "mp4"
     width: int
     height: int
-    duration_s: float   # 0 for images, -1 when the clip does not say
+    duration_s: float  # 0 for images, -1 when the clip does not say
 
 
 def sniff(head: bytes) -> str | None:
@@ -63,7 +72,9 @@ class Uploads:
         self._held: set[Path] = set()
         self._lock = threading.Lock()
 
-    def save(self, data: bytes, query_id: str, *, max_bytes: int, max_clip_s: float, keep: int) -> SavedUpload:
+    def save(
+        self, data: bytes, query_id: str, *, max_bytes: int, max_clip_s: float, keep: int
+    ) -> SavedUpload:
         """Check `data` by its content and save it as `<directory>/<query_id>.<ext>` (UploadError if
         refused). It is held from before its file exists: call `release(saved.path, keep)` after its search."""
         media = _check(data, max_bytes)
@@ -101,7 +112,7 @@ class Uploads:
                 except FileNotFoundError:
                     continue
             free.sort(reverse=True)
-            for _, old in free[max(0, keep - len(held)):]:
+            for _, old in free[max(0, keep - len(held)) :]:
                 old.unlink(missing_ok=True)
 
 
@@ -117,7 +128,9 @@ def _check(data: bytes, max_bytes: int) -> str:
     if not data:
         raise UploadError(400, "the uploaded file is empty")
     if len(data) > max_bytes:
-        raise UploadError(413, f"the file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.1f} MiB")
+        raise UploadError(
+            413, f"the file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.1f} MiB"
+        )
     media = sniff(data[:16])
     if media is None:
         raise UploadError(415, f"unsupported file type: the display accepts {ACCEPTED}")
@@ -158,7 +171,9 @@ def _save_clip(data: bytes, query_id: str, path: Path, max_clip_s: float) -> Sav
         capture.release()
     if not ok or frame is None:
         path.unlink(missing_ok=True)
-        raise UploadError(400, "the video has no decodable frames (corrupt, truncated or an unsupported codec)")
+        raise UploadError(
+            400, "the video has no decodable frames (corrupt, truncated or an unsupported codec)"
+        )
     duration = frames / fps if fps > 0 and frames > 0 else -1.0
     if duration > max_clip_s:
         path.unlink(missing_ok=True)

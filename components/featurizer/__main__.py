@@ -1,4 +1,5 @@
 """`python -u -m components.featurizer`: the component's process under the nucleus."""
+
 import os
 import sys
 

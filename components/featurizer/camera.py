@@ -11,6 +11,7 @@ Files and folders are paced at their frame rate when `realtime`. Without it they
 as fast as the caller asks, and `capture_time` is the time the frame would have been taken
 at that rate, so time-based trigger thresholds mean the same thing either way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 STREAM_TIMEOUT_MS = 5000  # open/read timeout, so a dead stream raises instead of hanging
-MAX_SKIPPED_FRAMES = 30   # a slow reader of a realtime file drops at most this many per read
+MAX_SKIPPED_FRAMES = 30  # a slow reader of a realtime file drops at most this many per read
 
 
 class CameraError(VisualSearchError):
@@ -47,17 +48,18 @@ class ClipError(VisualSearchError):
 
 
 class Frame(NamedTuple):
-    image: np.ndarray       # BGR uint8
-    capture_time: float     # Unix seconds
+    image: np.ndarray  # BGR uint8
+    capture_time: float  # Unix seconds
     source_time: float = -1.0  # seconds into a video file or clip; -1 for a live camera or a photo
-    still: int = -1         # which showing of a folder image this is (-1: moving pictures)
+    still: int = -1  # which showing of a folder image this is (-1: moving pictures)
 
 
 class Pacer:
     """Frame n of a file is due at start + n / fps; `realtime` waits for it, otherwise not."""
 
-    def __init__(self, fps: float, realtime: bool, clock=time.monotonic, sleep=time.sleep,
-                 wall_clock=time.time):
+    def __init__(
+        self, fps: float, realtime: bool, clock=time.monotonic, sleep=time.sleep, wall_clock=time.time
+    ):
         self.period = 1.0 / fps
         self.realtime = realtime
         self._clock, self._sleep = clock, sleep
@@ -94,11 +96,20 @@ class CaptureSource:
     def __init__(self, spec: str, loop: bool = False, realtime: bool = True, **pacer_clocks):
         self.spec, self.loop, self.kind = spec, loop, source_kind(spec)
         if self.kind == "stream":
-            self._capture = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+            self._capture = cv2.VideoCapture(
+                spec,
+                cv2.CAP_FFMPEG,
+                [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                    STREAM_TIMEOUT_MS,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                    STREAM_TIMEOUT_MS,
+                ],
+            )
         elif not spec.isdigit() and not Path(spec).exists():
-            raise CameraError(f"{spec}: {'camera device' if self.kind == 'camera' else 'video file'} not found")
+            raise CameraError(
+                f"{spec}: {'camera device' if self.kind == 'camera' else 'video file'} not found"
+            )
         else:
             self._capture = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
         if not self._capture.isOpened():
@@ -140,8 +151,15 @@ class CaptureSource:
 class FolderSource:
     """Images of a folder in sorted order, each shown for `image_s` seconds at `fps`."""
 
-    def __init__(self, folder: str, loop: bool = False, realtime: bool = True,
-                 image_s: float = 2.0, fps: float = 10.0, **pacer_clocks):
+    def __init__(
+        self,
+        folder: str,
+        loop: bool = False,
+        realtime: bool = True,
+        image_s: float = 2.0,
+        fps: float = 10.0,
+        **pacer_clocks,
+    ):
         self.spec, self.loop = folder, loop
         try:
             self.paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -173,8 +191,7 @@ class FolderSource:
         self._current = None
 
 
-def open_source(spec: str, loop: bool = False, realtime: bool = True, image_s: float = 2.0,
-                **pacer_clocks):
+def open_source(spec: str, loop: bool = False, realtime: bool = True, image_s: float = 2.0, **pacer_clocks):
     """A camera index ("0") or device ("/dev/video0"), a folder of images, a video file, or a URL."""
     spec = str(spec).strip()
     if not spec:
@@ -218,8 +235,13 @@ class ReconnectingSource:
     passed through: a finished video is not a fault. `connections` counts successful opens.
     """
 
-    def __init__(self, opener: Callable[[], object], backoff: Backoff,
-                 wait: Callable[[float], bool], on_change: Callable[[str, str], None] = lambda s, d: None):
+    def __init__(
+        self,
+        opener: Callable[[], object],
+        backoff: Backoff,
+        wait: Callable[[float], bool],
+        on_change: Callable[[str, str], None] = lambda s, d: None,
+    ):
         self._opener, self._backoff, self._wait, self._on_change = opener, backoff, wait, on_change
         self._source = None
         self.connections = 0

@@ -8,6 +8,7 @@ publishes them; IPC publishes are asynchronous. A status thread reports on
 `visualsearch/status/featurizer` every `status_interval_s`; the camera thread reports at
 once when the camera is lost or back, and the worker when a query cannot be answered.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,10 +17,18 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from components.common.errors import VisualSearchError
-from components.common.messages import (FEATURES, QUERIES, FeatureMessage, MessageError, QueryMessage,
-                                        new_id, status_message, status_topic)
 from components.common.backoff import Backoff
+from components.common.errors import VisualSearchError
+from components.common.messages import (
+    FEATURES,
+    QUERIES,
+    FeatureMessage,
+    MessageError,
+    QueryMessage,
+    new_id,
+    status_message,
+    status_topic,
+)
 from components.featurizer import camera
 from components.featurizer.camera import ClipError, Frame
 from components.featurizer.frames import crop_to_box, distinct_frames, load_query_image, thumbnail_b64
@@ -29,8 +38,13 @@ from components.featurizer.trigger import Decision, SearchTrigger, StillTrigger
 
 log = logging.getLogger("featurizer")
 COUNTS = ("frames", "searches", "published", "queries", "failed_queries", "bad_queries", "errors")
-STATES = {"starting": "starting", "connected": "running", "reconnecting": "camera_lost",
-          "ended": "camera_ended", "failed": "error"}  # camera state -> component state
+STATES = {
+    "starting": "starting",
+    "connected": "running",
+    "reconnecting": "camera_lost",
+    "ended": "camera_ended",
+    "failed": "error",
+}  # camera state -> component state
 
 
 @dataclass
@@ -91,13 +105,20 @@ class FeaturizerComponent:
     # --- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
         self.ipc.subscribe_json(QUERIES, self.on_query)
-        for name, target in (("camera", self._camera_loop), ("worker", self._work_loop),
-                             ("status", self._status_loop)):
+        for name, target in (
+            ("camera", self._camera_loop),
+            ("worker", self._work_loop),
+            ("status", self._status_loop),
+        ):
             thread = threading.Thread(target=target, name=f"featurizer-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("started: camera %s, model %s (%s)", self.settings.camera,
-                 getattr(self.featurizer, "model_dir", self.settings.model_dir), self.featurizer.fingerprint[:12])
+        log.info(
+            "started: camera %s, model %s (%s)",
+            self.settings.camera,
+            getattr(self.featurizer, "model_dir", self.settings.model_dir),
+            self.featurizer.fingerprint[:12],
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -106,7 +127,9 @@ class FeaturizerComponent:
             thread.join(timeout)
         self._threads = []
         try:
-            self.ipc.publish_json_wait(status_topic(COMPONENT), self._status("stopped", "component stopped"), 2.0)
+            self.ipc.publish_json_wait(
+                status_topic(COMPONENT), self._status("stopped", "component stopped"), 2.0
+            )
         except Exception as exc:  # the nucleus may be gone already: status is best effort
             log.info("last status not sent (%s)", type(exc).__name__)
 
@@ -142,7 +165,10 @@ class FeaturizerComponent:
         s = self.settings
         source = camera.ReconnectingSource(
             lambda: self._open_source(s.camera, loop=s.loop_video, realtime=s.realtime, image_s=s.image_s),
-            Backoff(s.reconnect_initial_s, s.reconnect_max_s, jitter=0), self._stop.wait, self._camera_changed)
+            Backoff(s.reconnect_initial_s, s.reconnect_max_s, jitter=0),
+            self._stop.wait,
+            self._camera_changed,
+        )
         stills, trigger, connection = StillTrigger(s.max_rate_hz), SearchTrigger(s), 0
         try:
             while not self._stop.is_set():
@@ -155,12 +181,16 @@ class FeaturizerComponent:
                 if source.connections != connection:  # a reopened camera may look at another scene
                     trigger, connection = SearchTrigger(s), source.connections
                 self.count("frames")
-                decision = (stills.update(frame.still, frame.capture_time) if frame.still >= 0
-                            else trigger.update(frame.image, frame.capture_time))
+                decision = (
+                    stills.update(frame.still, frame.capture_time)
+                    if frame.still >= 0
+                    else trigger.update(frame.image, frame.capture_time)
+                )
                 if decision.search:
                     self.count("searches")
                     (log.info if decision.reason in ("new item", "new image") else log.debug)(
-                        "search: track %s, %s", decision.track_id, decision.reason)
+                        "search: track %s, %s", decision.track_id, decision.reason
+                    )
                     if self.jobs.put(CameraJob(frame, decision)) is not None:
                         self.count("dropped_frames")
         except camera.SourceEnded as exc:
@@ -195,8 +225,9 @@ class FeaturizerComponent:
         started = time.perf_counter()
         vector = self.featurizer.featurize([image])[0]
         featurize_ms = (time.perf_counter() - started) * 1000
-        return self._message(new_id(), job.frame._replace(image=image), vector, featurize_ms,
-                             track_id=job.decision.track_id)
+        return self._message(
+            new_id(), job.frame._replace(image=image), vector, featurize_ms, track_id=job.decision.track_id
+        )
 
     def featurize_query(self, query: QueryMessage, received: float) -> list[FeatureMessage]:
         """A photo -> one message; a clip -> one per kept sampled frame, `part` i of `parts`."""
@@ -213,9 +244,18 @@ class FeaturizerComponent:
         vectors = self.featurizer.featurize([frame.image for frame in frames])
         featurize_ms = (time.perf_counter() - started) * 1000 / len(frames)
         kept = distinct_frames(vectors, s.clip_duplicate_similarity)
-        return [self._message(query.query_id, frames[i]._replace(capture_time=received), vectors[i], featurize_ms,
-                              source="upload", part=part, parts=len(kept))
-                for part, i in enumerate(kept, start=1)]
+        return [
+            self._message(
+                query.query_id,
+                frames[i]._replace(capture_time=received),
+                vectors[i],
+                featurize_ms,
+                source="upload",
+                part=part,
+                parts=len(kept),
+            )
+            for part, i in enumerate(kept, start=1)
+        ]
 
     def _answer_query(self, job: UploadJob) -> None:
         try:
@@ -231,14 +271,21 @@ class FeaturizerComponent:
     def _query_failed(self, query: QueryMessage, reason: str) -> None:
         self.count("failed_queries")
         log.warning("query %s not answered: %s", query.query_id, reason)
-        self._publish_status(f"query {query.query_id} not answered: {reason}",
-                             query_id=query.query_id, query_error=reason)
+        self._publish_status(
+            f"query {query.query_id} not answered: {reason}", query_id=query.query_id, query_error=reason
+        )
 
     def _message(self, query_id: str, frame: Frame, vector, featurize_ms: float, **fields) -> FeatureMessage:
-        return FeatureMessage(query_id=query_id, capture_time=frame.capture_time, vector=vector,
-                              model_fingerprint=self.featurizer.fingerprint, source_time=frame.source_time,
-                              featurize_ms=round(featurize_ms, 1),
-                              thumbnail=thumbnail_b64(frame.image, self.settings.thumbnail_px), **fields)
+        return FeatureMessage(
+            query_id=query_id,
+            capture_time=frame.capture_time,
+            vector=vector,
+            model_fingerprint=self.featurizer.fingerprint,
+            source_time=frame.source_time,
+            featurize_ms=round(featurize_ms, 1),
+            thumbnail=thumbnail_b64(frame.image, self.settings.thumbnail_px),
+            **fields,
+        )
 
     def _publish(self, message: FeatureMessage) -> None:
         self.ipc.publish_json(FEATURES, message.to_json())
@@ -251,14 +298,23 @@ class FeaturizerComponent:
             self._publish_status()
 
     def _status(self, state: str, detail: str, **fields) -> dict:
-        return status_message(COMPONENT, state, detail, camera=self.settings.camera,
-                              camera_state=self.camera_state, model_fingerprint=self.featurizer.fingerprint,
-                              **self.counts, **fields)
+        return status_message(
+            COMPONENT,
+            state,
+            detail,
+            camera=self.settings.camera,
+            camera_state=self.camera_state,
+            model_fingerprint=self.featurizer.fingerprint,
+            **self.counts,
+            **fields,
+        )
 
     def _publish_status(self, detail: str | None = None, **fields) -> None:
         state = STATES.get(self.camera_state, self.camera_state)
         try:
-            self.ipc.publish_json(status_topic(COMPONENT), self._status(
-                state, self.camera_detail if detail is None else detail, **fields))
+            self.ipc.publish_json(
+                status_topic(COMPONENT),
+                self._status(state, self.camera_detail if detail is None else detail, **fields),
+            )
         except Exception as exc:  # the nucleus went away: status is best effort
             log.warning("status not published (%s: %s)", type(exc).__name__, exc)

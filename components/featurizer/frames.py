@@ -1,4 +1,5 @@
 """Image work around the CNN: the item's crop, thumbnails, query images, distinct clip frames."""
+
 from __future__ import annotations
 
 import base64
@@ -40,8 +41,14 @@ def crop_to_box(frame: np.ndarray, box: tuple[float, float, float, float], margi
     """The item's box (fractions of the frame) plus a margin; the whole frame if the box is tiny."""
     height, width = frame.shape[:2]
     x, y, w, h = box
-    left, right = max(0, int((x - margin * w) * width)), min(width, int(np.ceil((x + w + margin * w) * width)))
-    top, bottom = max(0, int((y - margin * h) * height)), min(height, int(np.ceil((y + h + margin * h) * height)))
+    left, right = (
+        max(0, int((x - margin * w) * width)),
+        min(width, int(np.ceil((x + w + margin * w) * width))),
+    )
+    top, bottom = (
+        max(0, int((y - margin * h) * height)),
+        min(height, int(np.ceil((y + h + margin * h) * height))),
+    )
     if right - left < 32 or bottom - top < 32:
         return frame
     return frame[top:bottom, left:right]

@@ -9,6 +9,7 @@ Directory layout (the seeds' naming is the default)::
 The fingerprint (sha256 over symbol, params and preprocessing) identifies the model
 everywhere downstream: a bundle built with one featurizer refuses vectors of another.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,11 +61,14 @@ class FeaturizerSpec:
         try:
             version = data.get("format_version", SPEC_FORMAT_VERSION)
             if version != SPEC_FORMAT_VERSION:
-                raise ModelError(f"{source}: format_version {version} is not supported "
-                                 f"(this build reads {SPEC_FORMAT_VERSION})")
+                raise ModelError(
+                    f"{source}: format_version {version} is not supported "
+                    f"(this build reads {SPEC_FORMAT_VERSION})"
+                )
             height, width = _input_size(data["input_size"])
             prep = Preprocessing(
-                height=height, width=width,
+                height=height,
+                width=width,
                 color_order=data.get("color_order", "RGB"),
                 mean=tuple(float(v) for v in data.get("mean", Preprocessing.mean)),
                 std=tuple(float(v) for v in data.get("std", Preprocessing.std)),
@@ -156,16 +160,20 @@ class Featurizer:
             warnings.simplefilter("ignore")
             self._net = mx.gluon.SymbolBlock(output, mx.sym.var("data"))
         try:
-            self._net.collect_params().load(str(params_path), ctx=mx.cpu(),
-                                            allow_missing=False, ignore_extra=True)
+            self._net.collect_params().load(
+                str(params_path), ctx=mx.cpu(), allow_missing=False, ignore_extra=True
+            )
         except (mx.base.MXNetError, AssertionError, ValueError) as exc:
             raise ModelError(f"{params_path}: does not fit {symbol_path.name} ({_first_line(exc)})") from None
         self._net.hybridize(static_alloc=True, static_shape=True)
-        probe = self._run(np.zeros((1, 3, self.spec.preprocessing.height,
-                                    self.spec.preprocessing.width), np.float32))
+        probe = self._run(
+            np.zeros((1, 3, self.spec.preprocessing.height, self.spec.preprocessing.width), np.float32)
+        )
         if probe.shape[1] != self.spec.dim:
-            raise ModelError(f"{self.model_dir / SPEC_FILE}: dim is {self.spec.dim} but layer "
-                             f"{self.spec.output_layer} gives {probe.shape[1]} values")
+            raise ModelError(
+                f"{self.model_dir / SPEC_FILE}: dim is {self.spec.dim} but layer "
+                f"{self.spec.output_layer} gives {probe.shape[1]} values"
+            )
 
     @property
     def dim(self) -> int:
@@ -187,8 +195,10 @@ class Featurizer:
 
     def featurize(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 images (any size) -> (N, dim) L2-normalised float32, in batches."""
-        out = [self.featurize_tensors(np.stack([preprocess(img, self.preprocessing) for img in chunk]))
-               for chunk in batched(images, self.batch_size)]
+        out = [
+            self.featurize_tensors(np.stack([preprocess(img, self.preprocessing) for img in chunk]))
+            for chunk in batched(images, self.batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
@@ -199,7 +209,7 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 def batched(items: Sequence, size: int) -> Iterable[Sequence]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _find_output(symbol, layer: str, symbol_path: Path):
@@ -208,11 +218,9 @@ def _find_output(symbol, layer: str, symbol_path: Path):
     for candidate in (layer, layer + "_output"):
         if candidate in names:
             return internals[candidate]
-    raise ModelError(f"{symbol_path}: no layer named {layer!r} "
-                     f"(last layers: {', '.join(names[-3:])})")
+    raise ModelError(f"{symbol_path}: no layer named {layer!r} " f"(last layers: {', '.join(names[-3:])})")
 
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
-

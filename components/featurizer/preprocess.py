@@ -4,6 +4,7 @@ Catalog images (build-index, evaluate, fine-tune) and camera frames (the featuri
 component) must go through exactly the same function, or the vectors they produce would
 not be comparable. Everything here works on OpenCV's BGR uint8 arrays.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def resize_for_input(image: np.ndarray, prep: Preprocessing) -> np.ndarray:
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     top, left = (new_h - prep.height) // 2, (new_w - prep.width) // 2
-    return resized[top:top + prep.height, left:left + prep.width]
+    return resized[top : top + prep.height, left : left + prep.width]
 
 
 def shrink(image: np.ndarray, *, longest: int | None = None, shortest: int | None = None) -> np.ndarray:
@@ -82,7 +83,9 @@ def shrink(image: np.ndarray, *, longest: int | None = None, shortest: int | Non
     scale = longest / max(h, w) if longest is not None else shortest / min(h, w)
     if scale >= 1:
         return image
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
 
 
 def to_tensor(image: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -5,6 +5,7 @@ resolved, it is a file directly inside `upload_dir`, and only if it is a regular
 would block the worker for good, a device would never end). The file is opened without
 following a link at its last step and without blocking, then checked by its open handle.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,13 @@ def _open_regular(real: Path, shown: str):
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
         if test(mode):
             return name
     return "special file"

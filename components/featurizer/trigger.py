@@ -14,6 +14,7 @@ taken for background, the empty counter looks "present" once it is taken away, a
 becomes background again after `absorb_after_s`. An item covering more than about half
 of the view makes the gain estimate unreliable.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ def small_view(frame: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(grey.astype(np.float32), (5, 5), 1.0)
 
 
-def changed_mask(view: np.ndarray, reference: np.ndarray, threshold: float,
-                 shift_tolerant: bool = False) -> np.ndarray:
+def changed_mask(
+    view: np.ndarray, reference: np.ndarray, threshold: float, shift_tolerant: bool = False
+) -> np.ndarray:
     """Pixels that differ from `reference` once a global brightness gain is taken out.
 
     `shift_tolerant`: a pixel only counts as changed when it matches none of the reference's
@@ -74,14 +76,17 @@ def item_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 
 
 class SearchTrigger:
-    def __init__(self, settings: TriggerSettings = TriggerSettings(),
-                 new_track_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12]):
+    def __init__(
+        self,
+        settings: TriggerSettings = TriggerSettings(),
+        new_track_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
+    ):
         self.settings = settings
         self._new_track_id = new_track_id
         self._learning: list[np.ndarray] = []
         self._learn_start: float | None = None
-        self._empty: np.ndarray | None = None      # the empty scene
-        self._absorbed: np.ndarray | None = None   # a scene left steady long enough to ignore
+        self._empty: np.ndarray | None = None  # the empty scene
+        self._absorbed: np.ndarray | None = None  # a scene left steady long enough to ignore
         self._previous: np.ndarray | None = None
         self._previous_t = 0.0
         self._last_motion_t = 0.0
@@ -115,8 +120,13 @@ class SearchTrigger:
         self._last_present_t = t
         if steady_for >= s.absorb_after_s:
             self._absorbed = view.copy()
-            return Decision(False, self._track_id, f"steady for {steady_for:.0f} s: now background",
-                            present=True, steady=True)
+            return Decision(
+                False,
+                self._track_id,
+                f"steady for {steady_for:.0f} s: now background",
+                present=True,
+                steady=True,
+            )
         if not steady:
             reason = "moving" if motion > s.motion_fraction else "settling"
             return Decision(False, self._track_id, reason, present=True)
@@ -128,7 +138,9 @@ class SearchTrigger:
             differs = changed_mask(view, searched_view, s.pixel_threshold, shift_tolerant=True).sum()
             change = differs / max(int((item_mask | searched_mask).sum()), 1)
             if change < s.change_fraction:
-                return Decision(False, self._track_id, "unchanged since last search", present=True, steady=True)
+                return Decision(
+                    False, self._track_id, "unchanged since last search", present=True, steady=True
+                )
             new_track = change >= s.new_track_fraction
             reason = f"{'different item' if new_track else 'item changed'} ({change:.0%} of it differs)"
         if t - self._last_search_t < 1.0 / s.max_rate_hz:

@@ -1,4 +1,5 @@
 """`python -u -m components.local_search`: the component's process under the nucleus."""
+
 import sys
 
 from components.common.component_main import run_component
@@ -35,10 +36,14 @@ def build(ipc, settings: LocalSearchSettings) -> LocalSearchComponent:
         served = component.bundle
         return (served.version, served.model_fingerprint) if served is not None else (None, "")
 
-    telemetry = Telemetry(ipc, thing_name=os.environ.get("AWS_IOT_THING_NAME", "unknown-thing"),
-                          db_path=work_dir() / "telemetry.sqlite", interval_s=settings.telemetry_interval_s,
-                          queue_max=settings.telemetry_queue_max,
-                          index_info=index_info)
+    telemetry = Telemetry(
+        ipc,
+        thing_name=os.environ.get("AWS_IOT_THING_NAME", "unknown-thing"),
+        db_path=work_dir() / "telemetry.sqlite",
+        interval_s=settings.telemetry_interval_s,
+        queue_max=settings.telemetry_queue_max,
+        index_info=index_info,
+    )
     component.query_listeners.append(telemetry.record)
     component.background.append(telemetry)
     return component

@@ -11,6 +11,7 @@ system, atomic), and CURRENT only ever names such a directory, so a crash at any
 leaves the device on its last good bundle. Only `current` and `previous` (for rollback)
 are kept.
 """
+
 from __future__ import annotations
 
 import json
@@ -129,8 +130,15 @@ class BundleStore:
         path.mkdir(exist_ok=True)
         return path
 
-    def stage(self, index_version: int, manifest_sha256: str, where: str, *,
-              fetch: Callable[[str, Path], None], check: Callable[[dict], None]) -> Path:
+    def stage(
+        self,
+        index_version: int,
+        manifest_sha256: str,
+        where: str,
+        *,
+        fetch: Callable[[str, Path], None],
+        check: Callable[[dict], None],
+    ) -> Path:
         """Download a bundle with `fetch(relative path, target file)` and commit it; returns
         its version directory. Files an interrupted download left are reused when their sha256
         matches; each file is checked once fetched (a mismatch is fetched once more, then the
@@ -140,14 +148,20 @@ class BundleStore:
         manifest = read_manifest(staging)
         check(manifest)
         files = manifest["files"]
-        log.info("downloading index version %s: %d files, %.1f MB from %s", index_version, len(files),
-                 sum(entry["size"] for entry in files.values()) / 1e6, where)
+        log.info(
+            "downloading index version %s: %d files, %.1f MB from %s",
+            index_version,
+            len(files),
+            sum(entry["size"] for entry in files.values()) / 1e6,
+            where,
+        )
         for rel, entry in files.items():
             self._stage_file(fetch, staging, rel, entry["size"], entry["sha256"], where, "the manifest")
         return self.commit(staging, keep=set(files) | {MANIFEST})
 
-    def _stage_file(self, fetch, staging: Path, rel: str, size: int | None, sha256: str, where: str,
-                    listed_in: str) -> None:
+    def _stage_file(
+        self, fetch, staging: Path, rel: str, size: int | None, sha256: str, where: str, listed_in: str
+    ) -> None:
         target = inside(staging, rel)
         if file_matches(target, size, sha256):
             self.files_reused += 1
@@ -187,15 +201,26 @@ class BundleStore:
     def rejection(self, manifest_sha256: str) -> dict | None:
         return self._rejected().get(manifest_sha256)
 
-    def reject(self, manifest_sha256: str, index_version: int, reason: str, *, model_mismatch: bool = False,
-               expected_fingerprint: str | None = None) -> None:
+    def reject(
+        self,
+        manifest_sha256: str,
+        index_version: int,
+        reason: str,
+        *,
+        model_mismatch: bool = False,
+        expected_fingerprint: str | None = None,
+    ) -> None:
         """Remember a refused bundle. A model mismatch is tied to the fingerprint expected
         then: once the featurizer changes model, the bundle is worth another look."""
         rejected = self._rejected()
         rejected.pop(manifest_sha256, None)
-        rejected[manifest_sha256] = {"index_version": index_version, "reason": reason, "at": time.time(),
-                                     "model_mismatch": model_mismatch,
-                                     "expected_fingerprint": expected_fingerprint}
+        rejected[manifest_sha256] = {
+            "index_version": index_version,
+            "reason": reason,
+            "at": time.time(),
+            "model_mismatch": model_mismatch,
+            "expected_fingerprint": expected_fingerprint,
+        }
         kept = dict(list(rejected.items())[-MAX_REJECTED:])
         _write_atomic(self.root / REJECTED, json.dumps(kept, indent=1, sort_keys=True).encode())
 
@@ -224,13 +249,17 @@ class ModelMismatch(BundleError):
 def check_model(manifest: dict, expected: str | None) -> None:
     actual = str(manifest["model"].get("fingerprint", ""))
     if expected and actual != expected:
-        raise ModelMismatch(f"index version {manifest['index_version']} was built for model {actual[:12]}, "
-                            f"but the featurizer runs model {expected[:12]}")
+        raise ModelMismatch(
+            f"index version {manifest['index_version']} was built for model {actual[:12]}, "
+            f"but the featurizer runs model {expected[:12]}"
+        )
 
 
 def file_matches(path: Path, size: int | None, sha256: str) -> bool:
     try:
-        return path.is_file() and (size is None or path.stat().st_size == size) and sha256_file(path) == sha256
+        return (
+            path.is_file() and (size is None or path.stat().st_size == size) and sha256_file(path) == sha256
+        )
     except OSError:
         return False
 

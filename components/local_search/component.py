@@ -1,4 +1,5 @@
 """local_search component: feature messages in, ranked matches with metadata out."""
+
 from __future__ import annotations
 
 import logging
@@ -8,8 +9,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from components.common import messages
-from components.common.bundle import bundle_min_score
 from components.common.backoff import Backoff
+from components.common.bundle import bundle_min_score
 from components.common.messages import FeatureMessage, Match, MatchesMessage, StatusMessage
 from components.local_search.bundle_store import BundleStore, resolve_index_dir
 from components.local_search.index_sync import IndexSync
@@ -24,12 +25,13 @@ log = logging.getLogger("local_search")
 @dataclass(frozen=True)
 class QueryEvent:
     """One handled feature message, for `query_listeners` (telemetry)."""
-    latency_ms: float              # search latency on the device
-    matched: bool                  # at least one match shown
-    item_ids: tuple[str, ...]      # ids shown, in rank order
-    error: bool                    # refused (another model), no index yet, or failed
-    index_version: int | None      # of the index that answered (None: none served)
-    model_fingerprint: str         # of that index ("" when none)
+
+    latency_ms: float  # search latency on the device
+    matched: bool  # at least one match shown
+    item_ids: tuple[str, ...]  # ids shown, in rank order
+    error: bool  # refused (another model), no index yet, or failed
+    index_version: int | None  # of the index that answered (None: none served)
+    model_fingerprint: str  # of that index ("" when none)
 
 
 class LocalSearchComponent:
@@ -37,9 +39,16 @@ class LocalSearchComponent:
     set). `query_listeners` are called with a QueryEvent per feature message; `background`
     services (start()/stop(), optionally status_fields()) start and stop with the component."""
 
-    def __init__(self, ipc, settings: LocalSearchSettings, bundle: IndexBundle | None = None, *,
-                 index_source: str = "bundle_dir", store: BundleStore | None = None,
-                 backoff: Backoff | None = None):
+    def __init__(
+        self,
+        ipc,
+        settings: LocalSearchSettings,
+        bundle: IndexBundle | None = None,
+        *,
+        index_source: str = "bundle_dir",
+        store: BundleStore | None = None,
+        backoff: Backoff | None = None,
+    ):
         self.ipc = ipc
         self.settings = settings
         self.serving = ServingIndex(bundle)
@@ -55,10 +64,17 @@ class LocalSearchComponent:
         self._status_thread = threading.Thread(target=self._status_loop, name="status", daemon=True)
         self.sync = None
         if settings.index_bucket:
-            self.sync = IndexSync(store or BundleStore(resolve_index_dir(settings.index_dir)), self.serving,
-                                  bucket=settings.index_bucket, prefix=settings.index_prefix,
-                                  poll_interval_s=settings.poll_interval_s, expected_fingerprint=self.expected_fingerprint,
-                                  report=self._on_sync_report, seed_dir=settings.bundle_dir or None, backoff=backoff)
+            self.sync = IndexSync(
+                store or BundleStore(resolve_index_dir(settings.index_dir)),
+                self.serving,
+                bucket=settings.index_bucket,
+                prefix=settings.index_prefix,
+                poll_interval_s=settings.poll_interval_s,
+                expected_fingerprint=self.expected_fingerprint,
+                report=self._on_sync_report,
+                seed_dir=settings.bundle_dir or None,
+                backoff=backoff,
+            )
 
     @property
     def bundle(self) -> IndexBundle | None:
@@ -95,8 +111,15 @@ class LocalSearchComponent:
         bundle = self.serving.bundle
         if bundle is None:
             return
-        log.info("serving bundle %s version %s (from %s): %d items, %s, model %s", bundle.path, bundle.version,
-                 self.index_source, len(bundle), bundle.manifest["index"]["factory"], bundle.model_fingerprint[:12])
+        log.info(
+            "serving bundle %s version %s (from %s): %d items, %s, model %s",
+            bundle.path,
+            bundle.version,
+            self.index_source,
+            len(bundle),
+            bundle.manifest["index"]["factory"],
+            bundle.model_fingerprint[:12],
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -125,13 +148,20 @@ class LocalSearchComponent:
                     served = (bundle.version, bundle.model_fingerprint)
                     shown, latency_ms = self._answer(query, bundle, received, start)
         finally:
-            self._emit(QueryEvent(
-                latency_ms=latency_ms if latency_ms is not None else 1000 * (time.perf_counter() - start),
-                matched=bool(shown), item_ids=tuple(shown or ()), error=shown is None,
-                index_version=served[0], model_fingerprint=served[1]))
+            self._emit(
+                QueryEvent(
+                    latency_ms=latency_ms if latency_ms is not None else 1000 * (time.perf_counter() - start),
+                    matched=bool(shown),
+                    item_ids=tuple(shown or ()),
+                    error=shown is None,
+                    index_version=served[0],
+                    model_fingerprint=served[1],
+                )
+            )
 
-    def _answer(self, query: FeatureMessage, bundle: IndexBundle, received: float,
-                start: float) -> tuple[list[str], float]:
+    def _answer(
+        self, query: FeatureMessage, bundle: IndexBundle, received: float, start: float
+    ) -> tuple[list[str], float]:
         depth = self.settings.top_k * 2 if self.settings.smoothing_window > 1 else self.settings.top_k
         scores, ids = bundle.search_ids(query.vector[None, :], k=depth)
         candidates = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
@@ -146,14 +176,23 @@ class LocalSearchComponent:
         top = [(fid, score) for fid, score in ranked if score >= min_score][: self.settings.top_k]
         rows = bundle.items([fid for fid, _ in top])
         search_ms = 1000 * (time.perf_counter() - start)
-        matches = [Match.from_item(rank, round(score, 4), fid, rows[fid])
-                   for rank, (fid, score) in enumerate(top, start=1)]
+        matches = [
+            Match.from_item(rank, round(score, 4), fid, rows[fid])
+            for rank, (fid, score) in enumerate(top, start=1)
+        ]
         message = MatchesMessage.answering(
-            query, index_version=bundle.version, model_fingerprint=bundle.model_fingerprint,
-            matches=matches, min_score=min_score,
-            timings_ms={"featurize": round(query.featurize_ms, 2), "search": round(search_ms, 3),
-                        "transit": round(1000 * (received - query.timestamp), 2),
-                        "capture_to_publish": round(1000 * (time.time() - query.capture_time), 2)})
+            query,
+            index_version=bundle.version,
+            model_fingerprint=bundle.model_fingerprint,
+            matches=matches,
+            min_score=min_score,
+            timings_ms={
+                "featurize": round(query.featurize_ms, 2),
+                "search": round(search_ms, 3),
+                "transit": round(1000 * (received - query.timestamp), 2),
+                "capture_to_publish": round(1000 * (time.time() - query.capture_time), 2),
+            },
+        )
         self.ipc.publish_json(messages.MATCHES, message.to_json())
         with self._lock:
             self.counts["queries"] += 1
@@ -187,15 +226,20 @@ class LocalSearchComponent:
 
     def _not_ready(self, query: FeatureMessage) -> None:
         if self._due("no index"):
-            log.warning("ignoring query %s: no index yet (waiting for the first one from %s)", query.query_id,
-                        self.sync.source if self.sync is not None else "nowhere")
+            log.warning(
+                "ignoring query %s: no index yet (waiting for the first one from %s)",
+                query.query_id,
+                self.sync.source if self.sync is not None else "nowhere",
+            )
 
     def _refuse(self, query: FeatureMessage, bundle: IndexBundle) -> None:
         with self._lock:
             self.counts["refused"] += 1
-        detail = (f"refused query {query.query_id}: model fingerprint {query.model_fingerprint[:12]} "
-                  f"differs from the bundle's {bundle.model_fingerprint[:12]}; deploy the "
-                  f"featurizer the index was built with, or rebuild the index")
+        detail = (
+            f"refused query {query.query_id}: model fingerprint {query.model_fingerprint[:12]} "
+            f"differs from the bundle's {bundle.model_fingerprint[:12]}; deploy the "
+            f"featurizer the index was built with, or rebuild the index"
+        )
         if self._due(f"refused:{query.model_fingerprint}"):
             log.error(detail)
             self.publish_status("error", detail)
@@ -205,8 +249,13 @@ class LocalSearchComponent:
         try:
             self.ipc.subscribe_iot_core(messages.IOT_INDEX_UPDATED, self.sync.on_index_updated)
         except Exception as exc:  # e.g. UnauthorizedError: a missing mqttproxy policy in the recipe
-            log.error("cannot subscribe to IoT Core %s (%s: %s); new indexes are found by polling every %s s",
-                      messages.IOT_INDEX_UPDATED, type(exc).__name__, exc, self.settings.poll_interval_s)
+            log.error(
+                "cannot subscribe to IoT Core %s (%s: %s); new indexes are found by polling every %s s",
+                messages.IOT_INDEX_UPDATED,
+                type(exc).__name__,
+                exc,
+                self.settings.poll_interval_s,
+            )
 
     def _on_sync_report(self, state: str, detail: str) -> None:
         bundle = self.serving.bundle
@@ -218,15 +267,21 @@ class LocalSearchComponent:
         with self._lock:
             counts = dict(self.counts)
         bundle = self.serving.bundle
-        fields = {"index_version": bundle.version if bundle else None, "items": len(bundle) if bundle else 0,
-                  "model_fingerprint": bundle.model_fingerprint if bundle else "",
-                  "bundle_dir": str(bundle.path) if bundle else "", "index_source": self.index_source}
+        fields = {
+            "index_version": bundle.version if bundle else None,
+            "items": len(bundle) if bundle else 0,
+            "model_fingerprint": bundle.model_fingerprint if bundle else "",
+            "bundle_dir": str(bundle.path) if bundle else "",
+            "index_source": self.index_source,
+        }
         if self.sync is not None:
             fields.update(self.sync.status_fields())
         for service in self.background:  # e.g. telemetry's fault: reported, never a reason to stop serving
             fields.update(getattr(service, "status_fields", dict)())
-        self.ipc.publish_json(messages.status_topic(COMPONENT), StatusMessage.of(
-            COMPONENT, state, detail, **fields, **counts).to_json())
+        self.ipc.publish_json(
+            messages.status_topic(COMPONENT),
+            StatusMessage.of(COMPONENT, state, detail, **fields, **counts).to_json(),
+        )
 
     def _status_loop(self) -> None:
         while not self._stop.wait(self.settings.status_interval_s):

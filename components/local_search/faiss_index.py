@@ -1,4 +1,5 @@
 """Build, tune and score faiss indexes from the factory strings stored in bundle manifests."""
+
 from __future__ import annotations
 
 import faiss

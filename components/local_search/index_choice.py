@@ -4,14 +4,15 @@ Returns a ranked list of candidates (best first); building is a separate step. F
 strings and search parameters are plain faiss strings ("HNSW32", "efSearch=64"), stored
 in the bundle manifest as they are.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
 DEFAULT_MEMORY_BUDGET = 512 * 1024 * 1024  # bytes of RAM the index may take on a device
-FLAT_MAX_ITEMS = 50_000      # exact search stays within a few ms up to here on one core
-HNSW_MAX_ITEMS = 5_000_000   # beyond this HNSW build time on a laptop gets unreasonable
+FLAT_MAX_ITEMS = 50_000  # exact search stays within a few ms up to here on one core
+HNSW_MAX_ITEMS = 5_000_000  # beyond this HNSW build time on a laptop gets unreasonable
 HNSW_M = 32
 PQ_SUBQUANTIZERS = (64, 32, 16, 8)
 MIN_TRAIN_POINTS_PER_CENTROID = 39  # faiss warns below this
@@ -68,13 +69,23 @@ def choose_index(count: int, dim: int, memory_budget: int = DEFAULT_MEMORY_BUDGE
     if count <= FLAT_MAX_ITEMS:
         offer("Flat", "", flat_bytes(count, dim), f"{count} items: exact search is fast enough")
     if count <= HNSW_MAX_ITEMS:
-        offer(f"HNSW{HNSW_M}", "efSearch=64", hnsw_bytes(count, dim),
-              f"{count} items: graph search, near-exact recall, vectors fit in memory")
+        offer(
+            f"HNSW{HNSW_M}",
+            "efSearch=64",
+            hnsw_bytes(count, dim),
+            f"{count} items: graph search, near-exact recall, vectors fit in memory",
+        )
     if count >= PQ_MIN_TRAIN_POINTS:
         for m in (m for m in PQ_SUBQUANTIZERS if dim % m == 0):
-            offer(f"IVF{nlist},PQ{m}", f"nprobe={nprobe}", ivf_pq_bytes(count, dim, nlist, m),
-                  f"{count} items: compressed to {m} bytes per vector")
+            offer(
+                f"IVF{nlist},PQ{m}",
+                f"nprobe={nprobe}",
+                ivf_pq_bytes(count, dim, nlist, m),
+                f"{count} items: compressed to {m} bytes per vector",
+            )
     if not candidates:
-        raise ValueError(f"no faiss index for {count} x {dim} fits a memory budget of "
-                         f"{memory_budget} bytes; raise the budget or reduce the dimension")
+        raise ValueError(
+            f"no faiss index for {count} x {dim} fits a memory budget of "
+            f"{memory_budget} bytes; raise the budget or reduce the dimension"
+        )
     return candidates

@@ -7,6 +7,7 @@ version is downloaded into the store's staging directory, every file checked aga
 manifest, the whole bundle verified and loaded, and only then swapped in. S3 failures back
 off exponentially with jitter while the device keeps serving what it has.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,19 @@ class IndexSync:
     """`report(state, detail)` is called when the served index changes ("running") or a
     bundle is refused ("error"); `expected_fingerprint()` names the model bundles must fit."""
 
-    def __init__(self, store: BundleStore, serving: ServingIndex, *, bucket: str, prefix: str,
-                 poll_interval_s: float, expected_fingerprint: Callable[[], str | None],
-                 report: Callable[[str, str], None], seed_dir: str | Path | None = None,
-                 backoff: Backoff | None = None):
+    def __init__(
+        self,
+        store: BundleStore,
+        serving: ServingIndex,
+        *,
+        bucket: str,
+        prefix: str,
+        poll_interval_s: float,
+        expected_fingerprint: Callable[[], str | None],
+        report: Callable[[str, str], None],
+        seed_dir: str | Path | None = None,
+        backoff: Backoff | None = None,
+    ):
         self.store, self.serving, self.bucket, self.prefix = store, serving, bucket, prefix
         self.poll_interval_s = poll_interval_s
         self.backoff = backoff or Backoff(base_s=2.0, cap_s=300.0)  # S3 failures in a row: 2 s ... 5 min
@@ -99,8 +109,11 @@ class IndexSync:
         self.trigger()
 
     def status_fields(self) -> dict:
-        return {"online": self.online, "last_sync": self.last_sync,
-                "last_sync_error": self.last_error or self.refusal or None}
+        return {
+            "online": self.online,
+            "last_sync": self.last_sync,
+            "last_sync_error": self.last_error or self.refusal or None,
+        }
 
     # --- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -120,8 +133,12 @@ class IndexSync:
                 self.retry_in_s, delay = None, self.poll_interval_s
             else:
                 delay = self.retry_in_s = self.backoff.next_delay()
-                log.warning("index sync: %s; retrying in %.1f s (failure %d in a row)",
-                            self.last_error, delay, self.failures)
+                log.warning(
+                    "index sync: %s; retrying in %.1f s (failure %d in a row)",
+                    self.last_error,
+                    delay,
+                    self.failures,
+                )
 
     def check_once(self) -> bool:
         """One look at LATEST (and whatever follows); False if S3 or the disk failed."""
@@ -153,8 +170,12 @@ class IndexSync:
             import boto3
             from botocore.config import Config
 
-            self._client = boto3.session.Session().client("s3", config=Config(
-                connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}))
+            self._client = boto3.session.Session().client(
+                "s3",
+                config=Config(
+                    connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}
+                ),
+            )
         return self._client
 
     def _fetch_pointer(self) -> tuple[s3_layout.Pointer, str] | None:
@@ -190,8 +211,12 @@ class IndexSync:
             return
         expected = self._expected()
         refused = self.store.rejection(digest)
-        if refused and not (refused.get("model_mismatch") and refused.get("expected_fingerprint") != expected):
-            log.info("index sync: LATEST names index version %s, refused before (%s)", version, refused["reason"])
+        if refused and not (
+            refused.get("model_mismatch") and refused.get("expected_fingerprint") != expected
+        ):
+            log.info(
+                "index sync: LATEST names index version %s, refused before (%s)", version, refused["reason"]
+            )
             self._etag = etag
             return
         fresh = None
@@ -213,8 +238,10 @@ class IndexSync:
         old = self.serving.swap(bundle)
         self._etag, self.refusal = etag, ""
         how = "downloaded" if fresh else "kept on the device, no download"
-        detail = (f"now serving index version {version} ({len(bundle)} items, {how}); "
-                  f"was {old.version if old is not None else 'none'}")
+        detail = (
+            f"now serving index version {version} ({len(bundle)} items, {how}); "
+            f"was {old.version if old is not None else 'none'}"
+        )
         log.info("index sync: %s", detail)
         self._report("running", detail)
 
@@ -239,10 +266,17 @@ class IndexSync:
 
     def _refuse(self, pointer, exc: BundleError, expected: str | None, fresh_path: Path | None) -> None:
         mismatch = isinstance(exc, ModelMismatch)
-        detail = f"refused index version {pointer.index_version} from S3: {exc}; still serving " + _served(self.serving)
+        detail = f"refused index version {pointer.index_version} from S3: {exc}; still serving " + _served(
+            self.serving
+        )
         log.error("index sync: %s", detail)
-        self.store.reject(pointer.manifest_sha256, pointer.index_version, str(exc), model_mismatch=mismatch,
-                          expected_fingerprint=expected)
+        self.store.reject(
+            pointer.manifest_sha256,
+            pointer.index_version,
+            str(exc),
+            model_mismatch=mismatch,
+            expected_fingerprint=expected,
+        )
         if fresh_path is not None:
             self.store.remove(fresh_path)
         if not mismatch:
@@ -260,10 +294,13 @@ class IndexSync:
     def _download(self, pointer: s3_layout.Pointer, expected: str | None) -> Path:
         version = pointer.index_version
         where = f"s3://{self.bucket}/{s3_layout.version_prefix(self.prefix, version)}"
-        return self.store.stage(version, pointer.manifest_sha256, where,
-                                fetch=lambda rel, target: self._get(s3_layout.bundle_key(self.prefix, version, rel),
-                                                                    target),
-                                check=lambda manifest: check_model(manifest, expected))
+        return self.store.stage(
+            version,
+            pointer.manifest_sha256,
+            where,
+            fetch=lambda rel, target: self._get(s3_layout.bundle_key(self.prefix, version, rel), target),
+            check=lambda manifest: check_model(manifest, expected),
+        )
 
     def _get(self, key: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """The search library: open a verified index bundle and answer top-k queries with metadata."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from components.local_search.faiss_index import set_search_params, similarity
 @dataclass(frozen=True)
 class SearchHit:
     """One result of IndexBundle.search (the library call; what travels over IPC is messages.Match)."""
+
     rank: int
     score: float  # cosine similarity in [-1, 1]; higher is more similar
     faiss_id: int
-    item: dict    # the item's row: every ITEM_COLUMNS key (components/common/items.py)
+    item: dict  # the item's row: every ITEM_COLUMNS key (components/common/items.py)
 
 
 class IndexBundle(ItemStore):
@@ -39,8 +41,10 @@ class IndexBundle(ItemStore):
         except RuntimeError as exc:
             raise BundleError(f"{path / INDEX_FILE}: not a readable faiss index ({exc})") from None
         if index.ntotal != manifest["item_count"] or index.d != manifest["model"]["dim"]:
-            raise BundleError(f"{path / INDEX_FILE}: holds {index.ntotal} x {index.d}, manifest says "
-                              f"{manifest['item_count']} x {manifest['model']['dim']}")
+            raise BundleError(
+                f"{path / INDEX_FILE}: holds {index.ntotal} x {index.d}, manifest says "
+                f"{manifest['item_count']} x {manifest['model']['dim']}"
+            )
         set_search_params(index, manifest["index"].get("search_params", ""))
         return cls(path, manifest, index, connect_items(path))
 
@@ -60,7 +64,9 @@ class IndexBundle(ItemStore):
         distances, ids = self.index.search(vectors, k)
         return similarity(distances, self.metric), ids
 
-    def search(self, vectors: np.ndarray, k: int = 5, min_score: float | None = None) -> list[list[SearchHit]]:
+    def search(
+        self, vectors: np.ndarray, k: int = 5, min_score: float | None = None
+    ) -> list[list[SearchHit]]:
         """Top-k matches for each query vector (rows of `vectors`), best first.
 
         Matches below `min_score` are left out, so a query may get an empty list:
@@ -74,7 +80,13 @@ class IndexBundle(ItemStore):
             for score, faiss_id in zip(query_scores, query_ids):
                 if faiss_id < 0 or (min_score is not None and score < min_score):
                     continue
-                matches.append(SearchHit(rank=len(matches) + 1, score=float(score), faiss_id=int(faiss_id),
-                                     item=rows[int(faiss_id)]))
+                matches.append(
+                    SearchHit(
+                        rank=len(matches) + 1,
+                        score=float(score),
+                        faiss_id=int(faiss_id),
+                        item=rows[int(faiss_id)],
+                    )
+                )
             results.append(matches)
         return results

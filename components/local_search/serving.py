@@ -5,6 +5,7 @@ until it is done, even if a new one is swapped in meanwhile; a bundle taken out 
 is closed only when its last lease ends. A new bundle is swapped in only once it is fully
 opened (verified and loaded), so no query ever sees a half-loaded index.
 """
+
 from __future__ import annotations
 
 import logging

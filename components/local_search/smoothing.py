@@ -1,5 +1,6 @@
 """Steady rankings while one item is held: average each candidate's score over the last
 few queries of the same track, so the shown top-k does not flicker between near-ties."""
+
 from __future__ import annotations
 
 from collections import OrderedDict, deque

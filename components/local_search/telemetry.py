@@ -29,6 +29,7 @@ writable, disk full at start) the component serves anyway, `fault` (and the stat
 `telemetry_fault`) says why, and every period tries to open it again. A record that could
 not be queued is counted in `dropped_records` of the next one that is.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -115,8 +116,17 @@ class Telemetry:
     the bundle in records of periods without queries.
     """
 
-    def __init__(self, ipc, *, thing_name: str, db_path: Path, interval_s: float, queue_max: int,
-                 index_info: Callable[[], tuple[int | None, str]], clock=time.time):
+    def __init__(
+        self,
+        ipc,
+        *,
+        thing_name: str,
+        db_path: Path,
+        interval_s: float,
+        queue_max: int,
+        index_info: Callable[[], tuple[int | None, str]],
+        clock=time.time,
+    ):
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, not {interval_s}")
         self.ipc = ipc
@@ -127,8 +137,8 @@ class Telemetry:
         self.clock = clock
         self.db_path, self.queue_max = Path(db_path), queue_max
         self.queue: TelemetryQueue | None = None  # None while it cannot be opened
-        self.fault = ""         # why telemetry is not working now ("" when it is)
-        self.unqueued = 0       # records made since the last one queued that could not be queued
+        self.fault = ""  # why telemetry is not working now ("" when it is)
+        self.unqueued = 0  # records made since the last one queued that could not be queued
         self.started_at = clock()
         self.backoff_cap_s = backoff_cap(self.interval_s)
         self.backoff = Backoff(FIRST_BACKOFF_S, self.backoff_cap_s)
@@ -139,7 +149,9 @@ class Telemetry:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._stopped = False
-        self._aggregator = threading.Thread(target=self._aggregate_loop, name="telemetry-aggregate", daemon=True)
+        self._aggregator = threading.Thread(
+            target=self._aggregate_loop, name="telemetry-aggregate", daemon=True
+        )
         self._sender = threading.Thread(target=self._send_loop, name="telemetry-send", daemon=True)
         self._open_queue()
 
@@ -191,11 +203,20 @@ class Telemetry:
         index_version, fingerprint = period.index or self._served_index()
         p50, p95 = percentiles(period.latencies)
         record = UsageRecord(
-            record_id=uuid.uuid4().hex, thing_name=self.thing_name, period_start=iso_utc(period.start),
-            period_s=round(max(0.0, now - period.start), 3), queries=period.queries, matched=period.matched,
-            errors=period.errors, latency_ms_p50=p50, latency_ms_p95=p95, top_items=period.top_items(),
-            index_version=index_version, model_fingerprint=fingerprint,
-            uptime_s=round(max(0.0, now - self.started_at), 3))
+            record_id=uuid.uuid4().hex,
+            thing_name=self.thing_name,
+            period_start=iso_utc(period.start),
+            period_s=round(max(0.0, now - period.start), 3),
+            queries=period.queries,
+            matched=period.matched,
+            errors=period.errors,
+            latency_ms_p50=p50,
+            latency_ms_p95=p95,
+            top_items=period.top_items(),
+            index_version=index_version,
+            model_fingerprint=fingerprint,
+            uptime_s=round(max(0.0, now - self.started_at), 3),
+        )
         if len(record.to_json()) > MAX_RECORD_BYTES:  # IoT Core would refuse it for ever, blocking the queue
             log.warning("telemetry: top_items left out of a %d-byte record", len(record.to_json()))
             record = dataclasses.replace(record, top_items=[])
@@ -207,9 +228,11 @@ class Telemetry:
             stored = queue.put(record, lost=self.unqueued)
         except Exception as exc:  # e.g. a full disk: the record is lost, and counted
             self.unqueued += 1
-            self._set_fault(f"telemetry cannot queue records in {self.db_path} ({type(exc).__name__}: {exc}); "
-                            f"{self.unqueued} record(s) lost so far, counted in dropped_records once one is "
-                            f"queued again")
+            self._set_fault(
+                f"telemetry cannot queue records in {self.db_path} ({type(exc).__name__}: {exc}); "
+                f"{self.unqueued} record(s) lost so far, counted in dropped_records once one is "
+                f"queued again"
+            )
             return None
         self.unqueued = 0
         self._set_fault("")
@@ -260,9 +283,13 @@ class Telemetry:
                 if self._stop.is_set():
                     return
                 failure, delay = f"{type(exc).__name__}: {exc}", self.backoff.next_delay()
-                log.log(logging.DEBUG if failure == failing else logging.WARNING,
-                        "telemetry: sending failed, %d record(s) kept, retrying in %.1f s (%s)",
-                        self._queued(), delay, failure)
+                log.log(
+                    logging.DEBUG if failure == failing else logging.WARNING,
+                    "telemetry: sending failed, %d record(s) kept, retrying in %.1f s (%s)",
+                    self._queued(),
+                    delay,
+                    failure,
+                )
                 failing = failure
                 self._stop.wait(delay)
                 continue
@@ -278,8 +305,10 @@ class Telemetry:
         try:
             self.queue = TelemetryQueue(self.db_path, self.queue_max)
         except Exception as exc:
-            self._set_fault(f"telemetry cannot open its queue {self.db_path} ({type(exc).__name__}: {exc}); "
-                            f"search goes on, and telemetry tries again every {self.interval_s:g} s")
+            self._set_fault(
+                f"telemetry cannot open its queue {self.db_path} ({type(exc).__name__}: {exc}); "
+                f"search goes on, and telemetry tries again every {self.interval_s:g} s"
+            )
             return None
         return self.queue
 

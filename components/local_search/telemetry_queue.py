@@ -14,6 +14,7 @@ rather than stopping the component: search goes on, and telemetry starts a new q
 damaged file (as far as they can still be counted). A write that fails for want of space
 raises (sqlite3.OperationalError) with the queue unchanged; the caller counts that record.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,8 +87,15 @@ class TelemetryQueue:
             self._db = None
         carried = _countable(self.path)
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        log.error("telemetry queue %s damaged (%s: %s); moved to %s, starting a new one (%d record(s) "
-                  "counted as dropped)", self.path, type(exc).__name__, exc, aside.name, carried)
+        log.error(
+            "telemetry queue %s damaged (%s: %s); moved to %s, starting a new one (%d record(s) "
+            "counted as dropped)",
+            self.path,
+            type(exc).__name__,
+            exc,
+            aside.name,
+            carried,
+        )
         for suffix in ("", "-wal", "-shm"):
             source = Path(f"{self.path}{suffix}")
             if source.exists():
@@ -125,15 +133,21 @@ class TelemetryQueue:
             dropped = self._dropped(db)
             excess = max(0, held - self.max_records + 1)
             if excess > 0:
-                db.execute("DELETE FROM records WHERE seq IN "
-                           "(SELECT seq FROM records ORDER BY seq LIMIT ?)", (excess,))
+                db.execute(
+                    "DELETE FROM records WHERE seq IN " "(SELECT seq FROM records ORDER BY seq LIMIT ?)",
+                    (excess,),
+                )
             if excess or lost:
                 dropped += excess + lost
-                db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (DROPPED, dropped))
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (DROPPED, dropped),
+                )
             stored = dataclasses.replace(record, dropped_records=dropped)
-            db.execute("INSERT INTO records (record_id, payload) VALUES (?, ?)",
-                       (stored.record_id, stored.to_json()))
+            db.execute(
+                "INSERT INTO records (record_id, payload) VALUES (?, ?)", (stored.record_id, stored.to_json())
+            )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
@@ -147,19 +161,28 @@ class TelemetryQueue:
         return [QueuedRecord(seq, record_id, bytes(payload)) for seq, record_id, payload in rows]
 
     def _read_oldest(self, limit: int) -> list[tuple]:
-        return self._open().execute("SELECT seq, record_id, payload FROM records ORDER BY seq LIMIT ?",
-                                    (limit,)).fetchall()
+        return (
+            self._open()
+            .execute("SELECT seq, record_id, payload FROM records ORDER BY seq LIMIT ?", (limit,))
+            .fetchall()
+        )
 
     def delete(self, queued: QueuedRecord) -> None:
         """Remove a sent record (a no-op if an overflow already dropped it, or the queue it was
         read from has been replaced since)."""
         with self._lock:
-            self._unless_damaged(lambda: self._open().execute(
-                "DELETE FROM records WHERE seq = ? AND record_id = ?", (queued.seq, queued.record_id)), None)
+            self._unless_damaged(
+                lambda: self._open().execute(
+                    "DELETE FROM records WHERE seq = ? AND record_id = ?", (queued.seq, queued.record_id)
+                ),
+                None,
+            )
 
     def __len__(self) -> int:
         with self._lock:
-            return self._unless_damaged(lambda: self._open().execute("SELECT COUNT(*) FROM records").fetchone()[0], 0)
+            return self._unless_damaged(
+                lambda: self._open().execute("SELECT COUNT(*) FROM records").fetchone()[0], 0
+            )
 
     @property
     def dropped(self) -> int:

@@ -9,6 +9,7 @@ every other operation answers ServiceError as the nucleus does for unsupported o
 `LocalNucleus.deploy` changes a configuration as a deployment does: validated first by
 the component, applied only when it accepts.
 """
+
 from .config import ComponentSpec
 from .iot_core import IoTCore, MqttMessage
 from .nucleus import LocalNucleus

@@ -10,6 +10,7 @@ in component X's configuration grants X itself. Rules (nucleus 2.6+):
   as whole levels: `+` one level, a final `/#` the rest (`a/#` also matches `a`);
 - `{iot:thingName}` is replaced by the device's thing name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,7 @@ def _tokens(resource: str) -> list[tuple[bool, str]]:
     out: list[tuple[bool, str]] = []
     index = 0
     while index < len(resource):
-        chunk = resource[index:index + 4]
+        chunk = resource[index : index + 4]
         if resource.startswith("${", index):
             if chunk not in _ESCAPES:
                 raise InvalidResource(f"invalid escape in {resource!r}: use ${{*}}, ${{?}} or ${{$}}")

@@ -1,4 +1,5 @@
 """Components the stand-in knows (name, token, configuration) and configuration-tree helpers."""
+
 from __future__ import annotations
 
 import copy
@@ -63,8 +64,10 @@ class ComponentSpec:
 
 def specs_from(components: Mapping[str, Any] | Iterable[ComponentSpec]) -> dict[str, ComponentSpec]:
     if isinstance(components, Mapping):
-        items = [value if isinstance(value, ComponentSpec) else ComponentSpec.from_mapping(name, value)
-                 for name, value in components.items()]
+        items = [
+            value if isinstance(value, ComponentSpec) else ComponentSpec.from_mapping(name, value)
+            for name, value in components.items()
+        ]
     else:
         items = list(components)
     specs = {spec.name: spec for spec in items}
@@ -153,8 +156,12 @@ def merged(base: Any, update: Any) -> Any:
     return result
 
 
-def apply_update(current: Mapping[str, Any], defaults: Mapping[str, Any] | None,
-                 merge: Mapping[str, Any] | str | None = None, reset: Iterable[str] = ()) -> dict[str, Any]:
+def apply_update(
+    current: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None,
+    merge: Mapping[str, Any] | str | None = None,
+    reset: Iterable[str] = (),
+) -> dict[str, Any]:
     """The configuration a deployment's `configurationUpdate` gives a component: first `reset`
     (JSON pointers; each key goes back to its default, or away when the defaults lack it; ""
     resets everything), then `merge` (a mapping, or the JSON text a deployment document holds)."""

@@ -1,4 +1,5 @@
 """The error shapes an IPC operation answers with (APPLICATION_ERROR `aws.greengrass#<name>`)."""
+
 from __future__ import annotations
 
 from typing import Any

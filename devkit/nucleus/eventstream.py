@@ -4,6 +4,7 @@ A frame is: total length (u32 BE), headers length (u32 BE), CRC32 of those 8 byt
 headers, payload, CRC32 of everything before it. A header is: name length (u8), name,
 value type (u8), value. Everything here is big-endian.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -142,7 +143,7 @@ def _decode_headers(raw: bytes) -> tuple[Header, ...]:
         nonlocal pos
         if pos + n > len(raw):
             raise FrameError("header runs past the headers section")
-        chunk = raw[pos:pos + n]
+        chunk = raw[pos : pos + n]
         pos += n
         return chunk
 
@@ -180,10 +181,10 @@ def decode(frame: bytes) -> Message:
     if zlib.crc32(frame[:-CRC_SIZE]) != crc:
         raise FrameError("message CRC mismatch")
     try:
-        headers = _decode_headers(frame[PRELUDE_SIZE:PRELUDE_SIZE + headers_len])
+        headers = _decode_headers(frame[PRELUDE_SIZE : PRELUDE_SIZE + headers_len])
     except (UnicodeDecodeError, OverflowError) as exc:
         raise FrameError(f"undecodable header: {exc}") from exc
-    return Message(headers, bytes(frame[PRELUDE_SIZE + headers_len:-CRC_SIZE]))
+    return Message(headers, bytes(frame[PRELUDE_SIZE + headers_len : -CRC_SIZE]))
 
 
 class FrameDecoder:

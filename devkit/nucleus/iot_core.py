@@ -7,6 +7,7 @@ Cloud -> device: `publish` hands the message to the attached nucleus, which deli
 the device subscriptions that match; while unreachable QoS 1 waits (persistent session) and
 QoS 0 is lost. Thread-safe; callbacks run in the thread that caused them, outside the lock.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,9 @@ from typing import Any, Callable
 
 from . import topics
 
-MAX_PUBLISH_BYTES = 128 * 1024          # the nucleus refuses payloads of this size or more
-DEFAULT_SPOOL_BYTES = 2_621_440         # aws.greengrass.Nucleus mqtt.spooler.maxSizeInBytes
-MAX_TOPIC_LEVELS = 8                    # at most 7 slashes, as AWS IoT Core allows
+MAX_PUBLISH_BYTES = 128 * 1024  # the nucleus refuses payloads of this size or more
+DEFAULT_SPOOL_BYTES = 2_621_440  # aws.greengrass.Nucleus mqtt.spooler.maxSizeInBytes
+MAX_TOPIC_LEVELS = 8  # at most 7 slashes, as AWS IoT Core allows
 MAX_TOPIC_BYTES = 256
 
 
@@ -49,18 +50,25 @@ def _as_bytes(payload: bytes | str | Any) -> bytes:
 
 def check_device_publish(message: MqttMessage) -> None:
     if len(message.payload) >= MAX_PUBLISH_BYTES:
-        raise IoTCoreError(f"The publishing message size {len(message.payload)} bytes exceeds the "
-                           f"configured limit of {MAX_PUBLISH_BYTES} bytes")
+        raise IoTCoreError(
+            f"The publishing message size {len(message.payload)} bytes exceeds the "
+            f"configured limit of {MAX_PUBLISH_BYTES} bytes"
+        )
     if topics.is_wildcard(message.topic):
-        raise IoTCoreError("The topic of publish request should not contain wildcard characters of '#' or '+'")
+        raise IoTCoreError(
+            "The topic of publish request should not contain wildcard characters of '#' or '+'"
+        )
     if message.topic.count("/") >= MAX_TOPIC_LEVELS or len(message.topic.encode()) > MAX_TOPIC_BYTES:
-        raise IoTCoreError(f"The topic must have at most {MAX_TOPIC_LEVELS - 1} forward slashes "
-                           f"and {MAX_TOPIC_BYTES} bytes")
+        raise IoTCoreError(
+            f"The topic must have at most {MAX_TOPIC_LEVELS - 1} forward slashes "
+            f"and {MAX_TOPIC_BYTES} bytes"
+        )
 
 
 class IoTCore:
-    def __init__(self, *, spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
-                 keep_qos0_when_offline: bool = False) -> None:
+    def __init__(
+        self, *, spool_max_bytes: int = DEFAULT_SPOOL_BYTES, keep_qos0_when_offline: bool = False
+    ) -> None:
         self.spool_max_bytes = spool_max_bytes
         self.keep_qos0_when_offline = keep_qos0_when_offline
         self._cond = threading.Condition()
@@ -150,6 +158,7 @@ class IoTCore:
             with self._cond:
                 if entry in registry:
                     registry.remove(entry)
+
         return remove
 
     def publish_from_device(self, message: MqttMessage) -> None:

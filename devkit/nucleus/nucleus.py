@@ -1,4 +1,5 @@
 """`LocalNucleus`: the stand-in's Python API, serving IPC from a background thread."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,9 +36,15 @@ class LocalNucleus:
     `components` maps names to ComponentSpec or to `{"token"?, "configuration"?, "accessControl"?}`.
     """
 
-    def __init__(self, socket_path: str | os.PathLike | None = None, thing_name: str = "local-thing",
-                 components: Mapping[str, Any] | Iterable[ComponentSpec] = (), *,
-                 region: str = "us-east-1", iot_core: IoTCore | None = None) -> None:
+    def __init__(
+        self,
+        socket_path: str | os.PathLike | None = None,
+        thing_name: str = "local-thing",
+        components: Mapping[str, Any] | Iterable[ComponentSpec] = (),
+        *,
+        region: str = "us-east-1",
+        iot_core: IoTCore | None = None,
+    ) -> None:
         self.components = specs_from(components)  # first: a bad spec must not leave a directory behind
         self._tempdir = None
         if socket_path is None:
@@ -119,6 +126,7 @@ class LocalNucleus:
                 done.set_result(fn(*args))
             except BaseException as exc:
                 done.set_exception(exc)
+
         loop.call_soon_threadsafe(run)
         return done.result(timeout)
 
@@ -147,8 +155,9 @@ class LocalNucleus:
         import awsiot.greengrasscoreipc
         from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
-        client = awsiot.greengrasscoreipc.connect(ipc_socket=self.socket_path, authtoken=self.token(component),
-                                                  timeout=timeout)
+        client = awsiot.greengrasscoreipc.connect(
+            ipc_socket=self.socket_path, authtoken=self.token(component), timeout=timeout
+        )
         return GreengrassCoreIPCClientV2(client=client)
 
     # ---- state, seen and changed from Python -----------------------------------------------
@@ -160,8 +169,13 @@ class LocalNucleus:
         no validation (as a component's own UpdateConfiguration); `deploy` validates first."""
         self._call(self._services.set_configuration, component, path, value)
 
-    def deploy(self, component: str, merge: Mapping[str, Any] | str | None = None, reset: Iterable[str] = (),
-               timeout: float = 30.0) -> DeploymentResult:
+    def deploy(
+        self,
+        component: str,
+        merge: Mapping[str, Any] | str | None = None,
+        reset: Iterable[str] = (),
+        timeout: float = 30.0,
+    ) -> DeploymentResult:
         """Change a configuration as a deployment's `configurationUpdate` does, validation first.
 
         `reset` (JSON pointers: back to the defaults) then `merge` give the proposed
@@ -183,12 +197,20 @@ class LocalNucleus:
                 report = answer.result(timeout)
             except concurrent.futures.TimeoutError:
                 self._call(self._services.validators.discard, component, deployment_id)
-                return DeploymentResult(deployment_id, FAILED, "Error while waiting for validation report for one "
-                                        f"or more components: {component} did not answer within {timeout:g} s")
+                return DeploymentResult(
+                    deployment_id,
+                    FAILED,
+                    "Error while waiting for validation report for one "
+                    f"or more components: {component} did not answer within {timeout:g} s",
+                )
             if report["status"] != ACCEPTED:
-                return DeploymentResult(deployment_id, FAILED, "Components reported that their to-be-deployed "
-                                        f"configuration is invalid {{ name = {component}, "
-                                        f"message = {report['message']} }}")
+                return DeploymentResult(
+                    deployment_id,
+                    FAILED,
+                    "Components reported that their to-be-deployed "
+                    f"configuration is invalid {{ name = {component}, "
+                    f"message = {report['message']} }}",
+                )
         self._call(self._services.set_configuration, component, [], proposed)
         return DeploymentResult(deployment_id, SUCCEEDED)
 
@@ -217,8 +239,10 @@ class LocalNucleus:
             while self._services.states.get(component) != state:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{component} did not report {state} within {timeout}s "
-                                       f"(last: {self._services.states.get(component)})")
+                    raise TimeoutError(
+                        f"{component} did not report {state} within {timeout}s "
+                        f"(last: {self._services.states.get(component)})"
+                    )
                 self._services.state_changed.wait(left)
 
     def publish_to_topic(self, topic: str, message: Mapping[str, Any] | bytes) -> None:

@@ -1,4 +1,5 @@
 """Event-stream RPC conventions on top of the frame codec (what awscrt's client expects)."""
+
 from __future__ import annotations
 
 import json
@@ -40,18 +41,29 @@ class ProtocolError(Exception):
     """A message that breaks the RPC rules: the connection is closed after it."""
 
 
-def rpc_message(kind: MessageType, *, stream_id: int = 0, flags: int = Flag.NONE,
-                headers: tuple[Header, ...] = (), payload: bytes = b"") -> Message:
-    base = (Header.int32(MESSAGE_TYPE, kind), Header.int32(MESSAGE_FLAGS, flags),
-            Header.int32(STREAM_ID, stream_id))
+def rpc_message(
+    kind: MessageType,
+    *,
+    stream_id: int = 0,
+    flags: int = Flag.NONE,
+    headers: tuple[Header, ...] = (),
+    payload: bytes = b"",
+) -> Message:
+    base = (
+        Header.int32(MESSAGE_TYPE, kind),
+        Header.int32(MESSAGE_FLAGS, flags),
+        Header.int32(STREAM_ID, stream_id),
+    )
     return Message(base + tuple(headers), payload)
 
 
-def json_message(kind: MessageType, stream_id: int, model_type: str, body: Any,
-                 flags: int = Flag.NONE) -> Message:
+def json_message(
+    kind: MessageType, stream_id: int, model_type: str, body: Any, flags: int = Flag.NONE
+) -> Message:
     headers = (Header.string(CONTENT_TYPE, JSON), Header.string(SERVICE_MODEL_TYPE, model_type))
-    return rpc_message(kind, stream_id=stream_id, flags=flags, headers=headers,
-                       payload=json.dumps(body).encode())
+    return rpc_message(
+        kind, stream_id=stream_id, flags=flags, headers=headers, payload=json.dumps(body).encode()
+    )
 
 
 def metadata(message: Message) -> tuple[MessageType, int, int]:

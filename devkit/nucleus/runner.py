@@ -9,6 +9,7 @@ this code, so the Run scripts are used unchanged; the Install step (a venv from 
 artifact's pinned requirements) is not run, as that venv is already there. A process that
 exits non-zero is restarted; three errors in a row make it BROKEN, as on a device.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,9 +33,9 @@ from devkit.nucleus.config import ComponentSpec
 from devkit.nucleus.nucleus import LocalNucleus
 
 log = logging.getLogger("runner")
-ARTIFACT_DIR_NAME = "visual-search"   # the artifact zip's name without .zip
+ARTIFACT_DIR_NAME = "visual-search"  # the artifact zip's name without .zip
 MAX_ERRORS_IN_A_ROW = 3
-HEALTHY_AFTER_S = 30.0                # a run this long resets the error count
+HEALTHY_AFTER_S = 30.0  # a run this long resets the error count
 LOG_LINES_KEPT = 200
 
 
@@ -78,8 +79,8 @@ class ComponentProcess:
     name: str
     command: list[str]
     env: dict
-    cwd: str = ""                  # {work:path}: a nucleus starts lifecycle scripts there
-    state: str = "NEW"             # NEW, STARTING, RUNNING, ERRORED, BROKEN, FINISHED, STOPPED
+    cwd: str = ""  # {work:path}: a nucleus starts lifecycle scripts there
+    state: str = "NEW"  # NEW, STARTING, RUNNING, ERRORED, BROKEN, FINISHED, STOPPED
     process: subprocess.Popen | None = None
     errors_in_a_row: int = 0
     restarts: int = 0
@@ -88,10 +89,18 @@ class ComponentProcess:
 
 
 class KioskRunner:
-    def __init__(self, recipes_dir: Path, project_root: Path, work_root: Path, *,
-                 overrides: dict[str, dict] | None = None, thing_name: str = "local-kiosk",
-                 only: list[str] | None = None, extra_components: list[ComponentSpec] = (),
-                 on_log: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        recipes_dir: Path,
+        project_root: Path,
+        work_root: Path,
+        *,
+        overrides: dict[str, dict] | None = None,
+        thing_name: str = "local-kiosk",
+        only: list[str] | None = None,
+        extra_components: list[ComponentSpec] = (),
+        on_log: Callable[[str, str], None] | None = None,
+    ):
         self.project_root = Path(project_root).resolve()
         self.work_root = Path(work_root).resolve()
         self.on_log = on_log
@@ -111,10 +120,15 @@ class KioskRunner:
             name = recipe["ComponentName"]
             script, setenv = run_script(recipe)
             variables = self._variables(name)
-            env = {**os.environ, **{k: substitute(v, variables) for k, v in setenv.items()},
-                   **self.nucleus.component_env(name), "PYTHONUNBUFFERED": "1"}
-            self.processes[name] = ComponentProcess(name, shlex.split(substitute(script, variables)), env,
-                                                    variables["work:path"])
+            env = {
+                **os.environ,
+                **{k: substitute(v, variables) for k, v in setenv.items()},
+                **self.nucleus.component_env(name),
+                "PYTHONUNBUFFERED": "1",
+            }
+            self.processes[name] = ComponentProcess(
+                name, shlex.split(substitute(script, variables)), env, variables["work:path"]
+            )
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -127,8 +141,11 @@ class KioskRunner:
         artifacts.mkdir(parents=True, exist_ok=True)
         _symlink(work / "venv", Path(sys.prefix))  # what the Install step would have created
         _symlink(artifacts / ARTIFACT_DIR_NAME, self.project_root)
-        return {"artifacts:decompressedPath": str(artifacts), "work:path": str(work),
-                "iot:thingName": self.nucleus.thing_name}
+        return {
+            "artifacts:decompressedPath": str(artifacts),
+            "work:path": str(work),
+            "iot:thingName": self.nucleus.thing_name,
+        }
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> "KioskRunner":
@@ -170,8 +187,15 @@ class KioskRunner:
     def states(self) -> dict[str, dict]:
         reported = self.nucleus.states
         with self._lock:
-            return {name: {"state": p.state, "reported": reported.get(name, ""), "pid": p.process.pid if p.process else None,
-                           "restarts": p.restarts} for name, p in self.processes.items()}
+            return {
+                name: {
+                    "state": p.state,
+                    "reported": reported.get(name, ""),
+                    "pid": p.process.pid if p.process else None,
+                    "restarts": p.restarts,
+                }
+                for name, p in self.processes.items()
+            }
 
     def wait_until_running(self, timeout: float = 120.0) -> None:
         """Wait until every component has reported RUNNING over IPC; fail fast on BROKEN."""
@@ -180,8 +204,9 @@ class KioskRunner:
             reported, states = self.nucleus.states, self.states()
             broken = [n for n, s in states.items() if s["state"] == "BROKEN"]
             if broken:
-                raise RuntimeError(f"{', '.join(broken)} BROKEN: " + " | ".join(
-                    list(self.processes[broken[0]].log)[-3:]))
+                raise RuntimeError(
+                    f"{', '.join(broken)} BROKEN: " + " | ".join(list(self.processes[broken[0]].log)[-3:])
+                )
             waiting = [n for n in self.processes if reported.get(n) != "RUNNING"]
             if not waiting:
                 return
@@ -191,9 +216,16 @@ class KioskRunner:
 
     # ---- supervision -------------------------------------------------------------------------
     def _launch(self, proc: ComponentProcess) -> None:
-        proc.process = subprocess.Popen(proc.command, env=proc.env, cwd=proc.cwd or self.project_root,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, bufsize=1, start_new_session=True)
+        proc.process = subprocess.Popen(
+            proc.command,
+            env=proc.env,
+            cwd=proc.cwd or self.project_root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
         proc.state, proc.started_at = "RUNNING", time.monotonic()
         threading.Thread(target=self._pump, args=(proc, proc.process), daemon=True).start()
 
@@ -223,22 +255,31 @@ class KioskRunner:
         proc.errors_in_a_row = 1 if healthy else proc.errors_in_a_row + 1
         if proc.errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
             proc.state = "BROKEN"
-            log.error("%s is BROKEN: exited with %s %d times in a row; last lines:\n  %s", proc.name, code,
-                      proc.errors_in_a_row, "\n  ".join(list(proc.log)[-10:]))
+            log.error(
+                "%s is BROKEN: exited with %s %d times in a row; last lines:\n  %s",
+                proc.name,
+                code,
+                proc.errors_in_a_row,
+                "\n  ".join(list(proc.log)[-10:]),
+            )
             return
         proc.state = "ERRORED"
-        log.warning("%s exited with %s; restarting (%d error(s) in a row)", proc.name, code, proc.errors_in_a_row)
+        log.warning(
+            "%s exited with %s; restarting (%d error(s) in a row)", proc.name, code, proc.errors_in_a_row
+        )
         proc.restarts += 1
         self._launch(proc)
 
 
 def substitute(text: str, variables: dict[str, str]) -> str:
     """Replace recipe variables such as {work:path}; an unknown one is an error."""
+
     def replace(match: re.Match) -> str:
         key = match.group(1)
         if key not in variables:
             raise ValueError(f"recipe variable {{{key}}} is not supported by the local runner")
         return variables[key]
+
     return re.sub(r"\{([a-zA-Z]+:[^{}]+)\}", replace, text)
 
 

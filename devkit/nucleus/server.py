@@ -4,6 +4,7 @@ A connection must open with CONNECT `{"authToken": ...}`; the token names the co
 Each operation then runs on its own stream id. A frame that cannot be decoded, or a message
 that breaks the RPC rules, closes that connection only (after a PROTOCOL_ERROR when possible).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,19 @@ from typing import Any, Callable
 
 from . import eventstream
 from .eventstream import Header, HeaderType, Message
-from .protocol import (CONTENT_TYPE, JSON, OPERATION, VERSION, VERSION_HEADER, Flag, MessageType, ProtocolError,
-                       json_message, metadata, rpc_message)
+from .protocol import (
+    CONTENT_TYPE,
+    JSON,
+    OPERATION,
+    VERSION,
+    VERSION_HEADER,
+    Flag,
+    MessageType,
+    ProtocolError,
+    json_message,
+    metadata,
+    rpc_message,
+)
 from .services import IpcError, Services
 
 log = logging.getLogger(__name__)
@@ -95,8 +107,13 @@ class Connection:
                     break
         except (eventstream.FrameError, ProtocolError) as exc:
             log.warning("closing IPC connection of %s: %s", self.component or "(not connected)", exc)
-            self.send(rpc_message(MessageType.PROTOCOL_ERROR, headers=(Header.string(CONTENT_TYPE, JSON),),
-                                  payload=json.dumps({"message": str(exc)}).encode()))
+            self.send(
+                rpc_message(
+                    MessageType.PROTOCOL_ERROR,
+                    headers=(Header.string(CONTENT_TYPE, JSON),),
+                    payload=json.dumps({"message": str(exc)}).encode(),
+                )
+            )
         except ConnectionError:
             pass
         finally:
@@ -172,9 +189,12 @@ class Connection:
         operation = self.server.services.operations.get(stream.operation)
         error = MessageType.APPLICATION_ERROR
         if operation is None:
-            stream.send(error, "aws.greengrass#ServiceError",
-                        {"message": f"Operation {stream.operation} is not supported by Greengrass"},
-                        Flag.TERMINATE_STREAM)
+            stream.send(
+                error,
+                "aws.greengrass#ServiceError",
+                {"message": f"Operation {stream.operation} is not supported by Greengrass"},
+                Flag.TERMINATE_STREAM,
+            )
             return
         self.streams[stream.id] = stream
         try:
@@ -190,13 +210,21 @@ class Connection:
             return
         except Exception as exc:  # a bug here must not take the connection down
             log.exception("%s failed for %s", stream.operation, self.component)
-            stream.send(error, "aws.greengrass#ServiceError", {"message": f"internal error: {exc}"},
-                        Flag.TERMINATE_STREAM)
+            stream.send(
+                error,
+                "aws.greengrass#ServiceError",
+                {"message": f"internal error: {exc}"},
+                Flag.TERMINATE_STREAM,
+            )
             stream.close()
             return
         streaming = operation.event_type is not None
-        stream.send(MessageType.APPLICATION_MESSAGE, stream.operation + "Response", response,
-                    Flag.NONE if streaming else Flag.TERMINATE_STREAM)
+        stream.send(
+            MessageType.APPLICATION_MESSAGE,
+            stream.operation + "Response",
+            response,
+            Flag.NONE if streaming else Flag.TERMINATE_STREAM,
+        )
         if not streaming:
             stream.close()
 

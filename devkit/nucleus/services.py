@@ -3,6 +3,7 @@
 Everything here runs on the server's event-loop thread; other threads come in through
 `LocalNucleus`, which posts onto that loop.
 """
+
 from __future__ import annotations
 
 import base64
@@ -62,19 +63,23 @@ class Services:
             NS + "PublishToIoTCore": Operation(self.publish_to_iot_core),
             NS + "SubscribeToIoTCore": Operation(self.subscribe_to_iot_core, NS + "IoTCoreMessage"),
             NS + "GetConfiguration": Operation(self.get_configuration),
-            NS + "SubscribeToConfigurationUpdate": Operation(self.subscribe_to_configuration_update,
-                                                             NS + "ConfigurationUpdateEvents"),
-            NS + "SubscribeToValidateConfigurationUpdates": Operation(self.validators.subscribe,
-                                                                      NS + "ValidateConfigurationUpdateEvents"),
+            NS + "SubscribeToConfigurationUpdate": Operation(
+                self.subscribe_to_configuration_update, NS + "ConfigurationUpdateEvents"
+            ),
+            NS + "SubscribeToValidateConfigurationUpdates": Operation(
+                self.validators.subscribe, NS + "ValidateConfigurationUpdateEvents"
+            ),
             NS + "SendConfigurationValidityReport": Operation(self.validators.report),
             NS + "UpdateState": Operation(self.update_state),
         }
 
     def subscriptions(self) -> list[tuple[str, str, Any]]:
         """(component, "pubsub" | "iotcore" | "configuration", topic filter or key path)."""
-        return ([(s.component, "pubsub", s.target[0]) for s in self._local]
-                + [(s.component, "iotcore", s.target) for s in self._iot]
-                + [(s.component, "configuration", s.target) for s in self._config])
+        return (
+            [(s.component, "pubsub", s.target[0]) for s in self._local]
+            + [(s.component, "iotcore", s.target) for s in self._iot]
+            + [(s.component, "configuration", s.target) for s in self._config]
+        )
 
     def component_for_token(self, token: Any) -> str | None:
         for spec in self.specs.values():
@@ -89,8 +94,10 @@ class Services:
         if not allowed:
             if service == MQTTPROXY:
                 raise unauthorized("Not Authorized")
-            raise unauthorized(f"Principal {caller} is not authorized to perform "
-                               f"{service}:{NS}{operation} on resource {resource}")
+            raise unauthorized(
+                f"Principal {caller} is not authorized to perform "
+                f"{service}:{NS}{operation} on resource {resource}"
+            )
 
     @staticmethod
     def _add(registry: list[_Subscription], subscription: _Subscription) -> None:
@@ -99,6 +106,7 @@ class Services:
         def remove() -> None:
             if subscription in registry:
                 registry.remove(subscription)
+
         subscription.stream.on_close(remove)
 
     # ---- local pub/sub -------------------------------------------------------------------
@@ -123,7 +131,9 @@ class Services:
         return {}
 
     def deliver_local(self, topic: str, kind: str, body: Any, source: str | None) -> None:
-        inner = {"context": {"topic": topic}} if body is None else {"message": body, "context": {"topic": topic}}
+        inner = (
+            {"context": {"topic": topic}} if body is None else {"message": body, "context": {"topic": topic}}
+        )
         event = {kind: inner}
         for sub in list(self._local):
             filter_, mode = sub.target
@@ -137,7 +147,9 @@ class Services:
         if not isinstance(topic, str) or not topic:
             raise invalid("Subscribe topic must not be empty")
         self._authorize(caller, PUBSUB, "SubscribeToTopic", topic)
-        mode = request.get("receiveMode") or (RECEIVE_FROM_OTHERS if topics.is_wildcard(topic) else RECEIVE_ALL)
+        mode = request.get("receiveMode") or (
+            RECEIVE_FROM_OTHERS if topics.is_wildcard(topic) else RECEIVE_ALL
+        )
         if mode not in (RECEIVE_ALL, RECEIVE_FROM_OTHERS):
             raise invalid(f"Invalid receiveMode {mode}")
         self._add(self._local, _Subscription(caller, stream, (topic, mode)))
@@ -183,8 +195,9 @@ class Services:
         return {}
 
     def deliver_from_cloud(self, message: MqttMessage) -> None:
-        event = {"message": {"topicName": message.topic,
-                             "payload": base64.b64encode(message.payload).decode()}}
+        event = {
+            "message": {"topicName": message.topic, "payload": base64.b64encode(message.payload).decode()}
+        }
         for sub in list(self._iot):
             if topics.matches(sub.target, message.topic):
                 sub.stream.send_event(NS + "IoTCoreMessage", event)

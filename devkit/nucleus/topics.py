@@ -1,4 +1,5 @@
 """MQTT topic filters (`+` one level, `#` the rest), as local pub/sub and IoT Core use them."""
+
 from __future__ import annotations
 
 

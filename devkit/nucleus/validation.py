@@ -11,6 +11,7 @@ may validate its own configuration.
 Everything here runs on the server's event-loop thread except waiting on the futures `ask`
 returns, which `LocalNucleus.deploy` does from its caller's thread.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -28,8 +29,9 @@ SUCCEEDED, FAILED = "SUCCEEDED", "FAILED_NO_STATE_CHANGE"
 @dataclass(frozen=True)
 class DeploymentResult:
     """What became of a configuration change made through `LocalNucleus.deploy`."""
+
     deployment_id: str
-    status: str       # SUCCEEDED, or FAILED_NO_STATE_CHANGE (nothing on the device changed)
+    status: str  # SUCCEEDED, or FAILED_NO_STATE_CHANGE (nothing on the device changed)
     detail: str = ""  # why it failed, with the component's own message when it refused
 
     @property
@@ -53,6 +55,7 @@ class Validators:
         def closed() -> None:
             if self._listeners.get(caller) is stream:
                 del self._listeners[caller]
+
         self._listeners[caller] = stream
         stream.on_close(closed)
         return {}
@@ -74,7 +77,9 @@ class Validators:
         return {}
 
     # ---- what a deployment does ----------------------------------------------------------------
-    def ask(self, component: str, deployment_id: str, configuration: dict) -> concurrent.futures.Future | None:
+    def ask(
+        self, component: str, deployment_id: str, configuration: dict
+    ) -> concurrent.futures.Future | None:
         """Send the proposed configuration to the component's validator; None if it has none.
         The future gets `{"status", "message"}` once the component reports."""
         stream = self._listeners.get(component)
@@ -82,8 +87,15 @@ class Validators:
             return None
         answer: concurrent.futures.Future = concurrent.futures.Future()
         self._pending[(component, deployment_id)] = answer
-        stream.send_event(EVENT_TYPE, {"validateConfigurationUpdateEvent": {
-            "configuration": copy.deepcopy(configuration), "deploymentId": deployment_id}})
+        stream.send_event(
+            EVENT_TYPE,
+            {
+                "validateConfigurationUpdateEvent": {
+                    "configuration": copy.deepcopy(configuration),
+                    "deploymentId": deployment_id,
+                }
+            },
+        )
         return answer
 
     def discard(self, component: str, deployment_id: str) -> None:

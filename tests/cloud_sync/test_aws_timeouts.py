@@ -1,5 +1,6 @@
 """An S3 (or IoT) endpoint that accepts connections and never answers fails the command in a
 bounded time, with one line (issue 14, item 15: publish-index took 181 s)."""
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """The one retry backoff: exponential, capped, jittered, reset on success; clock and random injected."""
+
 from __future__ import annotations
 
 import pytest
@@ -57,7 +58,9 @@ def test_remaining_counts_down_on_the_injected_clock():
     assert backoff.remaining() is None
 
 
-@pytest.mark.parametrize("kwargs", [dict(base_s=0), dict(base_s=5, cap_s=1), dict(factor=0.5), dict(jitter=1.5)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(base_s=0), dict(base_s=5, cap_s=1), dict(factor=0.5), dict(jitter=1.5)]
+)
 def test_nonsense_is_refused_at_construction(kwargs):
     with pytest.raises(ValueError):
         Backoff(**kwargs)

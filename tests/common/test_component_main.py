@@ -4,6 +4,7 @@ local_search runs as its process does (its `build`, the real IPC client), in a t
 stand-in deploys configuration updates the way a Greengrass deployment does: validation first,
 applied only when the component accepts.
 """
+
 from __future__ import annotations
 
 import threading
@@ -46,15 +47,23 @@ class Device:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         nucleus.wait_for_state(LOCAL_SEARCH, "RUNNING", timeout=30)
-        wait_until(lambda: LOCAL_SEARCH in nucleus.validators(), 10, "local_search to subscribe its validator")
+        wait_until(
+            lambda: LOCAL_SEARCH in nucleus.validators(), 10, "local_search to subscribe its validator"
+        )
 
     def _run(self) -> None:
         def recorded_build(ipc, settings):
             component = build(ipc, settings)
             self.built.append(component)
             return component
-        self.exit_code = run_component(COMPONENT, LocalSearchSettings, recorded_build,
-                                       ipc=Ipc(self.nucleus.connect(LOCAL_SEARCH)), stop=self.stop)
+
+        self.exit_code = run_component(
+            COMPONENT,
+            LocalSearchSettings,
+            recorded_build,
+            ipc=Ipc(self.nucleus.connect(LOCAL_SEARCH)),
+            stop=self.stop,
+        )
 
     @property
     def component(self):
@@ -62,9 +71,13 @@ class Device:
 
     def ask(self, faiss_id: int, timeout: float = 10.0) -> dict:
         query_id = f"q{time.monotonic_ns()}"
-        message = FeatureMessage(query_id=query_id, capture_time=time.time(), track_id=query_id,
-                                 model_fingerprint=self.bundle.model_fingerprint,
-                                 vector=np.asarray(self.bundle.index.reconstruct(faiss_id), np.float32))
+        message = FeatureMessage(
+            query_id=query_id,
+            capture_time=time.time(),
+            track_id=query_id,
+            model_fingerprint=self.bundle.model_fingerprint,
+            vector=np.asarray(self.bundle.index.reconstruct(faiss_id), np.float32),
+        )
         self.featurizer.publish_json(messages.FEATURES, message.to_json())
         return self.matches.next(timeout=timeout, where=lambda m: m["query_id"] == query_id)
 
@@ -91,14 +104,19 @@ def device(bundle, tmp_path, monkeypatch):
 
 
 def feature_subscriptions(nucleus) -> int:
-    return sum(1 for name, kind, topic in nucleus.subscriptions()
-               if (name, kind, topic) == (LOCAL_SEARCH, "pubsub", messages.FEATURES))
+    return sum(
+        1
+        for name, kind, topic in nucleus.subscriptions()
+        if (name, kind, topic) == (LOCAL_SEARCH, "pubsub", messages.FEATURES)
+    )
 
 
 def test_an_invalid_update_is_refused_with_its_reason_and_the_component_keeps_answering(device):
     before = device.nucleus.configuration(LOCAL_SEARCH)
 
-    result = device.nucleus.deploy(LOCAL_SEARCH, merge={"min_score": "high", "top_k": 0, "colour": "red"}, timeout=10)
+    result = device.nucleus.deploy(
+        LOCAL_SEARCH, merge={"min_score": "high", "top_k": 0, "colour": "red"}, timeout=10
+    )
 
     assert result.status == "FAILED_NO_STATE_CHANGE"
     assert "local_search.min_score: 'high' is not a number" in result.detail
@@ -106,7 +124,9 @@ def test_an_invalid_update_is_refused_with_its_reason_and_the_component_keeps_an
     assert "unknown setting(s) colour" in result.detail
     assert device.nucleus.configuration(LOCAL_SEARCH) == before
     answer = device.ask(3)
-    assert answer["matches"][0]["faiss_id"] == 3 and answer["min_score"] == 0.0 and len(answer["matches"]) == 5
+    assert (
+        answer["matches"][0]["faiss_id"] == 3 and answer["min_score"] == 0.0 and len(answer["matches"]) == 5
+    )
     assert len(device.built) == 1
 
 
@@ -116,14 +136,18 @@ def test_a_valid_update_of_live_settings_is_applied_without_a_rebuild(device):
     assert result.succeeded
     device.wait_for_settings(lambda s: s.min_score == 0.999 and s.top_k == 2, "min_score and top_k applied")
     answer = device.ask(7)
-    assert answer["min_score"] == 0.999 and [m["faiss_id"] for m in answer["matches"]] == [7]  # only itself is that close
+    assert answer["min_score"] == 0.999 and [m["faiss_id"] for m in answer["matches"]] == [
+        7
+    ]  # only itself is that close
     assert len(device.built) == 1 and feature_subscriptions(device.nucleus) == 1
 
 
 def test_a_setting_that_needs_a_rebuild_rebuilds_the_component_in_the_same_process(device):
     first = device.component
 
-    assert device.nucleus.deploy(LOCAL_SEARCH, merge={"telemetry_interval_s": 30.0, "top_k": 3}, timeout=10).succeeded
+    assert device.nucleus.deploy(
+        LOCAL_SEARCH, merge={"telemetry_interval_s": 30.0, "top_k": 3}, timeout=10
+    ).succeeded
 
     wait_until(lambda: len(device.built) == 2, 15, "the rebuilt component")
     assert device.component.settings.telemetry_interval_s == 30.0 and first._stop.is_set()
@@ -135,7 +159,9 @@ def test_a_setting_that_needs_a_rebuild_rebuilds_the_component_in_the_same_proce
 def test_settings_that_cannot_be_used_after_all_leave_the_previous_ones_running(device, tmp_path):
     missing = str(tmp_path / "no-such-bundle")
 
-    assert device.nucleus.deploy(LOCAL_SEARCH, merge={"bundle_dir": missing}, timeout=10).succeeded  # a valid string
+    assert device.nucleus.deploy(
+        LOCAL_SEARCH, merge={"bundle_dir": missing}, timeout=10
+    ).succeeded  # a valid string
 
     wait_until(lambda: len(device.built) == 2, 15, "the component started again")
     assert device.component.settings.bundle_dir == str(device.bundle.path)
@@ -145,7 +171,9 @@ def test_settings_that_cannot_be_used_after_all_leave_the_previous_ones_running(
 def test_a_change_made_without_validation_is_not_applied_when_it_has_problems(device, caplog):
     device.nucleus.set_configuration(LOCAL_SEARCH, "min_score", 7)  # no deployment: nobody was asked
     device.nucleus.set_configuration(LOCAL_SEARCH, "top_k", 1)
-    wait_until(lambda: "local_search.min_score: 7 is not at most 1.0" in caplog.text, 10, "the refusal logged")
+    wait_until(
+        lambda: "local_search.min_score: 7 is not at most 1.0" in caplog.text, 10, "the refusal logged"
+    )
     assert device.component.settings.top_k == 5  # all or nothing: the configuration as a whole has a problem
     assert len(device.ask(1)["matches"]) == 5
     device.nucleus.set_configuration(LOCAL_SEARCH, "min_score", 0.5)
@@ -153,7 +181,9 @@ def test_a_change_made_without_validation_is_not_applied_when_it_has_problems(de
     assert len(device.built) == 1
 
 
-def test_retired_keys_left_on_a_device_are_ignored_at_start_and_in_updates(bundle, tmp_path, monkeypatch, caplog):
+def test_retired_keys_left_on_a_device_are_ignored_at_start_and_in_updates(
+    bundle, tmp_path, monkeypatch, caplog
+):
     monkeypatch.setattr(LocalSearchSettings, "RETIRED", {"min_similarity": "renamed to min_score in 0.2"})
     monkeypatch.setenv("VISUAL_SEARCH_WORK_DIR", str(tmp_path))
     specs = [ComponentSpec.from_recipe(recipe(name)) for name in (FEATURIZER, LOCAL_SEARCH, DISPLAY)]
@@ -161,7 +191,10 @@ def test_retired_keys_left_on_a_device_are_ignored_at_start_and_in_updates(bundl
     with LocalNucleus(components=specs) as nucleus:
         device = Device(nucleus, bundle)  # starts: RUNNING, not ERRORED
         try:
-            assert "ignoring retired setting(s): local_search.min_similarity: renamed to min_score" in caplog.text
+            assert (
+                "ignoring retired setting(s): local_search.min_similarity: renamed to min_score"
+                in caplog.text
+            )
             assert nucleus.deploy(LOCAL_SEARCH, merge={"min_similarity": 0.9, "min_score": 0.2}).succeeded
             device.wait_for_settings(lambda s: s.min_score == 0.2, "min_score applied")
             refused = nucleus.deploy(LOCAL_SEARCH, merge={"min_similarty": 0.9})  # a typo is still refused
@@ -176,7 +209,12 @@ def test_a_bad_configuration_at_start_is_one_error_line_and_exit_1(bundle, tmp_p
     spec = ComponentSpec.from_recipe(recipe(LOCAL_SEARCH))
     spec.configuration.update(bundle_dir=str(bundle.path), top_k="many")
     with LocalNucleus(components=[spec]) as nucleus:
-        code = run_component(COMPONENT, LocalSearchSettings, build, ipc=Ipc(nucleus.connect(LOCAL_SEARCH)),
-                             stop=threading.Event())
+        code = run_component(
+            COMPONENT,
+            LocalSearchSettings,
+            build,
+            ipc=Ipc(nucleus.connect(LOCAL_SEARCH)),
+            stop=threading.Event(),
+        )
         assert code == 1 and nucleus.states[LOCAL_SEARCH] == "ERRORED"
     assert "local_search.top_k: 'many' is not an integer" in caplog.text

@@ -1,4 +1,5 @@
 """Decoding image bytes (uploads, query images, catalog photos)."""
+
 import struct
 
 import cv2
@@ -26,10 +27,17 @@ def test_empty_or_undecodable_bytes_name_the_source():
 
 
 # ---- decompression bombs (issue 14, item 3) ------------------------------------------------
-ENCODINGS = {"jpeg": (".jpg", []), "progressive jpeg": (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
-             "png": (".png", []), "webp lossy": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),
-             "webp lossless": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]), "bmp": (".bmp", []),
-             "tiff": (".tiff", []), "ppm": (".ppm", []), "pgm": (".pgm", [])}
+ENCODINGS = {
+    "jpeg": (".jpg", []),
+    "progressive jpeg": (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+    "png": (".png", []),
+    "webp lossy": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),
+    "webp lossless": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+    "bmp": (".bmp", []),
+    "tiff": (".tiff", []),
+    "ppm": (".ppm", []),
+    "pgm": (".pgm", []),
+}
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
@@ -45,14 +53,17 @@ def test_the_pixel_size_is_read_from_the_header_of_every_format_decoded(name):
 def no_decoding(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("cv2.imdecode was called: the image was decoded before its size was checked")
+
     monkeypatch.setattr(cv2, "imdecode", refuse)
 
 
 def test_a_png_bomb_is_refused_from_its_header_without_decoding(no_decoding):
     bomb = png_bomb(20000, 20000)
     assert len(bomb) < 500_000
-    with pytest.raises(ImageTooLarge, match=r"upload: the image is 20000x20000 pixels \(400.0 megapixels\); "
-                                            r"the limit is 50 megapixels"):
+    with pytest.raises(
+        ImageTooLarge,
+        match=r"upload: the image is 20000x20000 pixels \(400.0 megapixels\); " r"the limit is 50 megapixels",
+    ):
         decode_image(bomb, "upload")
 
 
@@ -60,7 +71,7 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     """A small real JPEG whose frame header is rewritten to claim another size."""
     data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -70,8 +81,9 @@ def webp_lossless_claiming(width: int, height: int) -> bytes:
     return b"RIFF" + struct.pack("<I", 4 + 8 + len(body)) + b"WEBPVP8L" + struct.pack("<I", len(body)) + body
 
 
-@pytest.mark.parametrize("bomb", [jpeg_claiming(65000, 60000), webp_lossless_claiming(16384, 16384)],
-                         ids=["jpeg", "webp"])
+@pytest.mark.parametrize(
+    "bomb", [jpeg_claiming(65000, 60000), webp_lossless_claiming(16384, 16384)], ids=["jpeg", "webp"]
+)
 def test_other_formats_claiming_too_many_pixels_are_refused(bomb, no_decoding):
     with pytest.raises(ImageTooLarge, match="megapixels"):
         decode_image(bomb, "catalog photo")
@@ -100,8 +112,11 @@ def test_an_8k_clip_is_refused_before_its_first_frame_is_decoded(tmp_path):
     clip = big_clip(tmp_path / "8k.mp4")
     capture = cv2.VideoCapture(str(clip))
     try:
-        with pytest.raises(ImageTooLarge, match=r"clip: the video's frame size is 7680x4320 pixels \(33.2 megapixels\);"
-                                                r" the limit is 8.29 megapixels"):
+        with pytest.raises(
+            ImageTooLarge,
+            match=r"clip: the video's frame size is 7680x4320 pixels \(33.2 megapixels\);"
+            r" the limit is 8.29 megapixels",
+        ):
             check_video(capture, "clip")
     finally:
         capture.release()

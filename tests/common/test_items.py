@@ -1,4 +1,5 @@
 """The items table of a bundle: written by build-index, read by local_search and the display."""
+
 import json
 import shutil
 import sqlite3
@@ -21,9 +22,18 @@ def bundle_dir(tiny_model, tmp_path_factory):
 
 
 def row(n: int, **fields) -> dict:
-    return {"item_id": f"item-{n}", "title": f"Item {n}", "category": "hat", "price": "9.99", "location": "Aisle 3",
-            "url": "", "thumbnail": f"{THUMBNAIL_DIR}/{n}.jpg", "image": f"img/{n}.jpg", "extra": {"colour": "grey"},
-            **fields}
+    return {
+        "item_id": f"item-{n}",
+        "title": f"Item {n}",
+        "category": "hat",
+        "price": "9.99",
+        "location": "Aisle 3",
+        "url": "",
+        "thumbnail": f"{THUMBNAIL_DIR}/{n}.jpg",
+        "image": f"img/{n}.jpg",
+        "extra": {"colour": "grey"},
+        **fields,
+    }
 
 
 def small_bundle(path, rows) -> ItemStore:
@@ -33,8 +43,16 @@ def small_bundle(path, rows) -> ItemStore:
         (path / THUMBNAIL_DIR / f"{n}.jpg").write_bytes(b"jpeg")
     (path / INDEX_FILE).write_bytes(b"not an index")
     write_items(path / ITEMS_FILE, rows)
-    write_manifest(path, {"index_version": 3, "item_count": len(rows), "metric": "cosine", "index": {},
-                          "model": {"fingerprint": "f" * 64}})
+    write_manifest(
+        path,
+        {
+            "index_version": 3,
+            "item_count": len(rows),
+            "metric": "cosine",
+            "index": {},
+            "model": {"fingerprint": "f" * 64},
+        },
+    )
     return ItemStore.open(path)
 
 
@@ -49,9 +67,16 @@ def test_rows_are_read_back_by_faiss_id_and_make_matches(tmp_path):
     store = small_bundle(tmp_path / "bundle", [row(0), row(1, title="Red dress", category="dress", price="")])
     rows = store.items([1, 0, 7])
     assert set(rows) == {0, 1} and rows[1]["title"] == "Red dress" and rows[0]["extra"] == {"colour": "grey"}
-    assert rows[0]["image"] == "img/0.jpg" and store.thumbnail_path(rows[1]) == store.path / "thumbnails/1.jpg"
+    assert (
+        rows[0]["image"] == "img/0.jpg" and store.thumbnail_path(rows[1]) == store.path / "thumbnails/1.jpg"
+    )
     match = Match.from_item(1, 0.8, 1, rows[1])
-    assert (match.item_id, match.category, match.price, match.thumbnail) == ("item-1", "dress", "", "thumbnails/1.jpg")
+    assert (match.item_id, match.category, match.price, match.thumbnail) == (
+        "item-1",
+        "dress",
+        "",
+        "thumbnails/1.jpg",
+    )
     assert len(store) == 2 and store.version == 3 and store.model_fingerprint == "f" * 64
 
 
@@ -85,13 +110,19 @@ def test_keywords_are_capped_in_words_and_bytes_and_each_word_searched_once(bund
     assert keyword_query("Hat hat HAT grey hat") == '"hat"* "grey"*'  # repeats are one term
     assert store.keyword_search("hat " * 100) == store.keyword_search("hat")
     many = " ".join(f"w{n}" for n in range(5000))
-    with pytest.raises(KeywordError, match=f"the keywords are {len(many)} bytes long; the limit is "
-                                           f"{MAX_KEYWORD_BYTES} bytes"):
+    with pytest.raises(
+        KeywordError,
+        match=f"the keywords are {len(many)} bytes long; the limit is " f"{MAX_KEYWORD_BYTES} bytes",
+    ):
         store.keyword_search(many)
     distinct = " ".join(f"w{n}" for n in range(MAX_KEYWORDS + 1))
-    with pytest.raises(KeywordError, match=f"{MAX_KEYWORDS + 1} different words; search with at most {MAX_KEYWORDS}"):
+    with pytest.raises(
+        KeywordError, match=f"{MAX_KEYWORDS + 1} different words; search with at most {MAX_KEYWORDS}"
+    ):
         store.keyword_search(distinct)
-    assert store.keyword_search(" ".join(["grey", "hat", *(["hat"] * MAX_KEYWORDS)])) == store.keyword_search("grey hat")
+    assert store.keyword_search(" ".join(["grey", "hat", *(["hat"] * MAX_KEYWORDS)])) == store.keyword_search(
+        "grey hat"
+    )
 
 
 def test_a_keyword_search_does_not_wait_for_other_reads_of_the_store(bundle_dir):
@@ -101,7 +132,9 @@ def test_a_keyword_search_does_not_wait_for_other_reads_of_the_store(bundle_dir)
     store = ItemStore.open(bundle_dir)
     found = []
     with store._lock:  # another request reading items, for as long as it likes
-        searcher = threading.Thread(target=lambda: found.append(store.keyword_search("grey hat")), daemon=True)
+        searcher = threading.Thread(
+            target=lambda: found.append(store.keyword_search("grey hat")), daemon=True
+        )
         searcher.start()
         searcher.join(timeout=30)
         assert not searcher.is_alive(), "the keyword search waited for the store's lock"
@@ -114,7 +147,10 @@ def test_the_item_store_reads_metadata_without_the_faiss_index(bundle_dir, tmp_p
     shutil.copytree(bundle_dir, copy)
     (copy / "index.faiss").write_bytes(b"not read by the display")
     store = ItemStore.open(copy)
-    assert len(store) == 200 and store.version == json.loads((bundle_dir / "manifest.json").read_text())["index_version"]
+    assert (
+        len(store) == 200
+        and store.version == json.loads((bundle_dir / "manifest.json").read_text())["index_version"]
+    )
     [hat] = store.items(store.keyword_search("grey hat")[:1]).values()
     assert hat["category"] == "hat" and store.thumbnail_path(hat).is_file()
     assert hat["extra"]["colour"]  # extra catalog columns are kept as metadata

@@ -3,6 +3,7 @@
 A change here is a change of the wire format between components that may be deployed at
 different versions: bump the schema version when a field changes meaning or becomes required.
 """
+
 import json
 import math
 
@@ -10,8 +11,16 @@ import numpy as np
 import pytest
 
 from components.common import messages
-from components.common.messages import (FeatureMessage, Match, MatchesMessage, MessageError, QueryMessage,
-                                        StatusMessage, decode_vector, encode_vector)
+from components.common.messages import (
+    FeatureMessage,
+    Match,
+    MatchesMessage,
+    MessageError,
+    QueryMessage,
+    StatusMessage,
+    decode_vector,
+    encode_vector,
+)
 
 TOPICS = {
     "FEATURES": "visualsearch/features",
@@ -31,16 +40,32 @@ SCHEMAS = {
 ENVELOPE = {"id", "timestamp"}
 # message class -> (schema, required fields, optional fields); "schema" itself is always required
 FIELDS = {
-    FeatureMessage: ("visualsearch.features/1",
-                     {"query_id", "capture_time", "model_fingerprint", "dim", "vector", *ENVELOPE},
-                     {"source", "track_id", "thumbnail", "featurize_ms", "source_time", "part", "parts"}),
+    FeatureMessage: (
+        "visualsearch.features/1",
+        {"query_id", "capture_time", "model_fingerprint", "dim", "vector", *ENVELOPE},
+        {"source", "track_id", "thumbnail", "featurize_ms", "source_time", "part", "parts"},
+    ),
     QueryMessage: ("visualsearch.query/1", {"query_id", *ENVELOPE}, {"image_path", "image_b64", "kind"}),
-    MatchesMessage: ("visualsearch.matches/1",
-                     {"query_id", "capture_time", "index_version", "model_fingerprint", "matches", *ENVELOPE},
-                     {"source", "source_time", "part", "parts", "track_id", "thumbnail", "min_score", "no_match",
-                      "timings_ms"}),
-    StatusMessage: ("visualsearch.status/1", {"component", "state", *ENVELOPE},
-                    {"detail", "index_version", "items", "bundle_dir", "online"}),
+    MatchesMessage: (
+        "visualsearch.matches/1",
+        {"query_id", "capture_time", "index_version", "model_fingerprint", "matches", *ENVELOPE},
+        {
+            "source",
+            "source_time",
+            "part",
+            "parts",
+            "track_id",
+            "thumbnail",
+            "min_score",
+            "no_match",
+            "timings_ms",
+        },
+    ),
+    StatusMessage: (
+        "visualsearch.status/1",
+        {"component", "state", *ENVELOPE},
+        {"detail", "index_version", "items", "bundle_dir", "online"},
+    ),
 }
 MATCH_REQUIRED = {"rank", "score", "faiss_id", "item_id"}
 MATCH_OPTIONAL = {"title", "category", "price", "location", "url", "thumbnail"}
@@ -52,26 +77,67 @@ def vector(dim=8, seed=0) -> np.ndarray:
 
 
 def match(rank=1, **fields) -> Match:
-    return Match(**{"rank": rank, "score": 0.87, "faiss_id": 12, "item_id": "hat-003", "title": "Grey hat",
-                    "category": "hat", "price": "9.99", "location": "Aisle 3", "url": "https://shop/hat-003",
-                    "thumbnail": "thumbnails/12.jpg", **fields})
+    return Match(
+        **{
+            "rank": rank,
+            "score": 0.87,
+            "faiss_id": 12,
+            "item_id": "hat-003",
+            "title": "Grey hat",
+            "category": "hat",
+            "price": "9.99",
+            "location": "Aisle 3",
+            "url": "https://shop/hat-003",
+            "thumbnail": "thumbnails/12.jpg",
+            **fields,
+        }
+    )
 
 
 def sample(cls):
     """A message of `cls` with every field set."""
     if cls is FeatureMessage:
-        return FeatureMessage(query_id="q1", capture_time=10.5, model_fingerprint="f" * 64, vector=vector(),
-                              source="upload", track_id="t1", thumbnail="QUJD", featurize_ms=12.5, source_time=3.0,
-                              part=1, parts=3)
+        return FeatureMessage(
+            query_id="q1",
+            capture_time=10.5,
+            model_fingerprint="f" * 64,
+            vector=vector(),
+            source="upload",
+            track_id="t1",
+            thumbnail="QUJD",
+            featurize_ms=12.5,
+            source_time=3.0,
+            part=1,
+            parts=3,
+        )
     if cls is QueryMessage:
         return QueryMessage(query_id="q1", image_path="/uploads/q1.mp4", image_b64="QUJD", kind="video")
     if cls is MatchesMessage:
-        return MatchesMessage(query_id="q1", capture_time=10.5, index_version=7, model_fingerprint="f" * 64,
-                              matches=[match(1), match(2, faiss_id=13, item_id="hat-004", score=0.5)],
-                              source="upload", source_time=3.0, part=1, parts=3, track_id="t1", thumbnail="QUJD",
-                              min_score=0.35, timings_ms={"search": 1.5, "featurize": 12})
-    return StatusMessage(component="local_search", state="running", detail="serving", index_version=7, items=200,
-                         bundle_dir="/var/bundle", online=True, extra={"queries": 3, "index_source": "s3"})
+        return MatchesMessage(
+            query_id="q1",
+            capture_time=10.5,
+            index_version=7,
+            model_fingerprint="f" * 64,
+            matches=[match(1), match(2, faiss_id=13, item_id="hat-004", score=0.5)],
+            source="upload",
+            source_time=3.0,
+            part=1,
+            parts=3,
+            track_id="t1",
+            thumbnail="QUJD",
+            min_score=0.35,
+            timings_ms={"search": 1.5, "featurize": 12},
+        )
+    return StatusMessage(
+        component="local_search",
+        state="running",
+        detail="serving",
+        index_version=7,
+        items=200,
+        bundle_dir="/var/bundle",
+        online=True,
+        extra={"queries": 3, "index_source": "s3"},
+    )
 
 
 def over_the_wire(message) -> dict:
@@ -80,9 +146,13 @@ def over_the_wire(message) -> dict:
 
 # --- topics and schema names ------------------------------------------------------------
 
+
 def test_the_full_set_of_topics_is_pinned():
-    topics = {name: value for name, value in vars(messages).items()
-              if isinstance(value, str) and value.startswith("visualsearch/")}
+    topics = {
+        name: value
+        for name, value in vars(messages).items()
+        if isinstance(value, str) and value.startswith("visualsearch/")
+    }
     assert topics == TOPICS
     assert messages.LOCAL_TOPICS == ("visualsearch/features", "visualsearch/matches", "visualsearch/queries")
     assert messages.status_topic("local_search") == "visualsearch/status/local_search"
@@ -94,6 +164,7 @@ def test_the_full_set_of_schema_names_is_pinned():
 
 
 # --- every schema: fields, required and optional ----------------------------------------
+
 
 @pytest.mark.parametrize("cls", list(FIELDS), ids=lambda c: c.__name__)
 def test_a_message_is_written_with_its_schema_and_exactly_its_fields(cls):
@@ -135,15 +206,31 @@ def test_the_fields_of_a_match_are_pinned():
 
 
 def test_the_index_updated_message_is_pinned():
-    data = messages.index_updated_message(index_version=7, manifest_sha256="a" * 64, item_count=200,
-                                          model_fingerprint="f" * 64, bucket="b", prefix="p",
-                                          latest_key="p/indexes/LATEST")
+    data = messages.index_updated_message(
+        index_version=7,
+        manifest_sha256="a" * 64,
+        item_count=200,
+        model_fingerprint="f" * 64,
+        bucket="b",
+        prefix="p",
+        latest_key="p/indexes/LATEST",
+    )
     assert data["schema"] == "visualsearch.index_updated/1"
-    assert set(data) == {"schema", *ENVELOPE, "index_version", "manifest_sha256", "item_count", "model_fingerprint",
-                         "bucket", "prefix", "latest_key"}
+    assert set(data) == {
+        "schema",
+        *ENVELOPE,
+        "index_version",
+        "manifest_sha256",
+        "item_count",
+        "model_fingerprint",
+        "bucket",
+        "prefix",
+        "latest_key",
+    }
 
 
 # --- round trips ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cls", [QueryMessage, MatchesMessage, StatusMessage], ids=lambda c: c.__name__)
 def test_to_json_and_from_json_round_trip(cls):
@@ -161,8 +248,14 @@ def test_a_feature_message_round_trips_with_its_vector_bit_for_bit():
 def test_matches_carry_the_query_they_answer_and_say_when_nothing_matched():
     query = sample(FeatureMessage)
     answer = MatchesMessage.answering(query, index_version=7, model_fingerprint="f" * 64, matches=[])
-    assert (answer.query_id, answer.capture_time, answer.source, answer.part, answer.parts, answer.track_id) == \
-        ("q1", 10.5, "upload", 1, 3, "t1")
+    assert (
+        answer.query_id,
+        answer.capture_time,
+        answer.source,
+        answer.part,
+        answer.parts,
+        answer.track_id,
+    ) == ("q1", 10.5, "upload", 1, 3, "t1")
     assert answer.no_match and answer.to_json()["no_match"] is True and answer.to_json()["matches"] == []
     assert sample(MatchesMessage).to_json()["no_match"] is False
 
@@ -176,6 +269,7 @@ def test_status_facts_are_sorted_into_typed_fields_and_extra():
 
 
 # --- feature vectors -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_decode_vector_refuses_nan_and_infinite_values(bad):
@@ -208,7 +302,9 @@ def test_a_feature_message_with_a_bad_vector_is_refused_on_both_sides():
     with pytest.raises(MessageError, match="NaN or infinite"):
         FeatureMessage(query_id="q", capture_time=1.0, model_fingerprint="f", vector=nan)
     with pytest.raises(MessageError, match="1-d"):
-        FeatureMessage(query_id="q", capture_time=1.0, model_fingerprint="f", vector=np.ones((1, 8), np.float32))
+        FeatureMessage(
+            query_id="q", capture_time=1.0, model_fingerprint="f", vector=np.ones((1, 8), np.float32)
+        )
 
 
 # --- types and values -------------------------------------------------------------------------
@@ -229,8 +325,8 @@ BAD_FIELDS = [
     (MatchesMessage, "min_score", "low"),
     (MatchesMessage, "timings_ms", {"search": "fast"}),
     (MatchesMessage, "capture_time", math.nan),
-    (MatchesMessage, "no_match", True),      # contradicts the matches it holds
-    (MatchesMessage, "part", 4),             # of 3
+    (MatchesMessage, "no_match", True),  # contradicts the matches it holds
+    (MatchesMessage, "part", 4),  # of 3
     (StatusMessage, "component", None),
     (StatusMessage, "state", ""),
     (StatusMessage, "online", "yes"),
@@ -239,15 +335,24 @@ BAD_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("cls, name, value", BAD_FIELDS, ids=[f"{c.__name__}.{n}={v!r}" for c, n, v in BAD_FIELDS])
+@pytest.mark.parametrize(
+    "cls, name, value", BAD_FIELDS, ids=[f"{c.__name__}.{n}={v!r}" for c, n, v in BAD_FIELDS]
+)
 def test_a_bad_field_is_refused_naming_it(cls, name, value):
     data = {**over_the_wire(sample(cls)), name: value}
     with pytest.raises(MessageError, match=name):
         cls.from_json(data)
 
 
-BAD_MATCH_FIELDS = [("score", "high"), ("score", math.inf), ("rank", 1.0), ("faiss_id", None), ("item_id", 17),
-                    ("title", None), ("price", 9.99)]
+BAD_MATCH_FIELDS = [
+    ("score", "high"),
+    ("score", math.inf),
+    ("rank", 1.0),
+    ("faiss_id", None),
+    ("item_id", 17),
+    ("title", None),
+    ("price", 9.99),
+]
 
 
 @pytest.mark.parametrize("name, value", BAD_MATCH_FIELDS, ids=[f"{n}={v!r}" for n, v in BAD_MATCH_FIELDS])
@@ -260,8 +365,13 @@ def test_a_bad_field_of_a_match_is_refused_naming_the_match_and_the_field(name, 
 
 def test_matches_must_be_ranked_one_to_n():
     with pytest.raises(MessageError, match=r"ranked 1..n, got ranks \[2, 1\]"):
-        MatchesMessage(query_id="q", capture_time=1.0, index_version=1, model_fingerprint="f",
-                       matches=[match(2), match(1)])
+        MatchesMessage(
+            query_id="q",
+            capture_time=1.0,
+            index_version=1,
+            model_fingerprint="f",
+            matches=[match(2), match(1)],
+        )
     with pytest.raises(MessageError, match="rank >= 1"):
         match(0)
     with pytest.raises(MessageError, match="an item_id"):

@@ -1,4 +1,5 @@
 """`visual-search demo`: the whole kiosk, as separate processes over real IPC."""
+
 import json
 import os
 import subprocess
@@ -16,10 +17,27 @@ from tests.support.waiting import wait_until
 @pytest.mark.timeout(600)  # the demo's first run builds its bundle; the run itself is bounded below
 def test_headless_demo_writes_every_match_and_scores_the_held_items(tmp_path):
     out = tmp_path / "m.jsonl"
-    command = [str(Path(sys.executable).with_name("visual-search")), "demo", "--headless", "--duration", "25",
-               "--out", str(out), "--port", str(free_port()), "--work-dir", str(tmp_path / "work")]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        str(Path(sys.executable).with_name("visual-search")),
+        "demo",
+        "--headless",
+        "--duration",
+        "25",
+        "--out",
+        str(out),
+        "--port",
+        str(free_port()),
+        "--work-dir",
+        str(tmp_path / "work"),
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     camera = [r for r in records if r["source"] == "camera"]
@@ -27,7 +45,9 @@ def test_headless_demo_writes_every_match_and_scores_the_held_items(tmp_path):
     for record in camera:
         assert record["query_id"] and record["capture_time"] <= record["publish_time"]
         assert all(set(m) >= {"item_id", "score"} for m in record["matches"])
-        assert [m["score"] for m in record["matches"]] == sorted((m["score"] for m in record["matches"]), reverse=True)
+        assert [m["score"] for m in record["matches"]] == sorted(
+            (m["score"] for m in record["matches"]), reverse=True
+        )
     assert "right category at rank 1 for" in result.stdout
     assert f"{len(records)} match messages written to {out}" in result.stdout
 
@@ -64,12 +84,17 @@ def test_an_upload_is_answered_across_the_processes_with_the_default_upload_dir(
         runner.wait_until_running(timeout=180)
         boundary = uuid.uuid4().hex
         body = io.BytesIO()
-        body.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\n"
-                   f"Content-Type: image/jpeg\r\n\r\n".encode())
+        body.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n".encode()
+        )
         body.write(demo_image("hat", 1).read_bytes())
         body.write(f"\r\n--{boundary}--\r\n".encode())
-        request = urllib.request.Request(f"http://127.0.0.1:{options.port}/api/search", data=body.getvalue(),
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{options.port}/api/search",
+            data=body.getvalue(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             result = json.load(response)
         assert result["matches"] and result["query"]["kind"] == "image"

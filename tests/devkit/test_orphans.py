@@ -1,6 +1,7 @@
 """Components exit when their nucleus goes away (issue 14, item 13): orphans of a crashed
 runner kept the display's port for 76 s. The runner runs as its own process here and is
 killed with SIGKILL, as a crash would end it."""
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,13 @@ def port_free(port: int) -> bool:
 @pytest.mark.timeout(300)
 def test_a_component_exits_when_its_runner_is_killed(tmp_path):
     port = free_port()
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "gg"), DISPLAY, str(port)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(tmp_path / "gg"), DISPLAY, str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     display_pid = None
     try:
         line = runner.stdout.readline()

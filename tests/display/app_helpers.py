@@ -1,4 +1,5 @@
 """The display app in-process (Flask test client), with a scripted stand-in for the IPC side."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,17 +17,40 @@ class Clock:
         return self.now
 
 
-def matches_for(bundle, faiss_ids, scores=None, *, query_id="q1", source="camera", track_id="",
-                part=1, parts=1, thumbnail="") -> messages.MatchesMessage:
+def matches_for(
+    bundle,
+    faiss_ids,
+    scores=None,
+    *,
+    query_id="q1",
+    source="camera",
+    track_id="",
+    part=1,
+    parts=1,
+    thumbnail="",
+) -> messages.MatchesMessage:
     """A matches message as local_search publishes it, for items of `bundle`."""
     rows = bundle.items(list(faiss_ids))
     scores = scores or [0.9 - 0.1 * i for i in range(len(faiss_ids))]
-    matches = [messages.Match.from_item(rank, score, fid, rows[fid])
-               for rank, (fid, score) in enumerate(zip(faiss_ids, scores), start=1)]
+    matches = [
+        messages.Match.from_item(rank, score, fid, rows[fid])
+        for rank, (fid, score) in enumerate(zip(faiss_ids, scores), start=1)
+    ]
     return messages.MatchesMessage(
-        query_id=query_id, capture_time=1.0, timestamp=1.0, source=source, part=part, parts=parts,
-        track_id=track_id, index_version=bundle.version, model_fingerprint=bundle.model_fingerprint,
-        min_score=0.35, matches=matches, timings_ms={"capture_to_publish": 80.0}, thumbnail=thumbnail)
+        query_id=query_id,
+        capture_time=1.0,
+        timestamp=1.0,
+        source=source,
+        part=part,
+        parts=parts,
+        track_id=track_id,
+        index_version=bundle.version,
+        model_fingerprint=bundle.model_fingerprint,
+        min_score=0.35,
+        matches=matches,
+        timings_ms={"capture_to_publish": 80.0},
+        thumbnail=thumbnail,
+    )
 
 
 def match_message(bundle, faiss_ids, scores=None, **fields) -> dict:
@@ -41,14 +65,15 @@ def status(component: str, state: str = "running", **fields) -> messages.StatusM
 def make_display(tmp_path: Path, bundle, answers=None, clock=None, **overrides) -> DisplayApp:
     """The app as production builds it; `answers(query) -> [MatchesMessage]` plays featurizer +
     local_search (None: nothing answers, so uploads time out)."""
-    settings = DisplaySettings(**{"work_dir": str(tmp_path), "bundle_dir": str(bundle.path),
-                                  "upload_timeout_s": 5.0, **overrides})
+    settings = DisplaySettings(
+        **{"work_dir": str(tmp_path), "bundle_dir": str(bundle.path), "upload_timeout_s": 5.0, **overrides}
+    )
     holder: dict = {}
 
     def publish(topic: str, message: dict) -> None:
         assert topic == messages.QUERIES
         holder.setdefault("queries", []).append(message)
-        for answer in (answers(message) if answers else []):
+        for answer in answers(message) if answers else []:
             holder["display"].searches.deliver(answer)
 
     display = build_display_app(settings, publish, **({"clock": clock} if clock else {}))
@@ -57,7 +82,9 @@ def make_display(tmp_path: Path, bundle, answers=None, clock=None, **overrides) 
     return display
 
 
-def write_clip(path: Path, images: list[Path], fps: int = 4, seconds_each: float = 1.0, size=(160, 160)) -> Path:
+def write_clip(
+    path: Path, images: list[Path], fps: int = 4, seconds_each: float = 1.0, size=(160, 160)
+) -> Path:
     """An MP4 (mp4v) that shows each image for `seconds_each` seconds."""
     import cv2
 

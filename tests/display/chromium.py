@@ -1,4 +1,5 @@
 """Headless Chromium driven over the DevTools protocol (websocket-client), for the browser tests."""
+
 from __future__ import annotations
 
 import base64
@@ -12,9 +13,19 @@ from pathlib import Path
 
 import websocket
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--remote-debugging-port=0",
-         "--window-size=1920,1080", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--remote-debugging-port=0",
+    "--window-size=1920,1080",
+    "--hide-scrollbars",
+]
 
 
 def chromium_binary() -> str:
@@ -27,17 +38,24 @@ def chromium_binary() -> str:
 class Chromium:
     def __init__(self, profile_dir: Path, timeout: float = 20.0):
         self.timeout = timeout
-        self.process = subprocess.Popen([chromium_binary(), *FLAGS, f"--user-data-dir={profile_dir}", "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [chromium_binary(), *FLAGS, f"--user-data-dir={profile_dir}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             port = self._port(profile_dir / "DevToolsActivePort")
-            self.socket = websocket.create_connection(self._page_socket(port), timeout=timeout, suppress_origin=True)
+            self.socket = websocket.create_connection(
+                self._page_socket(port), timeout=timeout, suppress_origin=True
+            )
         except BaseException:
             self._kill()
             raise
         self._ids = itertools.count(1)
         self.send("Page.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=1920, height=1080, deviceScaleFactor=1, mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride", width=1920, height=1080, deviceScaleFactor=1, mobile=False
+        )
 
     def _port(self, active_port_file: Path) -> int:
         deadline = time.monotonic() + self.timeout
@@ -94,7 +112,9 @@ class Chromium:
         """Submit a form and wait until the page it leads to has loaded."""
         self.evaluate("window.__before_submit = true")
         self.evaluate(f"document.querySelector({json.dumps(form_selector)}).submit()")
-        self.wait_for("window.__before_submit === undefined && document.readyState === 'complete'", timeout=15)
+        self.wait_for(
+            "window.__before_submit === undefined && document.readyState === 'complete'", timeout=15
+        )
 
     def set_file(self, selector: str, path: Path) -> None:
         root = self.send("DOM.getDocument")["root"]["nodeId"]

@@ -1,4 +1,5 @@
 """Fixtures of the display tests: a demo bundle, the app in-process, and the whole kiosk over real IPC."""
+
 from __future__ import annotations
 
 import base64
@@ -12,9 +13,9 @@ from cloud_sync.indexing.build_index import build_bundle
 from components.common.ipc import Ipc
 from components.display.component import DisplayComponent
 from components.display.settings import DisplaySettings
-from devkit.nucleus import ComponentSpec, LocalNucleus
 from components.local_search.component import LocalSearchComponent, LocalSearchSettings
 from components.local_search.search import IndexBundle
+from devkit.nucleus import ComponentSpec, LocalNucleus
 from tests.conftest import DEMO_CATALOG
 from tests.display.featurizer_stand_in import FeaturizerStandIn
 from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, recipe
@@ -48,16 +49,21 @@ class Kiosk:
     """The three components on the local nucleus stand-in: real local_search, real display,
     and the featurizer's part played by FeaturizerStandIn (until its component exists)."""
 
-    def __init__(self, nucleus: LocalNucleus, bundle: IndexBundle, model_dir: Path, work_dir: Path, **display_settings):
+    def __init__(
+        self, nucleus: LocalNucleus, bundle: IndexBundle, model_dir: Path, work_dir: Path, **display_settings
+    ):
         self.nucleus = nucleus
         self.bundle = bundle
-        settings = DisplaySettings(**{"port": 0, "work_dir": str(work_dir), "upload_timeout_s": 10.0,
-                                      **display_settings})
+        settings = DisplaySettings(
+            **{"port": 0, "work_dir": str(work_dir), "upload_timeout_s": 10.0, **display_settings}
+        )
         self.display = DisplayComponent(Ipc(nucleus.connect(DISPLAY)), settings)
         self.display.start()  # first, so it hears local_search announce its bundle
         self.local_search = LocalSearchComponent(
             Ipc(nucleus.connect(LOCAL_SEARCH)),
-            LocalSearchSettings(bundle_dir=str(bundle.path), top_k=10, min_score=0.0, smoothing_window=1), bundle)
+            LocalSearchSettings(bundle_dir=str(bundle.path), top_k=10, min_score=0.0, smoothing_window=1),
+            bundle,
+        )
         self.local_search.start()
         self.featurizer = FeaturizerStandIn(Ipc(nucleus.connect(FEATURIZER)), model_dir)
         self.featurizer.start()
@@ -71,7 +77,9 @@ class Kiosk:
         port, settings = self.display.server.port, self.display.settings
         self.display.stop()
         self.display.ipc.close()
-        self.display = DisplayComponent(Ipc(self.nucleus.connect(DISPLAY)), dataclasses.replace(settings, port=port))
+        self.display = DisplayComponent(
+            Ipc(self.nucleus.connect(DISPLAY)), dataclasses.replace(settings, port=port)
+        )
         self.display.start()
         self.local_search.publish_status("running")
 

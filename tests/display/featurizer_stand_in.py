@@ -5,6 +5,7 @@ answered with one FeatureMessage (source "upload", same query_id); a clip is sam
 frame per second, near-duplicate frames are dropped by feature distance, and each distinct
 frame is answered as part i of n.
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,7 +29,9 @@ class FeaturizerStandIn:
 
     def start(self) -> None:
         self.ipc.subscribe_json(messages.QUERIES, self.handle_query)
-        self.ipc.publish_json(messages.status_topic("featurizer"), messages.status_message("featurizer", "running"))
+        self.ipc.publish_json(
+            messages.status_topic("featurizer"), messages.status_message("featurizer", "running")
+        )
 
     def handle_query(self, data: dict) -> None:
         query = QueryMessage.from_json(data)
@@ -38,10 +41,20 @@ class FeaturizerStandIn:
         kept = distinct(vectors)
         took = 1000 * (time.perf_counter() - start)
         for part, index in enumerate(kept, start=1):
-            self.ipc.publish_json(messages.FEATURES, FeatureMessage(
-                query_id=query.query_id, capture_time=time.time(), model_fingerprint=self.model.fingerprint,
-                vector=vectors[index], source="upload", thumbnail=thumbnail(frames[index]), featurize_ms=took,
-                part=part, parts=len(kept)).to_json())
+            self.ipc.publish_json(
+                messages.FEATURES,
+                FeatureMessage(
+                    query_id=query.query_id,
+                    capture_time=time.time(),
+                    model_fingerprint=self.model.fingerprint,
+                    vector=vectors[index],
+                    source="upload",
+                    thumbnail=thumbnail(frames[index]),
+                    featurize_ms=took,
+                    part=part,
+                    parts=len(kept),
+                ).to_json(),
+            )
 
 
 def clip_frames(path: str) -> list[np.ndarray]:

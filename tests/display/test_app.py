@@ -1,4 +1,5 @@
 """The display app in-process (Flask test client): JSON twins, live events, history cap, bad input."""
+
 import io
 import json
 import shutil
@@ -14,19 +15,34 @@ from tests.support.images import big_clip, png_bomb
 
 def canned_answers(bundle):
     """Plays featurizer + local_search: a photo gets items 0-4; a clip two parts that overlap."""
+
     def answer(data):
         query = QueryMessage.from_json(data)
         if query.kind == "image":
             return [matches_for(bundle, [0, 1, 2, 3, 4], query_id=query.query_id, source="upload")]
-        return [matches_for(bundle, [20, 21], [0.6, 0.5], query_id=query.query_id, source="upload", part=1, parts=2),
-                matches_for(bundle, [21, 40], [0.95, 0.4], query_id=query.query_id, source="upload", part=2, parts=2)]
+        return [
+            matches_for(
+                bundle, [20, 21], [0.6, 0.5], query_id=query.query_id, source="upload", part=1, parts=2
+            ),
+            matches_for(
+                bundle, [21, 40], [0.95, 0.4], query_id=query.query_id, source="upload", part=2, parts=2
+            ),
+        ]
+
     return answer
 
 
 @pytest.fixture
 def display(tmp_path, demo_bundle):
-    return make_display(tmp_path, demo_bundle, canned_answers(demo_bundle), clock=Clock(), history_size=3,
-                        idle_after_s=20, status_timeout_s=30)
+    return make_display(
+        tmp_path,
+        demo_bundle,
+        canned_answers(demo_bundle),
+        clock=Clock(),
+        history_size=3,
+        idle_after_s=20,
+        status_timeout_s=30,
+    )
 
 
 @pytest.fixture
@@ -34,10 +50,15 @@ def client(display):
     return display.app.test_client()
 
 
-def upload(client, data: bytes, name="photo.jpg", content_type="image/jpeg", url="/api/search", headers=None,
-           **form):
-    return client.post(url, data={"file": (io.BytesIO(data), name, content_type), **form},
-                       content_type="multipart/form-data", headers=headers or {})
+def upload(
+    client, data: bytes, name="photo.jpg", content_type="image/jpeg", url="/api/search", headers=None, **form
+):
+    return client.post(
+        url,
+        data={"file": (io.BytesIO(data), name, content_type), **form},
+        content_type="multipart/form-data",
+        headers=headers or {},
+    )
 
 
 def test_state_twin_and_kiosk_page_show_a_camera_match(display, client, demo_bundle):
@@ -47,14 +68,24 @@ def test_state_twin_and_kiosk_page_show_a_camera_match(display, client, demo_bun
     assert state["mode"] == "match" and state["current"]["thumbnail"] == "QUJD"
     assert [c["faiss_id"] for c in state["current"]["matches"]] == [5, 6, 7]
     first = state["current"]["matches"][0]
-    assert first["thumbnail_url"] == f"/catalog/{demo_bundle.version}/thumbnails/5.jpg" and first["title"] and first["price"]
+    assert (
+        first["thumbnail_url"] == f"/catalog/{demo_bundle.version}/thumbnails/5.jpg"
+        and first["title"]
+        and first["price"]
+    )
     page = client.get("/")
-    assert page.status_code == 200 and b'id="initial-state"' in page.data and first["title"].encode() in page.data
+    assert (
+        page.status_code == 200
+        and b'id="initial-state"' in page.data
+        and first["title"].encode() in page.data
+    )
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     thumb = client.get(first["thumbnail_url"])
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     assert client.get(f"/catalog/{demo_bundle.version}/thumbnails/..%2Fmanifest.json").status_code == 404
-    assert client.get(f"/catalog/{demo_bundle.version - 1}/thumbnails/5.jpg").status_code == 404  # another bundle
+    assert (
+        client.get(f"/catalog/{demo_bundle.version - 1}/thumbnails/5.jpg").status_code == 404
+    )  # another bundle
 
 
 def test_no_match_then_idle_after_the_configured_time(display, client, demo_bundle):
@@ -83,9 +114,11 @@ def test_a_component_in_error_or_silent_is_a_warning(display, client):
     assert client.get("/api/state").json["warnings"] == []
     display.state._clock.now += 31
     assert client.get("/api/state").json["warnings"] == [
-        "featurizer is down: no status for 31 s", "local_search is down: no status for 31 s",
+        "featurizer is down: no status for 31 s",
+        "local_search is down: no status for 31 s",
         "the display does not hear its own status over IPC (no status since the display started 31 s ago): "
-        "is the nucleus down?"]
+        "is the nucleus down?",
+    ]
     display.state.handle_status(status("display"))
     assert len(client.get("/api/state").json["warnings"]) == 2
 
@@ -95,7 +128,11 @@ def test_only_watched_components_are_tracked(display, client):
         display.state.handle_status(status("someone_else"))
     with pytest.raises(MessageError):
         display.state.handle_status(StatusMessage.from_json({"schema": "visualsearch.matches/1"}))
-    assert [c["name"] for c in client.get("/api/state").json["components"]] == ["featurizer", "local_search", "display"]
+    assert [c["name"] for c in client.get("/api/state").json["components"]] == [
+        "featurizer",
+        "local_search",
+        "display",
+    ]
 
 
 def test_the_event_stream_yields_a_state_event_after_a_match(display, client, demo_bundle):
@@ -128,7 +165,11 @@ def test_healthz(client):
 def test_a_photo_upload_publishes_a_query_and_shows_its_matches(display, client, demo_bundle):
     result = upload(client, demo_image("hat", 0).read_bytes(), q="").json
     query = display.queries[0]
-    assert query["kind"] == "image" and query["image_path"].endswith(".jpg") and query["query_id"] == result["query"]["query_id"]
+    assert (
+        query["kind"] == "image"
+        and query["image_path"].endswith(".jpg")
+        and query["query_id"] == result["query"]["query_id"]
+    )
     assert [c["faiss_id"] for c in result["matches"]] == [0, 1, 2, 3, 4]
     assert client.get(result["query"]["upload_url"]).status_code == 200
     page = upload(client, demo_image("hat", 0).read_bytes(), url="/search")
@@ -163,15 +204,29 @@ def test_pngs_and_webps_are_accepted_by_content_not_by_name(client):
 
 
 def test_uploads_on_disk_are_capped(tmp_path, demo_bundle):
-    client = make_display(tmp_path, demo_bundle, canned_answers(demo_bundle), keep_uploads=2).app.test_client()
+    client = make_display(
+        tmp_path, demo_bundle, canned_answers(demo_bundle), keep_uploads=2
+    ).app.test_client()
     for _ in range(4):
         assert upload(client, demo_image("hat", 0).read_bytes()).status_code == 200
     assert len(list((tmp_path / "uploads").iterdir())) == 2
 
 
 BAD_UPLOADS = {
-    "corrupt image": (b"\xff\xd8\xff\xe0" + b"\x00garbage" * 50, "photo.jpg", "image/jpeg", 400, "not a decodable image"),
-    "video without frames": (b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500, "clip.mp4", "video/mp4", 400, "no decodable frames"),
+    "corrupt image": (
+        b"\xff\xd8\xff\xe0" + b"\x00garbage" * 50,
+        "photo.jpg",
+        "image/jpeg",
+        400,
+        "not a decodable image",
+    ),
+    "video without frames": (
+        b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500,
+        "clip.mp4",
+        "video/mp4",
+        400,
+        "no decodable frames",
+    ),
     "text named .jpg": (b"just some text", "photo.jpg", "image/jpeg", 415, "unsupported file type"),
     "pdf": (b"%PDF-1.7\n...", "doc.pdf", "application/pdf", 415, "unsupported file type"),
     "empty file": (b"", "photo.jpg", "image/jpeg", 400, "empty"),
@@ -196,8 +251,14 @@ def test_an_oversize_upload_is_413(tmp_path, demo_bundle):
     assert page.status_code == 413 and b"limit" in page.data
 
 
-@pytest.mark.parametrize("query, words", [("/api/search?q=", "type keywords"), ("/api/search?q=%21%21%21", "no words"),
-                                          ("/api/search?q=hat&mode=sideways", "filter mode")])
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ("/api/search?q=", "type keywords"),
+        ("/api/search?q=%21%21%21", "no words"),
+        ("/api/search?q=hat&mode=sideways", "filter mode"),
+    ],
+)
 def test_empty_or_bad_keywords_are_400(client, query, words):
     response = client.get(query)
     assert response.status_code == 400 and words in response.json["error"]
@@ -212,7 +273,9 @@ def test_thousands_of_keywords_are_a_400_naming_the_cap(client):
     assert response.status_code == 400 and "bytes long; the limit is 512 bytes" in response.json["error"]
     few = "+".join(f"w{n}" for n in range(40))
     response = client.get(f"/api/search?q={few}")
-    assert response.status_code == 400 and "40 different words; search with at most 16" in response.json["error"]
+    assert (
+        response.status_code == 400 and "40 different words; search with at most 16" in response.json["error"]
+    )
 
 
 def test_no_answer_within_the_timeout_is_a_clear_504(tmp_path, demo_bundle):
@@ -229,6 +292,7 @@ def test_unknown_pages_are_404_pages(client):
 def test_a_query_the_nucleus_does_not_take_is_a_503_not_a_500(tmp_path, demo_bundle):
     def refuse(_):
         raise TimeoutError("nucleus did not answer")
+
     client = make_display(tmp_path, demo_bundle, answers=refuse).app.test_client()
     response = upload(client, demo_image("hat", 0).read_bytes())
     assert response.status_code == 503 and "could not send the query" in response.json["error"]
@@ -254,8 +318,9 @@ def test_the_catalog_follows_the_bundle_local_search_announces(tmp_path, demo_bu
     assert client.get("/api/search?q=hat").status_code == 503
     thumbnail = f"/catalog/{demo_bundle.version}/thumbnails/0.jpg"
     assert client.get(thumbnail).status_code == 404
-    display.state.handle_status(status("local_search", bundle_dir=str(demo_bundle.path),
-                                       index_version=demo_bundle.version, items=200))
+    display.state.handle_status(
+        status("local_search", bundle_dir=str(demo_bundle.path), index_version=demo_bundle.version, items=200)
+    )
     assert client.get("/api/search?q=hat").status_code == 200
     assert client.get(thumbnail).status_code == 200
     assert client.get("/api/state").json["index_version"] == demo_bundle.version
@@ -263,6 +328,7 @@ def test_the_catalog_follows_the_bundle_local_search_announces(tmp_path, demo_bu
 
 def test_after_a_swap_the_previous_versions_pictures_are_still_served(tmp_path, demo_bundle):
     """Matches published just before local_search swapped index keep their pictures."""
+
     def copy_as(version):
         out = tmp_path / f"bundle-{version}"
         shutil.copytree(demo_bundle.path, out)
@@ -273,8 +339,9 @@ def test_after_a_swap_the_previous_versions_pictures_are_still_served(tmp_path, 
     display = make_display(tmp_path, demo_bundle, bundle_dir="")
     client = display.app.test_client()
     for version in (101, 102, 103):
-        display.state.handle_status(status("local_search", bundle_dir=str(copy_as(version)),
-                                           index_version=version, items=200))
+        display.state.handle_status(
+            status("local_search", bundle_dir=str(copy_as(version)), index_version=version, items=200)
+        )
     assert client.get("/api/state").json["index_version"] == 103
     assert client.get("/catalog/103/thumbnails/0.jpg").status_code == 200
     assert client.get("/catalog/102/thumbnails/0.jpg").status_code == 200
@@ -283,12 +350,17 @@ def test_after_a_swap_the_previous_versions_pictures_are_still_served(tmp_path, 
 
 def test_a_decompression_bomb_is_a_413_before_it_is_decoded(client, tmp_path, monkeypatch):
     """Issue 14, item 3: 390 KB of PNG that would decode to 20000x20000 pixels (1.2 GB)."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("the bomb was decoded")
+
     monkeypatch.setattr(cv2, "imdecode", refuse)
     response = upload(client, png_bomb(20000, 20000), "photo.png", "image/png")
     assert response.status_code == 413
-    assert "20000x20000 pixels" in response.json["error"] and "the limit is 50 megapixels" in response.json["error"]
+    assert (
+        "20000x20000 pixels" in response.json["error"]
+        and "the limit is 50 megapixels" in response.json["error"]
+    )
     page = upload(client, png_bomb(20000, 20000), "photo.png", "image/png", url="/search")
     assert page.status_code == 413 and b"megapixels" in page.data
     assert not (tmp_path / "uploads").exists() or not list((tmp_path / "uploads").iterdir())
@@ -302,7 +374,9 @@ def test_an_8k_clip_is_a_413_and_is_not_kept(client, tmp_path):
 
 
 # ---- cross-origin requests and DNS rebinding (issue 14, item 11) -----------------------------
-@pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost:8080", "localhost", "[::1]:8080", "192.168.1.20:8080"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8080", "localhost:8080", "localhost", "[::1]:8080", "192.168.1.20:8080"]
+)
 def test_the_pages_answer_to_ip_addresses_and_localhost(client, host):
     assert client.get("/api/state", headers={"Host": host}).status_code == 200
 

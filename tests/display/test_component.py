@@ -1,4 +1,5 @@
 """The display as it runs on a device: real IPC client on the nucleus stand-in, real HTTP server."""
+
 import io
 import json
 import os
@@ -32,8 +33,9 @@ def get_json(url: str) -> dict:
 
 def post_file(url: str, data: bytes, name: str, **form) -> tuple[int, dict]:
     boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(data), filename=name), **form})
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=20) as response:
             return response.status, json.load(response)
@@ -43,7 +45,9 @@ def post_file(url: str, data: bytes, name: str, **form) -> tuple[int, dict]:
 
 def test_a_camera_match_on_ipc_reaches_the_state_twin(kiosk):
     faiss_ids = [catalog_item(kiosk.bundle, "shirt-002")["faiss_id"]]
-    kiosk.local_search.ipc.publish_json(messages.MATCHES, match_message(kiosk.bundle, faiss_ids, query_id="cam-1"))
+    kiosk.local_search.ipc.publish_json(
+        messages.MATCHES, match_message(kiosk.bundle, faiss_ids, query_id="cam-1")
+    )
     for _ in range(100):
         state = get_json(kiosk.url + "/api/state")
         if state["current"] and state["current"]["query_id"] == "cam-1":
@@ -51,16 +55,24 @@ def test_a_camera_match_on_ipc_reaches_the_state_twin(kiosk):
         threading.Event().wait(0.05)
     assert state["mode"] == "match" and state["current"]["matches"][0]["item_id"] == "shirt-002"
     assert state["index_version"] == kiosk.bundle.version and state["items"] == 200
-    assert {c["name"]: c["state"] for c in state["components"]} == {"featurizer": "running", "local_search": "running",
-                                                                           "display": "running"}
+    assert {c["name"]: c["state"] for c in state["components"]} == {
+        "featurizer": "running",
+        "local_search": "running",
+        "display": "running",
+    }
     assert state["warnings"] == []
 
 
 def test_a_malformed_match_on_ipc_is_dropped_and_the_next_one_shown(kiosk):
     faiss_ids = [catalog_item(kiosk.bundle, "skirt-003")["faiss_id"]]
-    bad = {**match_message(kiosk.bundle, faiss_ids, query_id="bad"), "matches": [{"rank": 1, "score": "high"}]}
+    bad = {
+        **match_message(kiosk.bundle, faiss_ids, query_id="bad"),
+        "matches": [{"rank": 1, "score": "high"}],
+    }
     kiosk.local_search.ipc.publish_json(messages.MATCHES, bad)
-    kiosk.local_search.ipc.publish_json(messages.MATCHES, match_message(kiosk.bundle, faiss_ids, query_id="cam-2"))
+    kiosk.local_search.ipc.publish_json(
+        messages.MATCHES, match_message(kiosk.bundle, faiss_ids, query_id="cam-2")
+    )
     for _ in range(100):
         state = get_json(kiosk.url + "/api/state")
         if state["current"] and state["current"]["query_id"] == "cam-2":
@@ -105,7 +117,8 @@ def test_recipe_lists_every_setting_and_least_privilege_topics():
         for operation in policy["operations"]:
             allowed[operation] |= set(policy["resources"])
     assert allowed["aws.greengrass#SubscribeToTopic"] == {messages.MATCHES} | {
-        messages.status_topic(name) for name in DisplaySettings().watched()}
+        messages.status_topic(name) for name in DisplaySettings().watched()
+    }
     assert allowed["aws.greengrass#PublishToTopic"] == {messages.QUERIES, messages.status_topic("display")}
 
 
@@ -114,8 +127,14 @@ def test_the_component_process_serves_and_stops_on_sigterm(demo_bundle, tmp_path
         for key, value in (("port", 0), ("work_dir", str(tmp_path)), ("bundle_dir", str(demo_bundle.path))):
             nucleus.set_configuration(DISPLAY, key, value)
         env = {**os.environ, **nucleus.component_env(DISPLAY), "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen([sys.executable, "-u", "-m", "components.display"], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "components.display"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
         try:

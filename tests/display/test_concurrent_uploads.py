@@ -1,5 +1,6 @@
 """Many staff uploading at once (issue 14, item 1): no 500, and no upload is deleted before
 its search has finished, although the folder keeps only a few files."""
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,10 @@ UPLOADS_EACH = 6
 def multipart(data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = io.BytesIO()
-    body.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\n"
-               f"Content-Type: image/jpeg\r\n\r\n".encode())
+    body.write(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n".encode()
+    )
     body.write(data)
     body.write(f"\r\n--{boundary}--\r\n".encode())
     return body.getvalue(), f"multipart/form-data; boundary={boundary}"
@@ -59,10 +62,14 @@ class SlowFeaturizer:
             return
         with self._lock:
             self.read += 1
-        self.display.searches.deliver(matches_for(self.bundle, [0, 1, 2], query_id=query.query_id, source="upload"))
+        self.display.searches.deliver(
+            matches_for(self.bundle, [0, 1, 2], query_id=query.query_id, source="upload")
+        )
 
 
-def test_sixteen_concurrent_uploaders_get_no_500_and_no_upload_is_deleted_under_its_search(tmp_path, demo_bundle):
+def test_sixteen_concurrent_uploaders_get_no_500_and_no_upload_is_deleted_under_its_search(
+    tmp_path, demo_bundle
+):
     featurizer = SlowFeaturizer(demo_bundle)
     display = make_display(tmp_path, demo_bundle, featurizer, keep_uploads=1, upload_timeout_s=5.0)
     featurizer.display = display
@@ -75,8 +82,9 @@ def test_sixteen_concurrent_uploaders_get_no_500_and_no_upload_is_deleted_under_
 
     def uploader():
         for _ in range(UPLOADS_EACH):
-            request = urllib.request.Request(f"{server.url}/api/search", data=body, method="POST",
-                                             headers={"Content-Type": content_type})
+            request = urllib.request.Request(
+                f"{server.url}/api/search", data=body, method="POST", headers={"Content-Type": content_type}
+            )
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     code = response.status
@@ -99,7 +107,9 @@ def test_sixteen_concurrent_uploaders_get_no_500_and_no_upload_is_deleted_under_
         server.stop()
     assert sum(statuses.values()) == UPLOADERS * UPLOADS_EACH
     assert statuses[500] == 0, errors[:5]
-    assert featurizer.lost == [], f"{len(featurizer.lost)} uploads were deleted before the featurizer read them"
+    assert (
+        featurizer.lost == []
+    ), f"{len(featurizer.lost)} uploads were deleted before the featurizer read them"
     assert statuses == Counter({200: UPLOADERS * UPLOADS_EACH}), errors[:5]
     assert len(list((tmp_path / "uploads").iterdir())) == 1  # once all searches are done, the cap holds
 
@@ -129,11 +139,15 @@ def test_pruning_skips_uploads_in_flight_and_files_that_vanish(tmp_path, monkeyp
     assert len(list(tmp_path.iterdir())) == 2
 
 
-def test_an_upload_pruned_while_its_picture_is_requested_is_a_404_not_a_500(tmp_path, demo_bundle, monkeypatch):
+def test_an_upload_pruned_while_its_picture_is_requested_is_a_404_not_a_500(
+    tmp_path, demo_bundle, monkeypatch
+):
     import components.display.app as app_module
 
     client = make_display(tmp_path, demo_bundle).app.test_client()
-    monkeypatch.setattr(app_module, "find_upload", lambda folder, query_id: folder / f"{query_id}.jpg")  # then pruned
+    monkeypatch.setattr(
+        app_module, "find_upload", lambda folder, query_id: folder / f"{query_id}.jpg"
+    )  # then pruned
     response = client.get("/uploads/abc123")
     assert response.status_code == 404 and b"deleted" in response.data
 
@@ -148,14 +162,29 @@ def test_a_search_over_the_pending_limit_waits_for_a_slot_instead_of_a_503():
     searches = UploadSearches(lambda topic, message: published.append(message), timeout_s=30, max_pending=1)
 
     def answer(query_id):
-        searches.deliver(MatchesMessage(query_id=query_id, capture_time=1.0, source="upload", part=1, parts=1,
-                                        index_version=1, model_fingerprint="f" * 64, min_score=0.3, matches=[]))
+        searches.deliver(
+            MatchesMessage(
+                query_id=query_id,
+                capture_time=1.0,
+                source="upload",
+                part=1,
+                parts=1,
+                index_version=1,
+                model_fingerprint="f" * 64,
+                min_score=0.3,
+                matches=[],
+            )
+        )
 
     outcomes = {}
-    first = threading.Thread(target=lambda: outcomes.update(a=searches.search(QueryMessage(query_id="a", image_path="/x"))))
+    first = threading.Thread(
+        target=lambda: outcomes.update(a=searches.search(QueryMessage(query_id="a", image_path="/x")))
+    )
     first.start()
     wait_until(lambda: published, 10, "the first query to be sent")
-    second = threading.Thread(target=lambda: outcomes.update(b=searches.search(QueryMessage(query_id="b", image_path="/y"))))
+    second = threading.Thread(
+        target=lambda: outcomes.update(b=searches.search(QueryMessage(query_id="b", image_path="/y")))
+    )
     second.start()
     wait_until(lambda: searches.waiting_for_slot == 1, 10, "the second search to wait for a slot")
     assert [m["query_id"] for m in published] == ["a"]  # not sent while the featurizer's slots are full

@@ -1,17 +1,31 @@
 """Pure functions of the display: cards, merged clip parts, keyword filters, event fan-out, sniffing."""
+
 from dataclasses import replace
 
 import pytest
 
 from components.common.messages import Match, MatchesMessage
 from components.display.events import EventHub, TooManyClients
-from components.display.results import apply_keywords, card, keyword_cards, merge_parts, safe_thumbnail, thumbnail_url
+from components.display.results import (
+    apply_keywords,
+    card,
+    keyword_cards,
+    merge_parts,
+    safe_thumbnail,
+    thumbnail_url,
+)
 from components.display.uploads import sniff
 
 
 def m(fid, score, rank=1):
-    return Match(rank=rank, score=score, faiss_id=fid, item_id=f"item-{fid}", title=f"T{fid}",
-                 thumbnail=f"thumbnails/{fid}.jpg")
+    return Match(
+        rank=rank,
+        score=score,
+        faiss_id=fid,
+        item_id=f"item-{fid}",
+        title=f"T{fid}",
+        thumbnail=f"thumbnails/{fid}.jpg",
+    )
 
 
 def card_of(fid, score):
@@ -19,8 +33,16 @@ def card_of(fid, score):
 
 
 def answer(part, *matches):
-    return MatchesMessage(query_id="clip", capture_time=1.0, index_version=42, model_fingerprint="f", part=part,
-                          parts=2, source="upload", matches=[replace(x, rank=r) for r, x in enumerate(matches, 1)])
+    return MatchesMessage(
+        query_id="clip",
+        capture_time=1.0,
+        index_version=42,
+        model_fingerprint="f",
+        part=part,
+        parts=2,
+        source="upload",
+        matches=[replace(x, rank=r) for r, x in enumerate(matches, 1)],
+    )
 
 
 def test_merge_parts_keeps_each_items_best_score_and_reranks():
@@ -34,7 +56,12 @@ def test_hard_filter_keeps_only_keyword_matches_soft_ranks_them_first():
     hard = apply_keywords(matches, {2, 4}, "hard")
     assert [(x["faiss_id"], x["rank"]) for x in hard] == [(2, 1), (4, 2)]
     soft = apply_keywords(matches, {2, 4}, "soft")
-    assert [x["faiss_id"] for x in soft] == [2, 4, 1, 3] and [x["keyword_match"] for x in soft] == [True, True, False, False]
+    assert [x["faiss_id"] for x in soft] == [2, 4, 1, 3] and [x["keyword_match"] for x in soft] == [
+        True,
+        True,
+        False,
+        False,
+    ]
     with pytest.raises(ValueError):
         apply_keywords(matches, set(), "sideways")
 
@@ -42,23 +69,47 @@ def test_hard_filter_keeps_only_keyword_matches_soft_ranks_them_first():
 def test_card_has_a_thumbnail_url_and_a_bounded_similarity_bar():
     shown = card(m(7, 0.873), 42)
     assert shown["similarity_percent"] == 87 and shown["thumbnail_url"] == "/catalog/42/thumbnails/7.jpg"
-    assert card(m(7, -0.2), 42)["similarity_percent"] == 0 and card(m(7, 1.2), 42)["similarity_percent"] == 100
+    assert (
+        card(m(7, -0.2), 42)["similarity_percent"] == 0 and card(m(7, 1.2), 42)["similarity_percent"] == 100
+    )
     assert thumbnail_url("thumbnails/../manifest.json", 42) == "" and thumbnail_url("/etc/passwd", 42) == ""
     assert thumbnail_url("thumbnails/7.jpg", None) == ""
 
 
 def test_keyword_cards_have_no_similarity_and_never_show_bundle_only_columns():
-    items = {3: {"item_id": "hat-003", "title": "Grey hat", "category": "hat", "price": "", "location": "Aisle 3",
-                 "url": "", "thumbnail": "thumbnails/3.jpg", "image": "img/hat-003.jpg", "extra": {"colour": "grey"}}}
+    items = {
+        3: {
+            "item_id": "hat-003",
+            "title": "Grey hat",
+            "category": "hat",
+            "price": "",
+            "location": "Aisle 3",
+            "url": "",
+            "thumbnail": "thumbnails/3.jpg",
+            "image": "img/hat-003.jpg",
+            "extra": {"colour": "grey"},
+        }
+    }
     [shown] = keyword_cards([9, 3], items, 42)
-    assert (shown["rank"], shown["faiss_id"], shown["score"], shown["similarity_percent"]) == (1, 3, None, None)
+    assert (shown["rank"], shown["faiss_id"], shown["score"], shown["similarity_percent"]) == (
+        1,
+        3,
+        None,
+        None,
+    )
     assert shown["keyword_match"] is True and shown["thumbnail_url"] == "/catalog/42/thumbnails/3.jpg"
-    assert not {"image", "extra", "thumbnail"} & set(shown) and not {"image", "extra", "thumbnail"} & set(card_of(3, 0.5))
+    assert not {"image", "extra", "thumbnail"} & set(shown) and not {"image", "extra", "thumbnail"} & set(
+        card_of(3, 0.5)
+    )
 
 
 def test_query_thumbnails_must_be_plain_base64():
     assert safe_thumbnail("QUJD") == "QUJD"
-    assert safe_thumbnail('x" onerror="alert(1)') == "" and safe_thumbnail(None) == "" and safe_thumbnail("A" * 300_000) == ""
+    assert (
+        safe_thumbnail('x" onerror="alert(1)') == ""
+        and safe_thumbnail(None) == ""
+        and safe_thumbnail("A" * 300_000) == ""
+    )
 
 
 def test_event_hub_queues_are_bounded_and_connections_capped():
@@ -74,8 +125,16 @@ def test_event_hub_queues_are_bounded_and_connections_capped():
     hub.connect()
 
 
-@pytest.mark.parametrize("head, kind", [(b"\xff\xd8\xff\xe0", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"),
-                                        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"), (b"\x00\x00\x00\x18ftypmp42", "mp4"),
-                                        (b"%PDF-1.7", None), (b"hello", None)])
+@pytest.mark.parametrize(
+    "head, kind",
+    [
+        (b"\xff\xd8\xff\xe0", "jpeg"),
+        (b"\x89PNG\r\n\x1a\n", "png"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"),
+        (b"\x00\x00\x00\x18ftypmp42", "mp4"),
+        (b"%PDF-1.7", None),
+        (b"hello", None),
+    ],
+)
 def test_sniff_reads_the_type_from_the_content(head, kind):
     assert sniff(head) == kind

@@ -1,5 +1,6 @@
 """The display's HTTP server as a process-level part: bounded threads, live-update slots freed
 when a page goes away (issue 14, item 12). A real server on 127.0.0.1, a free port."""
+
 from __future__ import annotations
 
 import socket
@@ -36,7 +37,9 @@ def open_events(server: WebServer) -> socket.socket:
 
 def test_a_page_that_goes_away_frees_its_live_update_slot_without_waiting_for_a_write(tmp_path, demo_bundle):
     display = make_display(tmp_path, demo_bundle, max_event_clients=1)
-    display.state.hub.heartbeat_s = 3600  # nothing is written to the stream: only a closed connection frees it
+    display.state.hub.heartbeat_s = (
+        3600  # nothing is written to the stream: only a closed connection frees it
+    )
     server = serve(display)
     try:
         page = open_events(server)

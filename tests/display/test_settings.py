@@ -1,4 +1,5 @@
 """The display's settings on a device: configuration updates refused, applied live, or rebuilt on its port."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ def display(tmp_path):
         return built[-1]
 
     with LocalNucleus(components=[spec]) as nucleus:
-        thread = threading.Thread(target=lambda: codes.append(run_component(
-            COMPONENT, DisplaySettings, recorded_build, ipc=Ipc(nucleus.connect(DISPLAY)), stop=stop)), daemon=True)
+        thread = threading.Thread(
+            target=lambda: codes.append(
+                run_component(
+                    COMPONENT, DisplaySettings, recorded_build, ipc=Ipc(nucleus.connect(DISPLAY)), stop=stop
+                )
+            ),
+            daemon=True,
+        )
         thread.start()
         nucleus.wait_for_state(DISPLAY, "RUNNING", timeout=30)
         wait_until(lambda: DISPLAY in nucleus.validators(), 10, "the display to subscribe its validator")
@@ -59,7 +66,9 @@ def test_kiosk_timings_are_applied_live(display):
     nucleus, url, built = display
     assert get_json(url + "/api/state")["idle_after_s"] == 20.0
     assert nucleus.deploy(DISPLAY, merge={"idle_after_s": 5, "upload_timeout_s": 3}, timeout=10).succeeded
-    wait_until(lambda: get_json(url + "/api/state")["idle_after_s"] == 5.0, 10, "idle_after_s on the state twin")
+    wait_until(
+        lambda: get_json(url + "/api/state")["idle_after_s"] == 5.0, 10, "idle_after_s on the state twin"
+    )
     assert built[0].searches.timeout_s == 3.0 and len(built) == 1
 
 

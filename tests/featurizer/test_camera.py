@@ -1,4 +1,5 @@
 """Frame sources: folders, video files written here, looping, pacing, clips, failures and backoff."""
+
 from __future__ import annotations
 
 import cv2
@@ -6,8 +7,17 @@ import numpy as np
 import pytest
 
 from components.common.backoff import Backoff
-from components.featurizer.camera import (CameraError, CaptureSource, ClipError, Frame, Pacer, ReconnectingSource,
-                                          SourceEnded, open_source, sample_clip)
+from components.featurizer.camera import (
+    CameraError,
+    CaptureSource,
+    ClipError,
+    Frame,
+    Pacer,
+    ReconnectingSource,
+    SourceEnded,
+    open_source,
+    sample_clip,
+)
 
 FPS = 10
 
@@ -120,12 +130,15 @@ def test_pacer_gives_capture_times_at_the_frame_rate():
     assert [pacer.wait() for _ in range(3)] == [1000.0, 1000.25, 1000.5]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("/no/such/video.mp4", "video file not found"),
-    ("/dev/video-that-is-not-there", "camera device not found"),
-    ("97", "cannot open camera"),
-    ("", "camera setting is empty"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("/no/such/video.mp4", "video file not found"),
+        ("/dev/video-that-is-not-there", "camera device not found"),
+        ("97", "cannot open camera"),
+        ("", "camera setting is empty"),
+    ],
+)
 def test_a_source_that_cannot_be_opened_gives_a_clear_camera_error(spec, message):
     with pytest.raises(CameraError, match=message):
         open_source(spec)
@@ -161,9 +174,12 @@ class FlakySource:
 
 def test_reconnecting_source_retries_with_backoff_reports_and_resumes():
     opens, waits, changes = [], [], []
-    source = ReconnectingSource(lambda: FlakySource(opens), Backoff(0.1, 0.3, jitter=0),
-                                wait=lambda s: waits.append(s) or False,
-                                on_change=lambda state, detail: changes.append(state))
+    source = ReconnectingSource(
+        lambda: FlakySource(opens),
+        Backoff(0.1, 0.3, jitter=0),
+        wait=lambda s: waits.append(s) or False,
+        on_change=lambda state, detail: changes.append(state),
+    )
     frames = [source.read() for _ in range(3)]
     assert all(isinstance(f, Frame) for f in frames)
     assert waits == pytest.approx([0.1, 0.2, 0.1])  # reset after frames came again

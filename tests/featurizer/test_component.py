@@ -4,6 +4,7 @@ The component runs in-process on the committed demo video (realtime off: 100 s o
 about a second) with the tiny test model; a test-only observer reads what it publishes.
 One test starts it as a process from its recipe, as the nucleus would.
 """
+
 from __future__ import annotations
 
 import base64
@@ -42,10 +43,20 @@ FEATURIZER_STATUS = messages.status_topic("featurizer")
 
 def feature_observer_spec() -> ComponentSpec:
     """A test-only component allowed to read feature vectors and the featurizer's status."""
-    return ComponentSpec(OBSERVER, {"accessControl": {"aws.greengrass.ipc.pubsub": {
-        f"{OBSERVER}:pubsub:1": {"policyDescription": "observe the featurizer",
-                                 "resources": [messages.FEATURES, FEATURIZER_STATUS],
-                                 "operations": ["aws.greengrass#SubscribeToTopic"]}}}})
+    return ComponentSpec(
+        OBSERVER,
+        {
+            "accessControl": {
+                "aws.greengrass.ipc.pubsub": {
+                    f"{OBSERVER}:pubsub:1": {
+                        "policyDescription": "observe the featurizer",
+                        "resources": [messages.FEATURES, FEATURIZER_STATUS],
+                        "operations": ["aws.greengrass#SubscribeToTopic"],
+                    }
+                }
+            }
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +71,32 @@ def start_kiosk(model, tmp_path):
     started = []
 
     def start(open_source=camera.open_source, **settings):
-        nucleus = LocalNucleus(components=[ComponentSpec.from_recipe(recipe(FEATURIZER)),
-                                           ComponentSpec.from_recipe(recipe(DISPLAY)), feature_observer_spec()])
+        nucleus = LocalNucleus(
+            components=[
+                ComponentSpec.from_recipe(recipe(FEATURIZER)),
+                ComponentSpec.from_recipe(recipe(DISPLAY)),
+                feature_observer_spec(),
+            ]
+        )
         nucleus.start()
-        kiosk = types.SimpleNamespace(nucleus=nucleus, features=Inbox.subscribe(nucleus, OBSERVER, messages.FEATURES),
-                                      status=Inbox.subscribe(nucleus, OBSERVER, FEATURIZER_STATUS),
-                                      display=Ipc(nucleus.connect(DISPLAY)))
+        kiosk = types.SimpleNamespace(
+            nucleus=nucleus,
+            features=Inbox.subscribe(nucleus, OBSERVER, messages.FEATURES),
+            status=Inbox.subscribe(nucleus, OBSERVER, FEATURIZER_STATUS),
+            display=Ipc(nucleus.connect(DISPLAY)),
+        )
         kiosk.uploads = tmp_path / "display-work" / "uploads"
         kiosk.uploads.mkdir(parents=True, exist_ok=True)
-        options = {"camera": str(DEMO_VIDEO), "realtime": False, "status_interval_s": 0.5,
-                   "upload_dir": str(kiosk.uploads), **settings}
-        kiosk.component = FeaturizerComponent(Ipc(nucleus.connect(FEATURIZER)), FeaturizerSettings(**options),
-                                              model, open_source=open_source)
+        options = {
+            "camera": str(DEMO_VIDEO),
+            "realtime": False,
+            "status_interval_s": 0.5,
+            "upload_dir": str(kiosk.uploads),
+            **settings,
+        }
+        kiosk.component = FeaturizerComponent(
+            Ipc(nucleus.connect(FEATURIZER)), FeaturizerSettings(**options), model, open_source=open_source
+        )
         kiosk.component.start()
         started.append(kiosk)
         return kiosk
@@ -108,10 +133,14 @@ def test_held_items_of_the_demo_video_come_out_as_feature_messages(start_kiosk, 
     assert len(found) == kiosk.component.counts["published"]
     for message in found:
         assert message.source == "camera" and message.model_fingerprint == model.fingerprint
-        assert message.vector.shape == (model.dim,) and np.linalg.norm(message.vector) == pytest.approx(1, abs=1e-4)
+        assert message.vector.shape == (model.dim,) and np.linalg.norm(message.vector) == pytest.approx(
+            1, abs=1e-4
+        )
         assert held_item(message.source_time), message.source_time
         assert message.track_id and message.featurize_ms > 0 and (message.part, message.parts) == (1, 1)
-        thumbnail = cv2.imdecode(np.frombuffer(base64.b64decode(message.thumbnail), np.uint8), cv2.IMREAD_COLOR)
+        thumbnail = cv2.imdecode(
+            np.frombuffer(base64.b64decode(message.thumbnail), np.uint8), cv2.IMREAD_COLOR
+        )
         assert max(thumbnail.shape[:2]) == 96
     items = [held_item(m.source_time)["index"] for m in found]
     assert len({m.track_id for m in found}) == len(set(items))  # one track per held item
@@ -155,8 +184,10 @@ def test_a_clip_is_answered_in_parts_one_per_distinct_second(start_kiosk, tmp_pa
     hat, shoes = demo_image("hat", 0), demo_image("shoes", 0)
     clip = write_clip(kiosk.uploads / "clip.mp4", [hat, hat, shoes, shoes, shoes, hat])
     ask(kiosk, query_id="clip-1", image_path=clip, kind="video")
-    parts = sorted((kiosk.features.next(where=lambda m: m["query_id"] == "clip-1") for _ in range(3)),
-                   key=lambda m: m["part"])  # callbacks run on a thread pool: any order
+    parts = sorted(
+        (kiosk.features.next(where=lambda m: m["query_id"] == "clip-1") for _ in range(3)),
+        key=lambda m: m["part"],
+    )  # callbacks run on a thread pool: any order
     assert [(p["part"], p["parts"]) for p in parts] == [(1, 3), (2, 3), (3, 3)]
     assert [p["source_time"] for p in parts] == [0.0, 2.0, 5.0] and {p["source"] for p in parts} == {"upload"}
     assert not [m for m in kiosk.features.drain(0.5) if m["query_id"] == "clip-1"]
@@ -194,8 +225,12 @@ def test_only_regular_files_in_the_upload_folder_are_read_and_a_fifo_never_block
     outside.write_bytes(demo_image("hat", 0).read_bytes())
     os.symlink(outside, kiosk.uploads / "link.jpg")
     os.mkfifo(kiosk.uploads / "fifo.jpg")
-    for query_id, path in (("outside", outside), ("traversal", kiosk.uploads / ".." / ".." / "private.jpg"),
-                           ("link", kiosk.uploads / "link.jpg"), ("fifo", kiosk.uploads / "fifo.jpg")):
+    for query_id, path in (
+        ("outside", outside),
+        ("traversal", kiosk.uploads / ".." / ".." / "private.jpg"),
+        ("link", kiosk.uploads / "link.jpg"),
+        ("fifo", kiosk.uploads / "fifo.jpg"),
+    ):
         ask(kiosk, query_id=query_id, image_path=str(path), kind="video" if query_id == "fifo" else "image")
         report = kiosk.status.next(timeout=30, where=lambda m, q=query_id: m.get("query_id") == q)
         assert "not read" in report["query_error"], report
@@ -209,13 +244,15 @@ def test_only_regular_files_in_the_upload_folder_are_read_and_a_fifo_never_block
 def test_a_malformed_query_is_dropped_and_the_next_one_answered(start_kiosk):
     kiosk = start_kiosk(realtime=True)
     kiosk.display.publish_json(messages.QUERIES, {"schema": "something/else", "query_id": "x"})
-    kiosk.display.publish_json(messages.QUERIES, {**QueryMessage(query_id="no-image", image_path="x").to_json(),
-                                                  "image_path": ""})
+    kiosk.display.publish_json(
+        messages.QUERIES, {**QueryMessage(query_id="no-image", image_path="x").to_json(), "image_path": ""}
+    )
     ask(kiosk, query_id="not-base64", image_b64="not base64!")
     ask(kiosk, query_id="good", image_path=uploaded(kiosk, demo_image("pants", 0)))
     assert kiosk.features.next(where=lambda m: m["source"] == "upload")["query_id"] == "good"
     assert kiosk.status.next(where=lambda m: m.get("query_id") == "not-base64")["query_error"].startswith(
-        "image_b64 is not base64")
+        "image_b64 is not base64"
+    )
     wait_until(lambda: kiosk.component.counts["bad_queries"] == 2, 10, "both bad queries counted")
 
 
@@ -244,13 +281,27 @@ def test_a_camera_that_comes_back_resumes(start_kiosk):
 
 
 def test_the_featurizer_runs_as_a_process_from_its_recipe(tiny_model, tmp_path):
-    overrides = {FEATURIZER: {"camera": str(DEMO_VIDEO), "model_dir": str(tiny_model), "loop_video": True,
-                              "status_interval_s": 1.0}}
-    with KioskRunner(RECIPES, REPO, tmp_path / "gg", only=[FEATURIZER], overrides=overrides,
-                     extra_components=[feature_observer_spec()]) as runner:
+    overrides = {
+        FEATURIZER: {
+            "camera": str(DEMO_VIDEO),
+            "model_dir": str(tiny_model),
+            "loop_video": True,
+            "status_interval_s": 1.0,
+        }
+    }
+    with KioskRunner(
+        RECIPES,
+        REPO,
+        tmp_path / "gg",
+        only=[FEATURIZER],
+        overrides=overrides,
+        extra_components=[feature_observer_spec()],
+    ) as runner:
         runner.wait_until_running(timeout=120)
-        status, features = (Inbox.subscribe(runner.nucleus, OBSERVER, topic)
-                            for topic in (FEATURIZER_STATUS, messages.FEATURES))
+        status, features = (
+            Inbox.subscribe(runner.nucleus, OBSERVER, topic)
+            for topic in (FEATURIZER_STATUS, messages.FEATURES)
+        )
         assert status.next(timeout=30)["state"] in ("running", "starting")
         assert FeatureMessage.from_json(features.next(timeout=30)).source == "camera"
         status.close(), features.close()
@@ -263,9 +314,11 @@ def test_recipe_defaults_are_the_settings_defaults_and_access_is_least_privilege
     assert set(configuration) - {"accessControl"} == set(defaults(FeaturizerSettings))
     policies = configuration["accessControl"]["aws.greengrass.ipc.pubsub"].values()
     allowed = {(op, r) for p in policies for op in p["operations"] for r in p["resources"]}
-    assert allowed == {("aws.greengrass#PublishToTopic", messages.FEATURES),
-                       ("aws.greengrass#PublishToTopic", FEATURIZER_STATUS),
-                       ("aws.greengrass#SubscribeToTopic", messages.QUERIES)}
+    assert allowed == {
+        ("aws.greengrass#PublishToTopic", messages.FEATURES),
+        ("aws.greengrass#PublishToTopic", FEATURIZER_STATUS),
+        ("aws.greengrass#SubscribeToTopic", messages.QUERIES),
+    }
 
 
 def test_near_duplicate_clip_frames_are_compared_with_the_last_kept_one():
@@ -304,7 +357,9 @@ class RecordingIpc:
 
 def test_a_slow_featurizer_never_holds_the_camera_back():
     ipc = RecordingIpc()
-    component = FeaturizerComponent(ipc, FeaturizerSettings(camera=str(DEMO_VIDEO), realtime=False), SlowFeaturizer())
+    component = FeaturizerComponent(
+        ipc, FeaturizerSettings(camera=str(DEMO_VIDEO), realtime=False), SlowFeaturizer()
+    )
     component.start()
     try:
         wait_until(lambda: component.camera_state == "ended", 20, "the whole video read")

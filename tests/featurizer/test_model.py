@@ -47,7 +47,9 @@ def test_fingerprint_changes_with_weights_and_preprocessing(tiny_model, tmp_path
     assert fingerprint(copy) != fingerprint(tiny_model)
 
 
-@pytest.mark.parametrize("missing", ["featurizer.json", "featurizer-v1-0000.params", "featurizer-v1-symbol.json"])
+@pytest.mark.parametrize(
+    "missing", ["featurizer.json", "featurizer-v1-0000.params", "featurizer-v1-symbol.json"]
+)
 def test_a_missing_file_is_named(tiny_model, tmp_path, missing):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
@@ -60,8 +62,11 @@ def test_inconsistent_spec_is_refused(tiny_model, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
     spec = json.loads((broken / "featurizer.json").read_text())
-    for change, message in (({"dim": 128}, "dim is 128"), ({"output_layer": "nope"}, "no layer named 'nope'"),
-                            ({"input_size": "big"}, "input_size")):
+    for change, message in (
+        ({"dim": 128}, "dim is 128"),
+        ({"output_layer": "nope"}, "no layer named 'nope'"),
+        ({"input_size": "big"}, "input_size"),
+    ):
         (broken / "featurizer.json").write_text(json.dumps({**spec, **change}))
         with pytest.raises(ModelError, match=message):
             Featurizer(broken)
@@ -72,8 +77,14 @@ def test_inconsistent_spec_is_refused(tiny_model, tmp_path):
 
 def test_params_of_another_network_are_refused(tiny_model, tmp_path):
     other = tmp_path / "other"
-    assert CliRunner().invoke(main, ["export-featurizer", "--arch", "resnet18_v1", "--image-size", "64",
-                                     "--out", str(other)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            main, ["export-featurizer", "--arch", "resnet18_v1", "--image-size", "64", "--out", str(other)]
+        )
+        .exit_code
+        == 0
+    )
     shutil.copyfile(other / "featurizer-v1-0000.params", tmp_path / "mixed.params")
     mixed = tmp_path / "mixed"
     shutil.copytree(tiny_model, mixed)
@@ -85,17 +96,23 @@ def test_params_of_another_network_are_refused(tiny_model, tmp_path):
 @pytest.mark.parametrize("arch,dim", [("mobilenetv2_1.0", 1280), ("resnet50_v1", 2048)])
 def test_export_cli_cuts_each_zoo_family_before_its_classifier(tmp_path, arch, dim):
     out = tmp_path / arch
-    result = CliRunner().invoke(main, ["export-featurizer", "--arch", arch, "--image-size", "32", "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["export-featurizer", "--arch", arch, "--image-size", "32", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert Featurizer(out).featurize([read_image(demo_image("shoes"))]).shape == (1, dim)
 
 
 def test_export_refuses_unknown_arch_and_foreign_out_dir(tmp_path):
     result = CliRunner().invoke(main, ["export-featurizer", "--arch", "vgg99", "--out", str(tmp_path / "m")])
-    assert result.exit_code == 1 and "unknown architecture" in result.output and "Traceback" not in result.output
+    assert (
+        result.exit_code == 1 and "unknown architecture" in result.output and "Traceback" not in result.output
+    )
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
-    result = CliRunner().invoke(main, ["export-featurizer", "--arch", "mobilenet0.5", "--out", str(tmp_path / "notes")])
+    result = CliRunner().invoke(
+        main, ["export-featurizer", "--arch", "mobilenet0.5", "--out", str(tmp_path / "notes")]
+    )
     assert result.exit_code == 1 and "not a featurizer directory" in result.output
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
 
@@ -103,8 +120,9 @@ def test_export_refuses_unknown_arch_and_foreign_out_dir(tmp_path):
 def test_pretrained_without_weights_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet-home"))
     monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")  # closed local port: no traffic leaves
-    result = CliRunner().invoke(main, ["export-featurizer", "--arch", "mobilenet0.5", "--pretrained",
-                                       "--out", str(tmp_path / "m")])
+    result = CliRunner().invoke(
+        main, ["export-featurizer", "--arch", "mobilenet0.5", "--pretrained", "--out", str(tmp_path / "m")]
+    )
     assert result.exit_code == 1
     assert "could not get ImageNet weights" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m").exists()

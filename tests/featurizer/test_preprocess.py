@@ -19,9 +19,11 @@ def test_colour_order_and_normalisation():
     blue = np.zeros((10, 10, 3), np.uint8)
     blue[:, :, 0] = 255  # OpenCV is BGR: channel 0 is blue
     rgb = preprocess(blue, Preprocessing(height=8, width=8, mean=(0, 0, 255), std=(1, 1, 255)))
-    assert rgb[2].max() == pytest.approx(0.0)       # blue channel last in RGB, minus mean 255
+    assert rgb[2].max() == pytest.approx(0.0)  # blue channel last in RGB, minus mean 255
     assert rgb[0].max() == pytest.approx(0.0)
-    bgr = preprocess(blue, Preprocessing(height=8, width=8, color_order="BGR", mean=(0, 0, 0), std=(255, 1, 1)))
+    bgr = preprocess(
+        blue, Preprocessing(height=8, width=8, color_order="BGR", mean=(0, 0, 0), std=(255, 1, 1))
+    )
     assert bgr[0].min() == pytest.approx(1.0)
 
 
@@ -30,7 +32,9 @@ def test_center_crop_keeps_the_middle_of_a_wide_frame():
     frame[:, 100:200] = 200  # bright centre third
     tensor = preprocess(frame, Preprocessing(height=10, width=10, mean=(0, 0, 0), std=(1, 1, 1)))
     assert tensor.min() > 150  # only the centre survives the crop
-    stretched = preprocess(frame, Preprocessing(height=10, width=10, mean=(0, 0, 0), std=(1, 1, 1), resize="stretch"))
+    stretched = preprocess(
+        frame, Preprocessing(height=10, width=10, mean=(0, 0, 0), std=(1, 1, 1), resize="stretch")
+    )
     assert stretched.min() < 50
 
 

@@ -1,4 +1,5 @@
 """Query files are read only from the upload folder, only if regular (issue 14, item 7)."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,12 @@ import threading
 
 import pytest
 
-from components.featurizer.query_files import QueryFileRefused, confined_path, read_query_file, resolve_upload_dir
+from components.featurizer.query_files import (
+    QueryFileRefused,
+    confined_path,
+    read_query_file,
+    resolve_upload_dir,
+)
 
 
 @pytest.fixture
@@ -70,7 +76,10 @@ def test_a_missing_file_says_so(uploads):
 
 def test_a_relative_upload_dir_is_under_the_work_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("VISUAL_SEARCH_WORK_DIR", str(tmp_path / "work" / "com.visualsearch.Featurizer"))
-    assert resolve_upload_dir("../com.visualsearch.Display/uploads") == tmp_path / "work" / "com.visualsearch.Display" / "uploads"
+    assert (
+        resolve_upload_dir("../com.visualsearch.Display/uploads")
+        == tmp_path / "work" / "com.visualsearch.Display" / "uploads"
+    )
 
 
 def _refusal(path, uploads) -> str:

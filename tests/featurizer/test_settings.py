@@ -1,4 +1,5 @@
 """The featurizer's settings applied live: the camera thread hands new thresholds to the same trigger."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,9 +15,14 @@ from tests.support.waiting import wait_until
 
 
 class QuietIpc:
-    def subscribe_json(self, topic, handler): pass
-    def publish_json(self, topic, message): pass
-    def publish_json_wait(self, topic, message, timeout=None): pass
+    def subscribe_json(self, topic, handler):
+        pass
+
+    def publish_json(self, topic, message):
+        pass
+
+    def publish_json_wait(self, topic, message, timeout=None):
+        pass
 
 
 class StubFeaturizer:
@@ -28,6 +34,7 @@ class StubFeaturizer:
 
 class EmptyScene:
     """A camera looking at an empty counter, 100 frames a second."""
+
     spec = "empty"
 
     def read(self) -> Frame:
@@ -48,8 +55,9 @@ def test_trigger_thresholds_reach_the_running_trigger_without_a_new_scene(monkey
 
     monkeypatch.setattr(featurizer_component, "SearchTrigger", RecordedTrigger)
     settings = FeaturizerSettings(background_s=0.05, status_interval_s=60)
-    component = featurizer_component.FeaturizerComponent(QuietIpc(), settings, StubFeaturizer(),
-                                                         open_source=lambda *a, **k: EmptyScene())
+    component = featurizer_component.FeaturizerComponent(
+        QuietIpc(), settings, StubFeaturizer(), open_source=lambda *a, **k: EmptyScene()
+    )
     component.start()
     try:
         wait_until(lambda: triggers and triggers[-1]._empty is not None, 10, "the empty scene learned")
@@ -58,7 +66,9 @@ def test_trigger_thresholds_reach_the_running_trigger_without_a_new_scene(monkey
         assert needs_rebuild(settings, new) == []
         component.apply_settings(new)
         wait_until(lambda: running.settings is new, 10, "the new thresholds in the trigger")
-        assert len(triggers) == made and running._empty is not None  # the same trigger: the learned scene is kept
+        assert (
+            len(triggers) == made and running._empty is not None
+        )  # the same trigger: the learned scene is kept
         assert component.settings is new
     finally:
         component.stop()

@@ -1,4 +1,5 @@
 """SearchTrigger on synthetic kiosk scenes (10 fps) and on the committed demo video."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,7 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from components.featurizer.trigger import VIEW_SIZE, SearchTrigger, StillTrigger, TriggerSettings, changed_mask
+from components.featurizer.trigger import (
+    VIEW_SIZE,
+    SearchTrigger,
+    StillTrigger,
+    TriggerSettings,
+    changed_mask,
+)
 from tests.conftest import REPO
 
 W, H, FPS = 320, 240, 10
@@ -25,8 +32,9 @@ def make_background() -> np.ndarray:
 def make_item(seed: int) -> np.ndarray:
     """A 100x140 patch of big blocks: structure that survives the trigger's 64x48 view."""
     rng = np.random.default_rng(seed)
-    return cv2.resize(rng.uniform(20, 235, (4, 3)).astype(np.float32), (100, 140),
-                      interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(
+        rng.uniform(20, 235, (4, 3)).astype(np.float32), (100, 140), interpolation=cv2.INTER_NEAREST
+    )
 
 
 BACKGROUND = make_background()
@@ -40,7 +48,7 @@ def render(placed, gain: float = 1.0) -> np.ndarray:
         h, w = patch.shape
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
         if x0 < x1 and y0 < y1:
-            frame[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x]
+            frame[y0:y1, x0:x1] = patch[y0 - y : y1 - y, x0 - x : x1 - x]
     grey = np.clip(frame * gain, 0, 255).astype(np.uint8)
     return cv2.merge([grey, grey, grey])
 
@@ -50,24 +58,43 @@ class Kiosk:
 
     def __init__(self, **settings):
         counter = itertools.count(1)
-        self.trigger = SearchTrigger(TriggerSettings(**settings), new_track_id=lambda: f"track-{next(counter)}")
+        self.trigger = SearchTrigger(
+            TriggerSettings(**settings), new_track_id=lambda: f"track-{next(counter)}"
+        )
         self.t = 0.0
         self.show(1.5)  # the kiosk starts empty: the trigger learns the empty scene
 
     def show(self, seconds: float, *placed, gain=1.0) -> list:
-        return [self._step(render(placed, gain(i) if callable(gain) else gain))
-                for i in range(int(round(seconds * FPS)))]
+        return [
+            self._step(render(placed, gain(i) if callable(gain) else gain))
+            for i in range(int(round(seconds * FPS)))
+        ]
 
     def slide(self, seconds: float, patch, start, end) -> list:
         steps = int(round(seconds * FPS))
-        return [self._step(render([(patch, (start[0] + (end[0] - start[0]) * i / steps,
-                                            start[1] + (end[1] - start[1]) * i / steps))]))
-                for i in range(steps)]
+        return [
+            self._step(
+                render(
+                    [
+                        (
+                            patch,
+                            (
+                                start[0] + (end[0] - start[0]) * i / steps,
+                                start[1] + (end[1] - start[1]) * i / steps,
+                            ),
+                        )
+                    ]
+                )
+            )
+            for i in range(steps)
+        ]
 
     def hold_jittery(self, seconds: float, patch) -> list:
         """Hand-held: wobbling by up to 2 px of a 320 px frame."""
-        return [self._step(render([(patch, (CENTRE[0] + 2 * np.sin(i / 3), CENTRE[1] + 2 * np.cos(i / 4)))]))
-                for i in range(int(round(seconds * FPS)))]
+        return [
+            self._step(render([(patch, (CENTRE[0] + 2 * np.sin(i / 3), CENTRE[1] + 2 * np.cos(i / 4)))]))
+            for i in range(int(round(seconds * FPS)))
+        ]
 
     def _step(self, frame):
         decision = self.trigger.update(frame, self.t)

@@ -1,5 +1,6 @@
 """Helpers of the index sync tests: bundles of two distinguishable catalogs, a publisher to
 the S3 layout (moto), a TCP proxy that can cut S3 off, and waiting on a condition."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,16 @@ def make_bundle(model_dir: Path, root: Path, version: int) -> Path:
         for n in range(4):
             rel = f"images/{category}-{n}.jpg"
             images[rel] = demo_image(category, n)
-            rows.append({"id": f"v{version}-{category}-{n}", "image": rel, "title": f"{category} {n}",
-                         "category": category, "price": "9.99", "location": f"aisle {version}"})
+            rows.append(
+                {
+                    "id": f"v{version}-{category}-{n}",
+                    "image": rel,
+                    "title": f"{category} {n}",
+                    "category": category,
+                    "price": "9.99",
+                    "location": f"aisle {version}",
+                }
+            )
     catalog = write_csv_catalog(root / f"catalog-{version}", rows, images)
     out = root / f"bundle-{version}"
     build_bundle(catalog, model_dir, out, index_version=version, progress=False)
@@ -56,8 +65,12 @@ def upload(s3, bucket: str, prefix: str, bundle_dir: Path, *, flip: str | None =
         if rel == flip:
             data[len(data) // 2] ^= 0xFF
         s3.put_object(Bucket=bucket, Key=s3_layout.bundle_key(prefix, version, rel), Body=bytes(data))
-    return s3_layout.Pointer(index_version=version, manifest_sha256=manifest_digest(bundle_dir),
-                             item_count=manifest["item_count"], model_fingerprint=manifest["model"]["fingerprint"])
+    return s3_layout.Pointer(
+        index_version=version,
+        manifest_sha256=manifest_digest(bundle_dir),
+        item_count=manifest["item_count"],
+        model_fingerprint=manifest["model"]["fingerprint"],
+    )
 
 
 def point_latest(s3, bucket: str, prefix: str, pointer: s3_layout.Pointer) -> None:
@@ -148,7 +161,9 @@ def device_nucleus():
     from devkit.nucleus import ComponentSpec, LocalNucleus
     from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, recipe
 
-    return LocalNucleus(components=[ComponentSpec.from_recipe(recipe(n)) for n in (FEATURIZER, LOCAL_SEARCH, DISPLAY)])
+    return LocalNucleus(
+        components=[ComponentSpec.from_recipe(recipe(n)) for n in (FEATURIZER, LOCAL_SEARCH, DISPLAY)]
+    )
 
 
 @contextmanager
@@ -172,9 +187,13 @@ def running_device(nucleus, settings, backoff: Backoff = FAST_BACKOFF):
 
     def send(vector, query_id: str, fingerprint: str | None = None, track_id: str = "") -> None:
         served = component.bundle
-        message = FeatureMessage(query_id=query_id, capture_time=time.time(), track_id=track_id,
-                                 model_fingerprint=fingerprint or served.model_fingerprint,
-                                 vector=np.asarray(vector, np.float32))
+        message = FeatureMessage(
+            query_id=query_id,
+            capture_time=time.time(),
+            track_id=track_id,
+            model_fingerprint=fingerprint or served.model_fingerprint,
+            vector=np.asarray(vector, np.float32),
+        )
         featurizer.publish_json(messages.FEATURES, message.to_json())
 
     def ask(vector, query_id: str, timeout: float = 10.0) -> dict:
@@ -183,8 +202,9 @@ def running_device(nucleus, settings, backoff: Backoff = FAST_BACKOFF):
 
     component.start()
     try:
-        yield SimpleNamespace(component=component, status=status, matches=matches, events=events,
-                              send=send, ask=ask)
+        yield SimpleNamespace(
+            component=component, status=status, matches=matches, events=events, send=send, ask=ask
+        )
     finally:
         component.stop()
         for ipc in (featurizer, status.ipc, matches.ipc, component.ipc):
@@ -194,6 +214,15 @@ def running_device(nucleus, settings, backoff: Backoff = FAST_BACKOFF):
 def sync_settings(bucket: str, **overrides):
     from components.local_search.component import LocalSearchSettings
 
-    return LocalSearchSettings(**{"index_bucket": bucket, "index_prefix": "fleet/store-7", "poll_interval_s": 3600.0,
-                                  "status_interval_s": 1.0, "min_score": -1.0, "smoothing_window": 1,
-                                  "top_k": 3, **overrides})
+    return LocalSearchSettings(
+        **{
+            "index_bucket": bucket,
+            "index_prefix": "fleet/store-7",
+            "poll_interval_s": 3600.0,
+            "status_interval_s": 1.0,
+            "min_score": -1.0,
+            "smoothing_window": 1,
+            "top_k": 3,
+            **overrides,
+        }
+    )

@@ -1,4 +1,5 @@
 """The on-disk side of index sync: versions, the CURRENT marker, staging and resume."""
+
 import shutil
 from pathlib import Path
 
@@ -6,8 +7,14 @@ import pytest
 
 from components.common.bundle import INDEX_FILE, MANIFEST, manifest_digest, read_manifest
 from components.common.errors import BundleError
-from components.local_search.bundle_store import (BundleStore, ModelMismatch, check_model, inside,
-                                                  resolve_index_dir, version_name)
+from components.local_search.bundle_store import (
+    BundleStore,
+    ModelMismatch,
+    check_model,
+    inside,
+    resolve_index_dir,
+    version_name,
+)
 from tests.local_search.sync_helpers import make_bundle
 
 
@@ -27,6 +34,7 @@ def put(store: BundleStore, bundle: Path) -> Path:
 
 def copier(bundle: Path, calls: list, damage: dict | None = None):
     """A `fetch` that copies from a local bundle (optionally damaging some files each time)."""
+
     def fetch(rel: str, target: Path) -> None:
         calls.append(rel)
         data = bytearray((bundle / rel).read_bytes())
@@ -34,12 +42,15 @@ def copier(bundle: Path, calls: list, damage: dict | None = None):
             data[0] ^= 0xFF
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(bytes(data))
+
     return fetch
 
 
 def stage(store: BundleStore, bundle: Path, fetch, check=lambda manifest: None) -> Path:
     manifest = read_manifest(bundle)
-    return store.stage(manifest["index_version"], manifest_digest(bundle), "test://bundle/", fetch=fetch, check=check)
+    return store.stage(
+        manifest["index_version"], manifest_digest(bundle), "test://bundle/", fetch=fetch, check=check
+    )
 
 
 def test_current_and_previous_are_kept_and_older_versions_pruned(tmp_path, bundles):
@@ -77,24 +88,28 @@ def test_a_download_resumes_reusing_staged_files_that_match(tmp_path, bundles):
     bundle = bundles[2]
     staging = store.staging_for(2, manifest_digest(bundle))
     shutil.copytree(bundle, staging, dirs_exist_ok=True)  # as an interrupted download left it:
-    (staging / INDEX_FILE).write_bytes(b"half")             # one file cut short,
-    (staging / "thumbnails" / "0.jpg").unlink()             # one missing,
-    (staging / "index.faiss.part").write_bytes(b"x")        # a temporary file
+    (staging / INDEX_FILE).write_bytes(b"half")  # one file cut short,
+    (staging / "thumbnails" / "0.jpg").unlink()  # one missing,
+    (staging / "index.faiss.part").write_bytes(b"x")  # a temporary file
     stale = store.staging / version_name(1, "0" * 64)
-    stale.mkdir()                                            # and another version's leftovers
+    stale.mkdir()  # and another version's leftovers
     calls = []
     path = stage(store, bundle, copier(bundle, calls))
     assert sorted(calls) == sorted([INDEX_FILE, "thumbnails/0.jpg"])
     assert store.files_reused == len(read_manifest(bundle)["files"]) + 1 - 2  # the manifest too
     assert path == store.versions / version_name(2, manifest_digest(bundle))
     assert not (path / "index.faiss.part").exists() and not stale.exists() and not staging.exists()
-    assert sorted(p.relative_to(path) for p in path.rglob("*")) == sorted(p.relative_to(bundle) for p in bundle.rglob("*"))
+    assert sorted(p.relative_to(path) for p in path.rglob("*")) == sorted(
+        p.relative_to(bundle) for p in bundle.rglob("*")
+    )
 
 
 def test_a_file_that_stays_wrong_after_a_second_fetch_refuses_the_bundle(tmp_path, bundles):
     store = BundleStore(tmp_path / "indexes")
     calls = []
-    with pytest.raises(BundleError, match=r"test://bundle/thumbnails/1\.jpg: sha256 does not match the manifest"):
+    with pytest.raises(
+        BundleError, match=r"test://bundle/thumbnails/1\.jpg: sha256 does not match the manifest"
+    ):
         stage(store, bundles[1], copier(bundles[1], calls, damage={"thumbnails/1.jpg"}))
     assert calls.count("thumbnails/1.jpg") == 2
     assert not store.versions.exists() or not any(store.versions.iterdir())
@@ -103,7 +118,9 @@ def test_a_file_that_stays_wrong_after_a_second_fetch_refuses_the_bundle(tmp_pat
 def test_the_model_is_checked_before_anything_big_is_fetched(tmp_path, bundles):
     store = BundleStore(tmp_path / "indexes")
     calls = []
-    with pytest.raises(ModelMismatch, match=r"built for model \w{12}, but the featurizer runs model ffffffffffff"):
+    with pytest.raises(
+        ModelMismatch, match=r"built for model \w{12}, but the featurizer runs model ffffffffffff"
+    ):
         stage(store, bundles[1], copier(bundles[1], calls), check=lambda m: check_model(m, "f" * 64))
     assert calls == [MANIFEST]
 

@@ -10,9 +10,9 @@ from components.common.messages import FeatureMessage
 from components.common.settings import defaults, parse_settings
 from components.featurizer.model import Featurizer
 from components.featurizer.preprocess import read_image
-from devkit.nucleus import ComponentSpec, LocalNucleus
 from components.local_search.component import LocalSearchComponent, LocalSearchSettings
 from components.local_search.search import IndexBundle
+from devkit.nucleus import ComponentSpec, LocalNucleus
 from tests.conftest import DEMO_CATALOG, demo_image
 from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH, recipe
 from tests.support.inbox import Inbox
@@ -43,14 +43,21 @@ def kiosk(bundle, request):
 
 
 def feature(vector, fingerprint, **fields):
-    return FeatureMessage(query_id=fields.pop("query_id", "q1"), capture_time=1.0,
-                          model_fingerprint=fingerprint, vector=np.asarray(vector, np.float32), **fields)
+    return FeatureMessage(
+        query_id=fields.pop("query_id", "q1"),
+        capture_time=1.0,
+        model_fingerprint=fingerprint,
+        vector=np.asarray(vector, np.float32),
+        **fields,
+    )
 
 
 def test_a_feature_message_comes_back_as_ranked_matches_with_metadata(kiosk, bundle, tiny_model):
     featurizer_ipc, matches, _, _ = kiosk
     vector = Featurizer(tiny_model).featurize([read_image(demo_image("hat", 2))])[0]
-    featurizer_ipc.publish_json(messages.FEATURES, feature(vector, bundle.model_fingerprint, query_id="abc").to_json())
+    featurizer_ipc.publish_json(
+        messages.FEATURES, feature(vector, bundle.model_fingerprint, query_id="abc").to_json()
+    )
     result = matches.next(where=lambda m: m["query_id"] == "abc")
     assert result["schema"] == messages.MATCHES_SCHEMA and result["no_match"] is False
     top = result["matches"][0]
@@ -66,7 +73,9 @@ def test_min_score_gives_a_no_good_match_result(kiosk, bundle):
     rng = np.random.default_rng(0)
     vector = rng.standard_normal(bundle.index.d).astype(np.float32)
     vector /= np.linalg.norm(vector)
-    featurizer_ipc.publish_json(messages.FEATURES, feature(vector, bundle.model_fingerprint, query_id="far").to_json())
+    featurizer_ipc.publish_json(
+        messages.FEATURES, feature(vector, bundle.model_fingerprint, query_id="far").to_json()
+    )
     result = matches.next(where=lambda m: m["query_id"] == "far")
     assert result["no_match"] is True and result["matches"] == []
 
@@ -77,17 +86,23 @@ def test_another_models_vectors_are_refused_with_a_status_message(kiosk, bundle)
     featurizer_ipc.publish_json(messages.FEATURES, feature(vector, "f" * 64, query_id="wrong").to_json())
     refusal = status.next(where=lambda m: m["state"] == "error")
     assert "differs from the bundle's" in refusal["detail"] and "ffffffffffff" in refusal["detail"]
-    featurizer_ipc.publish_json(messages.FEATURES, feature(vector, bundle.model_fingerprint, query_id="right").to_json())
+    featurizer_ipc.publish_json(
+        messages.FEATURES, feature(vector, bundle.model_fingerprint, query_id="right").to_json()
+    )
     assert matches.next(where=lambda m: m["query_id"] in ("wrong", "right"))["query_id"] == "right"
 
 
 def test_a_message_that_does_not_parse_is_dropped_and_the_subscription_stays(kiosk, bundle):
     featurizer_ipc, matches, _, component = kiosk
     featurizer_ipc.publish_json(messages.FEATURES, {"schema": "something/else"})
-    featurizer_ipc.publish_json(messages.FEATURES, {**feature(bundle.index.reconstruct(1), bundle.model_fingerprint).to_json(),
-                                                    "vector": "not base64!"})
-    featurizer_ipc.publish_json(messages.FEATURES,
-                                feature(bundle.index.reconstruct(1), bundle.model_fingerprint, query_id="after").to_json())
+    featurizer_ipc.publish_json(
+        messages.FEATURES,
+        {**feature(bundle.index.reconstruct(1), bundle.model_fingerprint).to_json(), "vector": "not base64!"},
+    )
+    featurizer_ipc.publish_json(
+        messages.FEATURES,
+        feature(bundle.index.reconstruct(1), bundle.model_fingerprint, query_id="after").to_json(),
+    )
     assert matches.next(where=lambda m: m["query_id"] == "after")["matches"][0]["faiss_id"] == 1
 
 
@@ -96,8 +111,10 @@ def test_smoothing_keeps_the_ranking_of_a_held_item_steady(kiosk, bundle):
     a, b = bundle.index.reconstruct(10), bundle.index.reconstruct(11)
     tops = []
     for n, vector in enumerate([a, a, b]):  # one noisy frame of the same held item
-        featurizer_ipc.publish_json(messages.FEATURES, feature(vector, bundle.model_fingerprint, track_id="t1",
-                                                               query_id=f"s{n}").to_json())
+        featurizer_ipc.publish_json(
+            messages.FEATURES,
+            feature(vector, bundle.model_fingerprint, track_id="t1", query_id=f"s{n}").to_json(),
+        )
         tops.append(matches.next(where=lambda m, n=n: m["query_id"] == f"s{n}")["matches"][0]["faiss_id"])
     assert tops == [10, 10, 10]
 
@@ -119,7 +136,9 @@ def test_unset_min_score_takes_the_bundles_calibrated_one(tiny_model, tmp_path):
     calibrated = IndexBundle.open(out)
     specs = [ComponentSpec.from_recipe(recipe(name)) for name in (FEATURIZER, LOCAL_SEARCH, DISPLAY)]
     with LocalNucleus(components=specs) as nucleus:
-        settings = parse_settings(LocalSearchSettings, {"bundle_dir": str(out), "min_score": ""}, "local_search")
+        settings = parse_settings(
+            LocalSearchSettings, {"bundle_dir": str(out), "min_score": ""}, "local_search"
+        )
         assert settings.min_score is None
         component = LocalSearchComponent(Ipc(nucleus.connect(LOCAL_SEARCH)), settings, calibrated)
         component.start()
@@ -129,8 +148,10 @@ def test_unset_min_score_takes_the_bundles_calibrated_one(tiny_model, tmp_path):
             near = Featurizer(tiny_model).featurize([read_image(demo_image("hat", 2))])[0]
             far = np.random.default_rng(1).standard_normal(calibrated.index.d).astype(np.float32)
             for query_id, vector in (("near", near), ("far", far / np.linalg.norm(far))):
-                featurizer_ipc.publish_json(messages.FEATURES, feature(vector, calibrated.model_fingerprint,
-                                                                       query_id=query_id).to_json())
+                featurizer_ipc.publish_json(
+                    messages.FEATURES,
+                    feature(vector, calibrated.model_fingerprint, query_id=query_id).to_json(),
+                )
             near_answer = matches.next(where=lambda m: m["query_id"] == "near")
             far_answer = matches.next(where=lambda m: m["query_id"] == "far")
         finally:
@@ -138,5 +159,7 @@ def test_unset_min_score_takes_the_bundles_calibrated_one(tiny_model, tmp_path):
             for closable in (featurizer_ipc, matches, component.ipc):
                 closable.close()
     assert near_answer["min_score"] == far_answer["min_score"] == 0.999
-    assert [m["item_id"] for m in near_answer["matches"]] == ["hat-003"]  # only the photo itself is that close
+    assert [m["item_id"] for m in near_answer["matches"]] == [
+        "hat-003"
+    ]  # only the photo itself is that close
     assert far_answer["no_match"] is True

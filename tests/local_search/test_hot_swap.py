@@ -1,5 +1,6 @@
 """Swapping the served index while queries run: the lease holder, then the whole component
 answering a continuous stream of queries across a swap from S3."""
+
 import threading
 import time
 from collections import Counter
@@ -14,7 +15,13 @@ from components.local_search.component import LocalSearchComponent, LocalSearchS
 from components.local_search.search import IndexBundle
 from components.local_search.serving import ServingIndex
 from tests.kiosk_helpers import DISPLAY, FEATURIZER, LOCAL_SEARCH
-from tests.local_search.sync_helpers import device_nucleus, make_bundle, publish, running_device, sync_settings
+from tests.local_search.sync_helpers import (
+    device_nucleus,
+    make_bundle,
+    publish,
+    running_device,
+    sync_settings,
+)
 from tests.support.inbox import Inbox
 from tests.support.waiting import wait_until
 
@@ -76,12 +83,16 @@ def bundles(tiny_model, tmp_path_factory):
     return {v: make_bundle(tiny_model, root, v) for v in (1, 2)}
 
 
-def test_queries_during_a_hot_swap_all_succeed_each_on_one_complete_index(s3_bucket, bundles, tmp_path, monkeypatch):
+def test_queries_during_a_hot_swap_all_succeed_each_on_one_complete_index(
+    s3_bucket, bundles, tmp_path, monkeypatch
+):
     monkeypatch.setenv("VISUAL_SEARCH_WORK_DIR", str(tmp_path))
     s3 = boto3.client("s3")
     opened = {v: IndexBundle.open(bundles[v]) for v in (1, 2)}
-    item_of = {v: {fid: row["item_id"] for fid, row in b.items(list(range(len(b)))).items()}
-               for v, b in opened.items()}
+    item_of = {
+        v: {fid: row["item_id"] for fid, row in b.items(list(range(len(b)))).items()}
+        for v, b in opened.items()
+    }
     vectors = [opened[1].index.reconstruct(i) for i in range(len(opened[1]))]
     publish(s3, s3_bucket, PREFIX, bundles[1])
     settings = sync_settings(s3_bucket, smoothing_window=3, top_k=5)
@@ -121,7 +132,9 @@ def test_queries_during_a_hot_swap_all_succeed_each_on_one_complete_index(s3_buc
         version = answer["index_version"]
         assert len(answer["matches"]) == 5
         for match in answer["matches"]:  # every item from that version's index, none from the other
-            assert item_of[version][match["faiss_id"]] == match["item_id"] and match["item_id"].startswith(f"v{version}-")
+            assert item_of[version][match["faiss_id"]] == match["item_id"] and match["item_id"].startswith(
+                f"v{version}-"
+            )
     assert len(events) == len(sent) and not any(e.error for e in events)
     assert {e.index_version for e in events} == {1, 2}
     for bundle in opened.values():
@@ -157,12 +170,18 @@ def test_listeners_get_one_event_per_query_and_one_that_raises_breaks_nothing(bu
         matches = Inbox.subscribe(nucleus, DISPLAY, messages.MATCHES)
         featurizer = Ipc(nucleus.connect(FEATURIZER))
         far = np.ones(bundle.index.d, np.float32) / np.sqrt(bundle.index.d)
-        for query_id, vector, fingerprint in (("hit", bundle.index.reconstruct(3), bundle.model_fingerprint),
-                                              ("none", far, bundle.model_fingerprint),
-                                              ("other-model", bundle.index.reconstruct(3), "f" * 64),
-                                              ("after", bundle.index.reconstruct(5), bundle.model_fingerprint)):
-            featurizer.publish_json(messages.FEATURES, messages.FeatureMessage(
-                query_id=query_id, capture_time=1.0, model_fingerprint=fingerprint, vector=vector).to_json())
+        for query_id, vector, fingerprint in (
+            ("hit", bundle.index.reconstruct(3), bundle.model_fingerprint),
+            ("none", far, bundle.model_fingerprint),
+            ("other-model", bundle.index.reconstruct(3), "f" * 64),
+            ("after", bundle.index.reconstruct(5), bundle.model_fingerprint),
+        ):
+            featurizer.publish_json(
+                messages.FEATURES,
+                messages.FeatureMessage(
+                    query_id=query_id, capture_time=1.0, model_fingerprint=fingerprint, vector=vector
+                ).to_json(),
+            )
             wait_until(lambda n=len(events): len(events) > n, 10, f"the event of {query_id}")
         assert matches.next(where=lambda m: m["query_id"] == "after")["matches"][0]["faiss_id"] == 5
         component.stop()

@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 
 from components.local_search.faiss_index import build_index, set_search_params, similarity
-from components.local_search.index_choice import (FLAT_MAX_ITEMS, choose_index, flat_bytes,
-                                                  hnsw_bytes, ivf_nlist)
+from components.local_search.index_choice import (
+    FLAT_MAX_ITEMS,
+    choose_index,
+    flat_bytes,
+    hnsw_bytes,
+    ivf_nlist,
+)
 
 MB = 1024 * 1024
 

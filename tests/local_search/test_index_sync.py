@@ -1,5 +1,6 @@
 """Index sync from S3 (a real moto server over HTTP, plain boto3): the sync step by step,
 then local_search as on a device (built by its main, real IPC under the nucleus stand-in)."""
+
 import json
 import shutil
 
@@ -11,9 +12,18 @@ from components.common.bundle import INDEX_FILE, MANIFEST, manifest_digest
 from components.local_search.bundle_store import BundleStore, version_name
 from components.local_search.index_sync import Backoff, IndexSync
 from components.local_search.serving import ServingIndex
-from tests.local_search.sync_helpers import (FAST_BACKOFF, SwitchableProxy, device_nucleus, make_bundle,
-                                             point_latest, publish, running_device, sync_settings, upload,
-                                             with_fingerprint)
+from tests.local_search.sync_helpers import (
+    FAST_BACKOFF,
+    SwitchableProxy,
+    device_nucleus,
+    make_bundle,
+    point_latest,
+    publish,
+    running_device,
+    sync_settings,
+    upload,
+    with_fingerprint,
+)
 from tests.support.waiting import wait_until
 
 PREFIX = "fleet/store-7"
@@ -32,15 +42,26 @@ def s3(s3_bucket):
 
 def make_sync(root, bucket, expected=None) -> IndexSync:
     serving = ServingIndex()
-    sync = IndexSync(BundleStore(root), serving, bucket=bucket, prefix=PREFIX, poll_interval_s=3600,
-                     expected_fingerprint=lambda: expected or (serving.bundle.model_fingerprint
-                                                               if serving.bundle else None),
-                     report=lambda state, detail: sync.reports.append((state, detail)), backoff=FAST_BACKOFF)
+    sync = IndexSync(
+        BundleStore(root),
+        serving,
+        bucket=bucket,
+        prefix=PREFIX,
+        poll_interval_s=3600,
+        expected_fingerprint=lambda: expected
+        or (serving.bundle.model_fingerprint if serving.bundle else None),
+        report=lambda state, detail: sync.reports.append((state, detail)),
+        backoff=FAST_BACKOFF,
+    )
     sync.reports = []
     sync.gets = []  # (key, HTTP status) of every GetObject it makes
     events = sync._s3().meta.events
-    events.register("provide-client-params.s3.GetObject", lambda params, **_: sync.gets.append([params["Key"]]))
-    events.register("after-call.s3.GetObject", lambda http_response, **_: sync.gets[-1].append(http_response.status_code))
+    events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: sync.gets.append([params["Key"]])
+    )
+    events.register(
+        "after-call.s3.GetObject", lambda http_response, **_: sync.gets[-1].append(http_response.status_code)
+    )
     return sync
 
 
@@ -67,7 +88,9 @@ def test_first_sync_downloads_and_an_unchanged_latest_costs_one_304(tmp_path, s3
     assert sync.gets[-1] == [s3_layout.latest_key(PREFIX), 304] and data_gets(sync) == downloaded
 
 
-def test_a_crash_mid_download_leaves_the_old_index_and_the_next_start_resumes(tmp_path, s3, s3_bucket, bundles):
+def test_a_crash_mid_download_leaves_the_old_index_and_the_next_start_resumes(
+    tmp_path, s3, s3_bucket, bundles
+):
     class Crash(BaseException):
         pass
 
@@ -83,6 +106,7 @@ def test_a_crash_mid_download_leaves_the_old_index_and_the_next_start_resumes(tm
             raise Crash()  # the process dies here, in the middle of the download
         real_get(key, target)
         done.append(key)
+
     sync._get = get_then_crash
     with pytest.raises(Crash):
         sync.check_once()
@@ -95,7 +119,8 @@ def test_a_crash_mid_download_leaves_the_old_index_and_the_next_start_resumes(tm
     assert again.store.files_reused == 4 and MANIFEST not in " ".join(data_gets(again))
     assert not list(again.store.root.rglob("*.part")) and not any(again.store.staging.iterdir())
     assert sorted(p.name for p in again.store.versions.iterdir()) == sorted(
-        version_name(v, manifest_digest(bundles[v])) for v in (1, 2))
+        version_name(v, manifest_digest(bundles[v])) for v in (1, 2)
+    )
 
 
 def test_rollback_to_the_kept_previous_version_needs_no_download(tmp_path, s3, s3_bucket, bundles):
@@ -121,7 +146,10 @@ def test_a_bundle_for_another_model_is_refused_until_that_model_runs(tmp_path, s
     publish(s3, s3_bucket, PREFIX, other)
     sync.check_once()
     state, detail = sync.reports[-1]
-    assert state == "error" and f"built for model ffffffffffff, but the featurizer runs model {served[:12]}" in detail
+    assert (
+        state == "error"
+        and f"built for model ffffffffffff, but the featurizer runs model {served[:12]}" in detail
+    )
     assert sync.serving.bundle.version == 1 and data_gets(sync)[-1].endswith(MANIFEST)  # nothing big fetched
     assert "refused index version 2" in sync.status_fields()["last_sync_error"]
     sync._expected = lambda: "f" * 64  # the featurizer now runs that model
@@ -143,8 +171,11 @@ def test_an_update_for_another_fleet_is_ignored(tmp_path, s3_bucket):
     sync = make_sync(tmp_path / "indexes", s3_bucket)
     sync.on_index_updated(json.dumps({"bucket": "someone-else", "latest_key": "x/indexes/LATEST"}).encode())
     assert not sync._wake.is_set()
-    sync.on_index_updated(json.dumps({"bucket": s3_bucket, "latest_key": s3_layout.latest_key(PREFIX),
-                                      "index_version": 4}).encode())
+    sync.on_index_updated(
+        json.dumps(
+            {"bucket": s3_bucket, "latest_key": s3_layout.latest_key(PREFIX), "index_version": 4}
+        ).encode()
+    )
     assert sync._wake.is_set()
     sync._wake.clear()
     sync.on_index_updated(b"not json: still worth a look")
@@ -161,8 +192,14 @@ def test_what_publish_index_writes_is_what_the_device_follows(tmp_path, s3, s3_b
     assert sync.serving.bundle.path == sync.store.current_dir()
     sync._wake.clear()
     served = messages.index_updated_message(
-        index_version=2, manifest_sha256=manifest_digest(bundles[2]), item_count=8, model_fingerprint="",
-        bucket=s3_bucket, prefix=PREFIX, latest_key=s3_layout.latest_key(PREFIX))
+        index_version=2,
+        manifest_sha256=manifest_digest(bundles[2]),
+        item_count=8,
+        model_fingerprint="",
+        bucket=s3_bucket,
+        prefix=PREFIX,
+        latest_key=s3_layout.latest_key(PREFIX),
+    )
     sync.on_index_updated(json.dumps(served).encode())
     assert not sync._wake.is_set()  # the version served now: nothing to check
 
@@ -182,7 +219,9 @@ def version_in_status(device, version, timeout=30.0) -> dict:
 def test_without_any_index_it_waits_for_the_first_one_then_serves_it(work_dir, s3, s3_bucket, bundles):
     with device_nucleus() as nucleus, running_device(nucleus, sync_settings(s3_bucket)) as device:
         waiting = device.status.next(where=lambda m: m["state"] == "waiting")
-        assert waiting["detail"] == f"waiting for the first index from s3://{s3_bucket}/{PREFIX}/indexes/LATEST"
+        assert (
+            waiting["detail"] == f"waiting for the first index from s3://{s3_bucket}/{PREFIX}/indexes/LATEST"
+        )
         assert waiting["index_version"] is None and waiting["bundle_dir"] == ""
         publish(s3, s3_bucket, PREFIX, bundles[1])
         nucleus.iot_core.publish(messages.IOT_INDEX_UPDATED, {"index_version": 1})
@@ -199,8 +238,10 @@ def test_a_corrupted_bundle_is_refused_reported_and_not_fetched_again(work_dir, 
         publish(s3, s3_bucket, PREFIX, bundles[2], flip=flip)
         nucleus.iot_core.publish(messages.IOT_INDEX_UPDATED, {"index_version": 2})
         refusal = device.status.next(timeout=30, where=lambda m: m["state"] == "error")
-        assert f"refused index version 2 from S3: s3://{s3_bucket}/{PREFIX}/indexes/2/{flip}: sha256 does not " \
-               f"match the manifest" in refusal["detail"]
+        assert (
+            f"refused index version 2 from S3: s3://{s3_bucket}/{PREFIX}/indexes/2/{flip}: sha256 does not "
+            f"match the manifest" in refusal["detail"]
+        )
         assert refusal["index_version"] == 1 and "still serving index version 1" in refusal["detail"]
         store = device.component.sync.store
         fetched = store.files_fetched
@@ -208,12 +249,19 @@ def test_a_corrupted_bundle_is_refused_reported_and_not_fetched_again(work_dir, 
         for recheck in (False, True):  # the next polls, whether LATEST looks changed or not
             checks = sync.checks
             sync.trigger(recheck=recheck)
-            wait_until(lambda: sync.checks > checks + 1 or (sync.checks > checks and not sync._wake.is_set()),
-                       30, "the next check")
+            wait_until(
+                lambda: sync.checks > checks + 1 or (sync.checks > checks and not sync._wake.is_set()),
+                30,
+                "the next check",
+            )
         later = device.status.next(timeout=30, where=lambda m: m["state"] == "running")
         assert later["index_version"] == 1 and "refused index version 2" in later["last_sync_error"]
-        assert store.files_fetched == fetched and not (store.staging.exists() and any(store.staging.iterdir()))
-        assert device.ask(device.component.bundle.index.reconstruct(0), "still-answering")["index_version"] == 1
+        assert store.files_fetched == fetched and not (
+            store.staging.exists() and any(store.staging.iterdir())
+        )
+        assert (
+            device.ask(device.component.bundle.index.reconstruct(0), "still-answering")["index_version"] == 1
+        )
 
 
 def test_s3_unreachable_keeps_serving_backs_off_and_catches_up(work_dir, s3, s3_bucket, bundles, monkeypatch):
@@ -240,7 +288,8 @@ def test_s3_unreachable_keeps_serving_backs_off_and_catches_up(work_dir, s3, s3_
 
 
 def test_after_a_crash_and_with_no_network_the_next_start_serves_the_last_index_at_once(
-        work_dir, s3, s3_bucket, bundles, monkeypatch):
+    work_dir, s3, s3_bucket, bundles, monkeypatch
+):
     publish(s3, s3_bucket, PREFIX, bundles[1])
     with device_nucleus() as nucleus, running_device(nucleus, sync_settings(s3_bucket)) as device:
         version_in_status(device, 1)
@@ -276,9 +325,18 @@ def test_an_iot_core_notification_triggers_a_check_before_the_poll_interval(work
     with device_nucleus() as nucleus, running_device(nucleus, sync_settings(s3_bucket)) as device:
         version_in_status(device, 1)  # the check at start; the next poll is an hour away
         publish(s3, s3_bucket, PREFIX, bundles[2])
-        nucleus.iot_core.publish(messages.IOT_INDEX_UPDATED, messages.index_updated_message(
-            index_version=2, manifest_sha256=manifest_digest(bundles[2]), item_count=8, model_fingerprint="",
-            bucket=s3_bucket, prefix=PREFIX, latest_key=s3_layout.latest_key(PREFIX)))
+        nucleus.iot_core.publish(
+            messages.IOT_INDEX_UPDATED,
+            messages.index_updated_message(
+                index_version=2,
+                manifest_sha256=manifest_digest(bundles[2]),
+                item_count=8,
+                model_fingerprint="",
+                bucket=s3_bucket,
+                prefix=PREFIX,
+                latest_key=s3_layout.latest_key(PREFIX),
+            ),
+        )
         swapped = version_in_status(device, 2)
         assert swapped["items"] == 8 and "was 1" in swapped["detail"]
 
@@ -300,7 +358,8 @@ def test_rollback_in_s3_is_followed_with_the_kept_previous_version(work_dir, s3,
 
 
 def test_the_bundle_dir_seed_is_served_and_not_downloaded_again_when_latest_names_it(
-        work_dir, s3, s3_bucket, bundles):
+    work_dir, s3, s3_bucket, bundles
+):
     publish(s3, s3_bucket, PREFIX, bundles[1])
     settings = sync_settings(s3_bucket, bundle_dir=str(bundles[1]))
     with device_nucleus() as nucleus, running_device(nucleus, settings) as device:

@@ -43,7 +43,9 @@ def test_min_score_can_leave_no_good_match(bundle_dir):
     assert all(len(r) == len(bundle) for r in everything)
     assert bundle.search(queries, k=5, min_score=1.01) == [[], [], []]
     threshold = everything[0][2].score
-    assert [m.score >= threshold for m in bundle.search(queries[:1], k=10, min_score=threshold)[0]] == [True] * 3
+    assert [m.score >= threshold for m in bundle.search(queries[:1], k=10, min_score=threshold)[0]] == [
+        True
+    ] * 3
 
 
 def test_wrong_dimension_query_is_refused(bundle_dir):
@@ -88,6 +90,8 @@ def test_search_is_safe_from_several_threads(bundle_dir):
     bundle = IndexBundle.open(bundle_dir)
     vectors = bundle.index.reconstruct_n(0, 40)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda i: bundle.search(vectors[i:i + 1], k=1)[0][0].item["item_id"], range(40)))
-    expected = [bundle.search(vectors[i:i + 1], k=1)[0][0].item["item_id"] for i in range(40)]
+        results = list(
+            pool.map(lambda i: bundle.search(vectors[i : i + 1], k=1)[0][0].item["item_id"], range(40))
+        )
+    expected = [bundle.search(vectors[i : i + 1], k=1)[0][0].item["item_id"] for i in range(40)]
     assert results == expected

@@ -1,4 +1,5 @@
 """Usage telemetry: aggregation, the bounded SQLite queue, and the sender over real IPC."""
+
 from __future__ import annotations
 
 import logging
@@ -11,10 +12,10 @@ from awsiot.greengrasscoreipc.model import ServiceError
 from components.common import messages
 from components.common.ipc import Ipc
 from components.common.telemetry import UsageRecord
-from devkit.nucleus import ComponentSpec, LocalNucleus
-from devkit.nucleus.iot_core import IoTCore
 from components.local_search.telemetry import Telemetry, backoff_cap, percentiles
 from components.local_search.telemetry_queue import TelemetryQueue
+from devkit.nucleus import ComponentSpec, LocalNucleus
+from devkit.nucleus.iot_core import IoTCore
 from tests.support.waiting import wait_until
 
 THING = "telemetry-test-1"
@@ -26,6 +27,7 @@ T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 @dataclass(frozen=True)
 class Event:
     """Shaped like local_search's QueryEvent."""
+
     latency_ms: float | None = 1.0
     matched: bool = True
     item_ids: tuple = ()
@@ -43,9 +45,20 @@ class Clock:
 
 
 def spec() -> ComponentSpec:
-    return ComponentSpec(NAME, {"accessControl": {"aws.greengrass.ipc.mqttproxy": {f"{NAME}:mqttproxy:1": {
-        "policyDescription": "telemetry", "operations": ["aws.greengrass#PublishToIoTCore"],
-        "resources": ["visualsearch/{iot:thingName}/telemetry"]}}}})
+    return ComponentSpec(
+        NAME,
+        {
+            "accessControl": {
+                "aws.greengrass.ipc.mqttproxy": {
+                    f"{NAME}:mqttproxy:1": {
+                        "policyDescription": "telemetry",
+                        "operations": ["aws.greengrass#PublishToIoTCore"],
+                        "resources": ["visualsearch/{iot:thingName}/telemetry"],
+                    }
+                }
+            }
+        },
+    )
 
 
 @pytest.fixture
@@ -54,8 +67,14 @@ def make(tmp_path):
     made = []
 
     def _make(ipc=None, **overrides):
-        kwargs = dict(thing_name=THING, db_path=tmp_path / "telemetry.db", interval_s=3600.0, queue_max=100,
-                      index_info=lambda: (3, "a" * 64), clock=Clock())
+        kwargs = dict(
+            thing_name=THING,
+            db_path=tmp_path / "telemetry.db",
+            interval_s=3600.0,
+            queue_max=100,
+            index_info=lambda: (3, "a" * 64),
+            clock=Clock(),
+        )
         kwargs.update(overrides)
         telemetry = Telemetry(ipc, **kwargs)
         made.append(telemetry)
@@ -92,15 +111,19 @@ def test_a_period_of_queries_becomes_one_record_with_its_figures(make):
         top = "hat-001" if n <= 12 else "mug-002" if n <= 18 else "sock-003"
         telemetry.record(Event(latency_ms=float(n), matched=n % 4 != 0, item_ids=(top, "other")))
     telemetry.record(Event(latency_ms=None, matched=False, error="wrong model", item_ids=()))
-    telemetry.record(Event(latency_ms=3.0, matched=False, item_ids=(), index_version=8, model_fingerprint="b" * 64))
+    telemetry.record(
+        Event(latency_ms=3.0, matched=False, item_ids=(), index_version=8, model_fingerprint="b" * 64)
+    )
     clock.now = T0 + 60
     record = telemetry.close_period()
 
     assert record.thing_name == THING and len(record.record_id) == 32
-    assert record.period_start == "2027-01-15T08:00:00Z" and record.period_s == 60.0 and record.uptime_s == 60.0
+    assert (
+        record.period_start == "2027-01-15T08:00:00Z" and record.period_s == 60.0 and record.uptime_s == 60.0
+    )
     assert (record.queries, record.matched, record.errors) == (22, 15, 1)
-    assert record.latency_ms_p50 == 10.0       # median of 1..20 and 3
-    assert record.latency_ms_p95 == 19.0       # inclusive percentile of the 21 latencies
+    assert record.latency_ms_p50 == 10.0  # median of 1..20 and 3
+    assert record.latency_ms_p95 == 19.0  # inclusive percentile of the 21 latencies
     assert record.top_items == [["hat-001", 12], ["mug-002", 6], ["sock-003", 2]]
     assert (record.index_version, record.model_fingerprint) == (8, "b" * 64)  # the latest query's bundle
     assert record.dropped_records == 0 and queued(telemetry) == [record]
@@ -139,6 +162,7 @@ def test_an_idle_period_is_a_heartbeat_with_the_served_bundle(make):
 def test_a_failing_index_info_still_gives_a_heartbeat(make):
     def broken():
         raise RuntimeError("no bundle")
+
     record = make(index_info=broken).close_period()
     assert (record.index_version, record.model_fingerprint) == (None, "")
 
@@ -175,6 +199,7 @@ def test_the_queue_is_sqlite_in_wal_mode(tmp_path):
     queue = TelemetryQueue(tmp_path / "q.db", 10)
     try:
         import sqlite3
+
         with sqlite3.connect(tmp_path / "q.db") as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
@@ -228,7 +253,9 @@ def test_the_sender_thread_retries_until_iot_core_is_back(make, ipc, nucleus, ca
     telemetry.record(Event(item_ids=("hat-001",)))
     with caplog.at_level(logging.WARNING, logger="local_search.telemetry"):
         telemetry.start()
-        wait_until(lambda: telemetry.publish_failures >= 2 and len(telemetry.queue) >= 3, what="failed publishes")
+        wait_until(
+            lambda: telemetry.publish_failures >= 2 and len(telemetry.queue) >= 3, what="failed publishes"
+        )
     assert "ServiceError" in caplog.text and iot.messages == []
 
     iot.set_reachable(True)
@@ -361,6 +388,7 @@ def test_records_that_cannot_be_queued_on_a_full_disk_are_counted_and_said(make,
 def corrupt_records_page(path) -> None:
     """Overwrite the b-tree page of the records table with garbage (the file header stays)."""
     import sqlite3
+
     db = sqlite3.connect(path)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'records'").fetchone()[0]
@@ -393,7 +421,9 @@ def test_a_queue_with_a_damaged_page_is_moved_aside_at_start_and_counts_carry_on
     assert [r.record_id for r in queued(reopened)] == [record.record_id]
 
 
-def test_a_queue_damaged_while_running_is_moved_aside_and_sending_goes_on(make, tmp_path, monkeypatch, caplog):
+def test_a_queue_damaged_while_running_is_moved_aside_and_sending_goes_on(
+    make, tmp_path, monkeypatch, caplog
+):
     import sqlite3
 
     ipc = FlakyIpc(failures=0)

@@ -5,6 +5,7 @@ the 1,000+ records made must wait in the component's SQLite queue. The component
 in the middle (a crash: the runner restarts it), then connectivity comes back: every record
 made arrives, and after de-duplication by record_id each arrives once.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,15 +66,23 @@ def ids_spooled(iot) -> set[str]:
 @pytest.mark.timeout(900)  # above the waits' own deadlines, so a slow run fails with their message
 def test_records_made_offline_across_a_crash_all_arrive_once(bundle_dir, tmp_path):
     work = tmp_path / "gg"
-    runner = KioskRunner(RECIPES, REPO, work, only=[LOCAL_SEARCH], thing_name=THING,
-                         overrides={LOCAL_SEARCH: overrides(bundle_dir)})
+    runner = KioskRunner(
+        RECIPES,
+        REPO,
+        work,
+        only=[LOCAL_SEARCH],
+        thing_name=THING,
+        overrides={LOCAL_SEARCH: overrides(bundle_dir)},
+    )
     iot = runner.nucleus.iot_core
     iot.spool_max_bytes = 4096  # about ten records: the rest must wait on disk
     iot.set_reachable(False)
     with runner:
         runner.wait_until_running(timeout=120)
         component_work = work / "work" / LOCAL_SEARCH  # {work:path}
-        wait_until(lambda: find_queue(component_work) is not None, 60, f"the telemetry queue in {component_work}")
+        wait_until(
+            lambda: find_queue(component_work) is not None, 60, f"the telemetry queue in {component_work}"
+        )
         db_path = find_queue(component_work)
 
         def made() -> int:
@@ -82,8 +91,12 @@ def test_records_made_offline_across_a_crash_all_arrive_once(bundle_dir, tmp_pat
         wait_until(lambda: made() >= WANTED // 2, 300, f"{WANTED // 2} records")
         first_pid = runner.states()[LOCAL_SEARCH]["pid"]
         runner.kill(LOCAL_SEARCH)  # a crash in the middle; the runner starts it again
-        wait_until(lambda: runner.states()[LOCAL_SEARCH]["restarts"] == 1
-                   and runner.states()[LOCAL_SEARCH]["pid"] != first_pid, 60, "the restart")
+        wait_until(
+            lambda: runner.states()[LOCAL_SEARCH]["restarts"] == 1
+            and runner.states()[LOCAL_SEARCH]["pid"] != first_pid,
+            60,
+            "the restart",
+        )
         wait_until(lambda: made() >= WANTED, 300, f"{WANTED} records")
 
         # Everything made so far: read the disk first, then the spooler, which only grows while
@@ -95,15 +108,20 @@ def test_records_made_offline_across_a_crash_all_arrive_once(bundle_dir, tmp_pat
         assert iot.messages_on(TOPIC) == []
 
         iot.set_reachable(True)
-        wait_until(lambda: produced <= {UsageRecord.from_json(m.payload).record_id for m in iot.messages_on(TOPIC)},
-                   300, "every record made offline to arrive")
+        wait_until(
+            lambda: produced <= {UsageRecord.from_json(m.payload).record_id for m in iot.messages_on(TOPIC)},
+            300,
+            "every record made offline to arrive",
+        )
 
     arrived = [UsageRecord.from_json(m.payload) for m in iot.messages_on(TOPIC)]
     unique = {r.record_id: r for r in arrived}
     duplicates = len(arrived) - len(unique)
-    print(f"\ntelemetry e2e: produced {len(produced)} ({len(on_disk)} on disk, {len(spooled)} in the nucleus "
-          f"spooler) before reconnecting; arrived {len(arrived)} messages, {len(unique)} unique, "
-          f"{duplicates} duplicate(s), {len(unique) - len(produced & set(unique))} made after the snapshot")
+    print(
+        f"\ntelemetry e2e: produced {len(produced)} ({len(on_disk)} on disk, {len(spooled)} in the nucleus "
+        f"spooler) before reconnecting; arrived {len(arrived)} messages, {len(unique)} unique, "
+        f"{duplicates} duplicate(s), {len(unique) - len(produced & set(unique))} made after the snapshot"
+    )
     assert produced - set(unique) == set()
     # A duplicate is the record in flight at the crash (or one whose publish timed out after the
     # nucleus queued it); a sender that re-sent what it had already handed over would show many.

@@ -1,6 +1,7 @@
 """Search never depends on telemetry (issue 14, item 2): local_search built as its process
 builds it, with a work directory where telemetry.sqlite cannot be opened, still answers
 queries, says what is wrong in its status, and picks telemetry up once the disk is fixed."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,14 +27,17 @@ def bundle(tiny_model, tmp_path_factory):
     return IndexBundle.open(out)
 
 
-def test_local_search_answers_queries_when_its_telemetry_queue_cannot_be_opened(bundle, tmp_path, monkeypatch):
+def test_local_search_answers_queries_when_its_telemetry_queue_cannot_be_opened(
+    bundle, tmp_path, monkeypatch
+):
     work = tmp_path / "work"
     work.write_text("a file where the work directory should be")
     monkeypatch.setenv(WORK_DIR_ENV, str(work))
     specs = [ComponentSpec.from_recipe(recipe(name)) for name in (FEATURIZER, LOCAL_SEARCH, DISPLAY)]
     with LocalNucleus(components=specs) as nucleus:
-        settings = LocalSearchSettings(bundle_dir=str(bundle.path), min_score=0.0, telemetry_interval_s=0.05,
-                                       status_interval_s=1.0)
+        settings = LocalSearchSettings(
+            bundle_dir=str(bundle.path), min_score=0.0, telemetry_interval_s=0.05, status_interval_s=1.0
+        )
         component = build(Ipc(nucleus.connect(LOCAL_SEARCH)), settings)
         matches = Inbox.subscribe(nucleus, DISPLAY, messages.MATCHES)
         status = Inbox.subscribe(nucleus, DISPLAY, messages.status_topic("local_search"))
@@ -41,10 +45,18 @@ def test_local_search_answers_queries_when_its_telemetry_queue_cannot_be_opened(
         component.start()
         try:
             for n in range(32):
-                featurizer.publish_json(messages.FEATURES, FeatureMessage(
-                    query_id=f"q{n}", capture_time=1.0, model_fingerprint=bundle.model_fingerprint,
-                    vector=bundle.index.reconstruct(n)).to_json())
-            answered = {matches.next(where=lambda m: m["query_id"].startswith("q"))["query_id"] for _ in range(32)}
+                featurizer.publish_json(
+                    messages.FEATURES,
+                    FeatureMessage(
+                        query_id=f"q{n}",
+                        capture_time=1.0,
+                        model_fingerprint=bundle.model_fingerprint,
+                        vector=bundle.index.reconstruct(n),
+                    ).to_json(),
+                )
+            answered = {
+                matches.next(where=lambda m: m["query_id"].startswith("q"))["query_id"] for _ in range(32)
+            }
             assert len(answered) == 32
             faulty = status.next(where=lambda m: m.get("telemetry_fault"))
             assert faulty["state"] == "running" and str(work) in faulty["telemetry_fault"]

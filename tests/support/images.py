@@ -1,4 +1,5 @@
 """Hostile images for the tests that refuse them: small files that decode to huge ones."""
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,12 @@ def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
     rows = (b"\x00" * (width + 1)) * 100  # filter byte + one byte a pixel, 100 rows at a time
     parts = [packer.compress(rows) for _ in range(height // 100)]
     parts += [packer.compress((b"\x00" * (width + 1)) * (height % 100)), packer.flush()]
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + _chunk(b"IDAT", b"".join(parts))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def big_clip(path: Path, width: int = 7680, height: int = 4320, frames: int = 1) -> Path:

@@ -1,4 +1,5 @@
 """Collecting what a subscription delivers, and waiting on it with one overall deadline."""
+
 from __future__ import annotations
 
 import threading
@@ -58,8 +59,10 @@ class Inbox:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     recent = self.events[-3:]
-                    raise AssertionError(f"{self.name}: nothing that matches within {timeout:g} s "
-                                         f"({len(self.events)} received; the last: {recent!r})")
+                    raise AssertionError(
+                        f"{self.name}: nothing that matches within {timeout:g} s "
+                        f"({len(self.events)} received; the last: {recent!r})"
+                    )
                 self._cond.wait(left)
 
     def drain(self, quiet_s: float = 1.0, timeout: float = 60.0) -> list:
@@ -71,7 +74,7 @@ class Inbox:
                 self._cond.wait(min(quiet_s, max(0.0, deadline - time.monotonic())))
                 if len(self.events) == seen:
                     break
-            found, self._read = self.events[self._read:], len(self.events)
+            found, self._read = self.events[self._read :], len(self.events)
             return found
 
     def close(self) -> None:

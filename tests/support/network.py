@@ -1,4 +1,5 @@
 """Ports for servers a test starts: never a fixed one."""
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """The shared test helpers: one overall deadline for every wait, and failures that say what."""
+
 import socket
 import threading
 
@@ -12,7 +13,9 @@ from tests.support.waiting import wait_until
 def test_wait_until_returns_the_truthy_value_and_fails_naming_what_never_came():
     values = iter([0, None, "ready"])
     assert wait_until(lambda: next(values), 5, "the third value", every=0.001) == "ready"
-    with pytest.raises(AssertionError, match=r"timed out after 0.05 s waiting for the index swap \(last value: 0\)"):
+    with pytest.raises(
+        AssertionError, match=r"timed out after 0.05 s waiting for the index swap \(last value: 0\)"
+    ):
         wait_until(lambda: 0, 0.05, "the index swap", every=0.01)
 
 

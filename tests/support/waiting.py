@@ -1,4 +1,5 @@
 """Waiting for something another thread or process changes, with one overall deadline."""
+
 from __future__ import annotations
 
 import time
@@ -7,8 +8,9 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 30.0, what: str | None = None,
-               every: float = 0.05) -> T:
+def wait_until(
+    condition: Callable[[], T], timeout: float = 30.0, what: str | None = None, every: float = 0.05
+) -> T:
     """Call `condition` until it returns something truthy and return that.
 
     Fails the test (AssertionError) once `timeout` seconds have passed in all, naming `what`
@@ -20,8 +22,10 @@ def wait_until(condition: Callable[[], T], timeout: float = 30.0, what: str | No
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or _where(condition)}"
-                                 f" (last value: {value!r})")
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what or _where(condition)}"
+                f" (last value: {value!r})"
+            )
         time.sleep(every)
 
 

@@ -1,4 +1,5 @@
 """`visual-search validate-config COMPONENT FILE`: a deployment's configuration checked offline."""
+
 from __future__ import annotations
 
 import json
@@ -29,19 +30,24 @@ def test_a_valid_configuration_is_ok_by_short_or_full_name(tmp_path, component):
 
 
 def test_every_problem_is_printed_and_the_exit_code_is_1(tmp_path):
-    code, output = validate("local_search", write(tmp_path, {"min_score": "abc", "top_k": 0, "colour": 1,
-                                                             "index_bucket": "store"}))
+    code, output = validate(
+        "local_search",
+        write(tmp_path, {"min_score": "abc", "top_k": 0, "colour": 1, "index_bucket": "store"}),
+    )
     assert code == 1 and "OK" not in output
     assert output.splitlines() == [
         "local_search: unknown setting(s) colour (known: bundle_dir, index_bucket, index_dir, index_prefix, "
         "min_score, poll_interval_s, smoothing_window, status_interval_s, telemetry_interval_s, "
         "telemetry_queue_max, top_k)",
         "local_search.top_k: 0 is not at least 1",
-        "local_search.min_score: 'abc' is not a number"]
+        "local_search.min_score: 'abc' is not a number",
+    ]
 
 
 def test_it_is_checked_on_top_of_the_recipe_defaults_settings_together_included(tmp_path):
-    code, output = validate("local_search", write(tmp_path, {"min_score": 0.5}))  # a fresh device: nothing to serve
+    code, output = validate(
+        "local_search", write(tmp_path, {"min_score": 0.5})
+    )  # a fresh device: nothing to serve
     assert code == 1 and "local_search.bundle_dir: not set, and no index_bucket to sync from" in output
     assert validate("local_search", write(tmp_path, {"min_score": 0.5, "bundle_dir": "/b"}))[0] == 0
 
@@ -69,13 +75,17 @@ def test_the_store_deployment_document_is_valid_for_each_component(component):
 
 def test_a_deployment_without_the_component_is_one_error_line(tmp_path):
     code, output = validate("display", write(tmp_path, {"components": {"com.visualsearch.Featurizer": {}}}))
-    assert code == 1 and output.strip() == (f"error: {tmp_path / 'config.json'}: the deployment has no "
-                                            f"configurationUpdate for com.visualsearch.Display")
+    assert code == 1 and output.strip() == (
+        f"error: {tmp_path / 'config.json'}: the deployment has no "
+        f"configurationUpdate for com.visualsearch.Display"
+    )
 
 
 def test_a_file_that_does_not_parse_is_one_error_line(tmp_path):
     code, output = validate("display", write(tmp_path, "{port: [", "broken.yaml"))
-    assert code == 1 and output.startswith(f"error: {tmp_path / 'broken.yaml'}: cannot read it as JSON or YAML")
+    assert code == 1 and output.startswith(
+        f"error: {tmp_path / 'broken.yaml'}: cannot read it as JSON or YAML"
+    )
     assert len(output.strip().splitlines()) == 1
 
 
@@ -83,7 +93,10 @@ def test_retired_keys_are_noted_not_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(LocalSearchSettings, "RETIRED", {"min_similarity": "renamed to min_score in 0.2"})
     code, output = validate("local_search", write(tmp_path, {"min_similarity": 0.3, "bundle_dir": "/b"}))
     assert code == 0
-    assert output.splitlines()[0] == "note: retired setting ignored: local_search.min_similarity: renamed to min_score in 0.2"
+    assert (
+        output.splitlines()[0]
+        == "note: retired setting ignored: local_search.min_similarity: renamed to min_score in 0.2"
+    )
 
 
 def test_an_unknown_component_is_a_usage_error(tmp_path):

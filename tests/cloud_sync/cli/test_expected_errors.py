@@ -1,4 +1,5 @@
 """Expected failures of any command are one line naming the file, never a traceback (issue 14, item 9)."""
+
 from click.testing import CliRunner
 
 from cloud_sync.cli.main import main

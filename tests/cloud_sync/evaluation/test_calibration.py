@@ -1,4 +1,5 @@
 """`evaluate --calibrate` and `--reshots`: the threshold math, the 'nothing' frames, the command."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,20 @@ import pytest
 from click.testing import CliRunner
 
 from cloud_sync.cli.main import main
-from cloud_sync.evaluation.calibration import (DEMO_TIMELINE, DEMO_VIDEO, calibrate, empty_scene_frames,
-                                               synthetic_nothing)
+from cloud_sync.evaluation.calibration import (
+    DEMO_TIMELINE,
+    DEMO_VIDEO,
+    calibrate,
+    empty_scene_frames,
+    synthetic_nothing,
+)
 from components.common.bundle import read_manifest
 from components.featurizer.model import read_spec
 from tests.conftest import DEMO_CATALOG, DEMO_QUERIES
 
 
 def test_the_threshold_keeps_the_asked_share_of_genuine_matches():
-    genuine = np.linspace(0.5, 0.9, 100)          # 100 genuine best-match scores
+    genuine = np.linspace(0.5, 0.9, 100)  # 100 genuine best-match scores
     nothing = np.array([0.3, 0.45, 0.52, 0.6])
     result = calibrate(genuine, nothing, keep=0.95)
     assert result.genuine_kept >= 0.95
@@ -55,12 +61,33 @@ def test_calibrate_records_min_score_in_model_and_bundle(tiny_model, tmp_path, c
     model = copy_model(tiny_model, tmp_path / "model")
     bundle = tmp_path / "bundle"
     runner = CliRunner()
-    built = runner.invoke(main, ["build-index", str(DEMO_CATALOG), "--model", str(model), "--out", str(bundle)])
+    built = runner.invoke(
+        main, ["build-index", str(DEMO_CATALOG), "--model", str(model), "--out", str(bundle)]
+    )
     assert built.exit_code == 0, built.output
-    result = runner.invoke(main, ["evaluate", "--catalog", str(DEMO_CATALOG), "--queries", str(DEMO_QUERIES),
-                                  "--model", str(model), "--bundle", str(bundle), "--metric", "cosine",
-                                  "--calibrate", "--keep", "0.9", "--reshots", "20",
-                                  "--json", str(tmp_path / "figures.json")])
+    result = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--catalog",
+            str(DEMO_CATALOG),
+            "--queries",
+            str(DEMO_QUERIES),
+            "--model",
+            str(model),
+            "--bundle",
+            str(bundle),
+            "--metric",
+            "cosine",
+            "--calibrate",
+            "--keep",
+            "0.9",
+            "--reshots",
+            "20",
+            "--json",
+            str(tmp_path / "figures.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads((tmp_path / "figures.json").read_text())
     min_score = figures["calibration"]["min_score"]
@@ -71,13 +98,28 @@ def test_calibrate_records_min_score_in_model_and_bundle(tiny_model, tmp_path, c
     assert read_manifest(bundle)["min_score"] == min_score
     assert read_spec(model).extra["calibration"]["min_score"] == min_score
     # a bundle built from the calibrated model carries its min_score
-    rebuilt = runner.invoke(main, ["build-index", str(DEMO_CATALOG), "--model", str(model),
-                                   "--out", str(tmp_path / "bundle2")])
+    rebuilt = runner.invoke(
+        main, ["build-index", str(DEMO_CATALOG), "--model", str(model), "--out", str(tmp_path / "bundle2")]
+    )
     assert rebuilt.exit_code == 0, rebuilt.output
     assert math.isclose(read_manifest(tmp_path / "bundle2")["min_score"], min_score)
     # later evaluations report how the recorded threshold does on their queries
-    again = runner.invoke(main, ["evaluate", "--catalog", str(DEMO_CATALOG), "--queries", str(DEMO_QUERIES),
-                                 "--model", str(model), "--metric", "cosine", "--json", str(tmp_path / "f2.json")])
+    again = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--catalog",
+            str(DEMO_CATALOG),
+            "--queries",
+            str(DEMO_QUERIES),
+            "--model",
+            str(model),
+            "--metric",
+            "cosine",
+            "--json",
+            str(tmp_path / "f2.json"),
+        ],
+    )
     assert again.exit_code == 0, again.output
     threshold = json.loads((tmp_path / "f2.json").read_text())["threshold"]
     assert threshold["min_score"] == min_score and threshold["keep"] is None

@@ -1,4 +1,5 @@
 """`evaluate`: the metric math on hand-made rankings, then the command end to end."""
+
 from __future__ import annotations
 
 import csv
@@ -10,10 +11,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cloud_sync.indexing.catalog import CatalogItem
 from cloud_sync.cli.main import main
-from cloud_sync.evaluation.evaluate import (distance_matrix, exact_rankings, ground_truth_kind, index_fidelity,
-                                 random_rankings, relevance, retrieval_metrics)
+from cloud_sync.evaluation.evaluate import (
+    distance_matrix,
+    exact_rankings,
+    ground_truth_kind,
+    index_fidelity,
+    random_rankings,
+    relevance,
+    retrieval_metrics,
+)
+from cloud_sync.indexing.catalog import CatalogItem
 from components.common.errors import CatalogError
 from components.local_search.faiss_index import build_index
 
@@ -23,6 +31,7 @@ KS = ["1", "5", "10"]
 
 # --- the metric math ----------------------------------------------------------------------
 
+
 def test_metrics_on_a_hand_made_ranking():
     # query 1: relevant at ranks 1 and 3, 3 relevant in the catalog; query 2: rank 2, 1 relevant
     rel = np.array([[1, 0, 1, 0], [0, 1, 0, 0]], bool)
@@ -31,8 +40,9 @@ def test_metrics_on_a_hand_made_ranking():
     assert got["precision_at_k"] == pytest.approx({"1": 0.5, "2": 0.5, "4": (2 / 4 + 1 / 4) / 2})
     assert got["recall_at_k"] == pytest.approx({"1": (1 / 3) / 2, "2": (1 / 3 + 1) / 2, "4": (2 / 3 + 1) / 2})
     # AP@4 of query 1: (P@1 + P@3) / min(4, 3) = (1 + 2/3) / 3; of query 2: P@2 / 1 = 1/2
-    assert got["map_at_k"] == pytest.approx({"1": 0.5, "2": (1 / 2 + 1 / 2) / 2,
-                                             "4": ((1 + 2 / 3) / 3 + 1 / 2) / 2})
+    assert got["map_at_k"] == pytest.approx(
+        {"1": 0.5, "2": (1 / 2 + 1 / 2) / 2, "4": ((1 + 2 / 3) / 3 + 1 / 2) / 2}
+    )
 
 
 def test_a_perfect_ranking_scores_one():
@@ -46,8 +56,12 @@ def test_a_perfect_ranking_scores_one():
 
 def test_a_query_without_relevant_items_scores_zero_not_nan():
     got = retrieval_metrics(np.zeros((1, 3), bool), np.array([0]), [1, 10])
-    assert got == {"precision_at_1": 0.0, "precision_at_k": {"1": 0.0, "10": 0.0},
-                   "recall_at_k": {"1": 0.0, "10": 0.0}, "map_at_k": {"1": 0.0, "10": 0.0}}
+    assert got == {
+        "precision_at_1": 0.0,
+        "precision_at_k": {"1": 0.0, "10": 0.0},
+        "recall_at_k": {"1": 0.0, "10": 0.0},
+        "map_at_k": {"1": 0.0, "10": 0.0},
+    }
 
 
 def test_relevance_compares_labels_and_counts_relevant_items():
@@ -57,7 +71,7 @@ def test_relevance_compares_labels_and_counts_relevant_items():
 
 
 def test_hamming_uses_sign_bits_and_ties_keep_catalog_order():
-    query = np.array([[0.5, -0.1, 0.2]], np.float32)            # bits 1 0 1
+    query = np.array([[0.5, -0.1, 0.2]], np.float32)  # bits 1 0 1
     catalog = np.array([[0.1, 0.3, 0.9], [-1, -1, -1], [0.7, -0.2, 0.0]], np.float32)  # 111 000 100
     assert distance_matrix(query, catalog, "hamming").tolist() == [[1, 2, 1]]
     ids, dists = exact_rankings(query, catalog, "hamming", 3)
@@ -84,8 +98,10 @@ def test_ground_truth_is_item_id_when_every_query_has_one():
     assert ground_truth_kind([CatalogItem("q", "q.jpg", "q", extra={"item_id": "x"})], "q.csv") == "item_id"
     assert ground_truth_kind([CatalogItem("q", "q.jpg", "q", category="hat")], "q.csv") == "category"
     with pytest.raises(CatalogError, match=r"q.csv: 1 query row\(s\) without a category.*q.csv:3"):
-        ground_truth_kind([CatalogItem("q", "q.jpg", "q", category="hat"),
-                           CatalogItem("r", "r.jpg", "r", where="q.csv:3")], "q.csv")
+        ground_truth_kind(
+            [CatalogItem("q", "q.jpg", "q", category="hat"), CatalogItem("r", "r.jpg", "r", where="q.csv:3")],
+            "q.csv",
+        )
 
 
 def test_index_fidelity_against_exact_search():
@@ -94,8 +110,9 @@ def test_index_fidelity_against_exact_search():
     catalog /= np.linalg.norm(catalog, axis=1, keepdims=True)
     queries = catalog[:5] + 0.01
     _, exact = exact_rankings(queries, catalog, "cosine", 5)
-    recall, latency = index_fidelity(build_index(catalog, "Flat", "cosine"), queries, catalog,
-                                     "cosine", [1, 5], np.arange(50), exact)
+    recall, latency = index_fidelity(
+        build_index(catalog, "Flat", "cosine"), queries, catalog, "cosine", [1, 5], np.arange(50), exact
+    )
     assert recall == {"1": 1.0, "5": 1.0} and 0 <= latency < 1
 
     class Wrong:  # returns the farthest items first, then nothing
@@ -108,6 +125,7 @@ def test_index_fidelity_against_exact_search():
 
 
 # --- end to end -------------------------------------------------------------------------------
+
 
 def copy_classes(source: Path, target: Path, per_class: int) -> Path:
     for folder in sorted(p for p in source.iterdir() if p.is_dir()):
@@ -141,9 +159,21 @@ def sets(tmp_path_factory):
 
 
 def run(root: Path, *args: str):
-    return CliRunner().invoke(main, ["evaluate", "--catalog", str(root / "catalog"),
-                                     "--queries", str(root / "queries"), "--model", str(root / "model"),
-                                     "--k", "1,5,10", *args])
+    return CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--catalog",
+            str(root / "catalog"),
+            "--queries",
+            str(root / "queries"),
+            "--model",
+            str(root / "model"),
+            "--k",
+            "1,5,10",
+            *args,
+        ],
+    )
 
 
 def numbers(value):
@@ -185,7 +215,9 @@ def test_evaluate_writes_json_and_report(sets):
 
 
 def test_evaluate_with_the_bundle_of_this_catalog(sets):
-    result = run(sets, "--metric", "l1", "--json", str(sets / "bundle.json"), "--bundle", str(sets / "bundle"))
+    result = run(
+        sets, "--metric", "l1", "--json", str(sets / "bundle.json"), "--bundle", str(sets / "bundle")
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads((sets / "bundle.json").read_text())
     assert list(figures) == ["l1", "cosine", "random"]  # the index's metric is always added
@@ -194,28 +226,48 @@ def test_evaluate_with_the_bundle_of_this_catalog(sets):
     assert f"Flat (exact, {sets / 'bundle'})" in result.stdout
 
 
-@pytest.mark.parametrize("bundle, reason", [("other-model-bundle", "built for model"),
-                                            ("other-catalog-bundle", "not the 60 usable items")])
+@pytest.mark.parametrize(
+    "bundle, reason",
+    [("other-model-bundle", "built for model"), ("other-catalog-bundle", "not the 60 usable items")],
+)
 def test_a_bundle_of_another_model_or_catalog_is_a_one_line_error(sets, bundle, reason):
     result = run(sets, "--bundle", str(sets / bundle), "--json", str(sets / f"{bundle}.json"))
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)
-    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == \
-        [line for line in result.stderr.splitlines() if reason in line]
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in result.stderr.splitlines() if reason in line
+    ]
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {sets / bundle}")
     assert not (sets / f"{bundle}.json").exists()
 
 
 def test_item_id_queries_find_their_own_catalog_item(sets, tmp_path):
-    rows = [{"id": f"q{i}", "image": str(path), "item_id": path.relative_to(sets / "catalog").as_posix()}
-            for i, path in enumerate(sorted((sets / "catalog").glob("*/*"))[::6])]
+    rows = [
+        {"id": f"q{i}", "image": str(path), "item_id": path.relative_to(sets / "catalog").as_posix()}
+        for i, path in enumerate(sorted((sets / "catalog").glob("*/*"))[::6])
+    ]
     with open(tmp_path / "catalog.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, ["id", "image", "item_id"])
         writer.writeheader()
         writer.writerows(rows)
-    result = CliRunner().invoke(main, ["evaluate", "--catalog", str(sets / "catalog"), "--queries", str(tmp_path),
-                                       "--model", str(sets / "model"), "--metric", "cosine", "--k", "1,3",
-                                       "--json", str(tmp_path / "out.json")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--catalog",
+            str(sets / "catalog"),
+            "--queries",
+            str(tmp_path),
+            "--model",
+            str(sets / "model"),
+            "--metric",
+            "cosine",
+            "--k",
+            "1,3",
+            "--json",
+            str(tmp_path / "out.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     cosine = json.loads((tmp_path / "out.json").read_text())["cosine"]
     assert cosine["precision_at_1"] == 1.0 and cosine["recall_at_k"] == {"1": 1.0, "3": 1.0}
@@ -224,11 +276,23 @@ def test_item_id_queries_find_their_own_catalog_item(sets, tmp_path):
 
 def test_queries_without_category_are_an_error(sets, tmp_path):
     (tmp_path / "catalog.csv").write_text("id,image\nq1,a.jpg\n")
-    result = CliRunner().invoke(main, ["evaluate", "--catalog", str(sets / "catalog"), "--queries", str(tmp_path),
-                                       "--model", str(sets / "model")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--catalog",
+            str(sets / "catalog"),
+            "--queries",
+            str(tmp_path),
+            "--model",
+            str(sets / "model"),
+        ],
+    )
     assert result.exit_code == 1
-    assert result.stderr.strip() == (f"error: {tmp_path / 'catalog.csv'}: 1 query row(s) without a category "
-                                     f"(or an item_id on every row): catalog.csv:2")
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'catalog.csv'}: 1 query row(s) without a category "
+        f"(or an item_id on every row): catalog.csv:2"
+    )
 
 
 @pytest.mark.parametrize("option, value", [("--metric", "cosine,manhattan"), ("--k", "0,5"), ("--k", "a")])

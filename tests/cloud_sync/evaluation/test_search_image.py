@@ -1,4 +1,5 @@
 """`search-image`: what local_search would answer, with the bundle's min_score applied."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ from tests.conftest import DEMO_CATALOG, demo_image
 
 def _bundle(tiny_model, tmp_path):
     bundle = tmp_path / "bundle"
-    result = CliRunner().invoke(main, ["build-index", str(DEMO_CATALOG), "--model", str(tiny_model),
-                                       "--out", str(bundle)])
+    result = CliRunner().invoke(
+        main, ["build-index", str(DEMO_CATALOG), "--model", str(tiny_model), "--out", str(bundle)]
+    )
     assert result.exit_code == 0, result.output
     return bundle
 
@@ -23,8 +25,22 @@ def _bundle(tiny_model, tmp_path):
 def test_json_lists_one_answer_per_image_with_the_fields_engineers_need(tiny_model, tmp_path):
     bundle = _bundle(tiny_model, tmp_path)
     shoe = demo_image("shoes")
-    result = CliRunner().invoke(main, ["search-image", str(shoe), "--bundle", str(bundle), "--model",
-                                       str(tiny_model), "--json", "--k", "3", "--min-score", "-1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "search-image",
+            str(shoe),
+            "--bundle",
+            str(bundle),
+            "--model",
+            str(tiny_model),
+            "--json",
+            "--k",
+            "3",
+            "--min-score",
+            "-1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     answers = json.loads(result.output)
     assert [a["image"] for a in answers] == [str(shoe)]
@@ -51,7 +67,16 @@ def test_the_bundles_min_score_is_applied_unless_one_is_given(tiny_model, tmp_pa
 def test_an_unreadable_image_is_a_one_line_error(tiny_model, tmp_path):
     bundle = _bundle(tiny_model, tmp_path)
     (tmp_path / "not-an-image.jpg").write_text("hello")
-    result = CliRunner().invoke(main, ["search-image", str(tmp_path / "not-an-image.jpg"), "--bundle",
-                                       str(bundle), "--model", str(tiny_model)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "search-image",
+            str(tmp_path / "not-an-image.jpg"),
+            "--bundle",
+            str(bundle),
+            "--model",
+            str(tiny_model),
+        ],
+    )
     assert result.exit_code == 1
     assert "not-an-image.jpg" in result.output and "Traceback" not in result.output

@@ -27,13 +27,16 @@ def test_class_folders_give_relative_ids_and_folder_categories(class_folders):
 
 
 def test_bad_csv_rows_are_each_reported_with_their_line(tmp_path):
-    root = write_csv_catalog(tmp_path / "c", [
-        {"id": "a", "image": "a.jpg", "title": "A"},
-        {"id": "", "image": "b.jpg", "title": "no id"},
-        {"id": "a", "image": "c.jpg", "title": "dup"},
-        {"id": "d", "image": "", "title": "no image"},
-        {"id": "e", "image": "e.jpg", "title": ""},
-    ])
+    root = write_csv_catalog(
+        tmp_path / "c",
+        [
+            {"id": "a", "image": "a.jpg", "title": "A"},
+            {"id": "", "image": "b.jpg", "title": "no id"},
+            {"id": "a", "image": "c.jpg", "title": "dup"},
+            {"id": "d", "image": "", "title": "no image"},
+            {"id": "e", "image": "e.jpg", "title": ""},
+        ],
+    )
     catalog = read_catalog(root)
     assert [i.id for i in catalog.items] == ["a", "e"]
     assert catalog.items[1].title == "e"  # a missing title falls back to the id
@@ -47,8 +50,12 @@ def test_bad_csv_rows_are_each_reported_with_their_line(tmp_path):
 def test_jsonl_catalog_and_its_bad_lines(tmp_path):
     root = tmp_path / "j"
     root.mkdir()
-    lines = [json.dumps({"id": "x", "image": "x.jpg", "title": "X", "category": "hat", "sku": 7}),
-             "{broken", "[1, 2]", ""]
+    lines = [
+        json.dumps({"id": "x", "image": "x.jpg", "title": "X", "category": "hat", "sku": 7}),
+        "{broken",
+        "[1, 2]",
+        "",
+    ]
     (root / "catalog.jsonl").write_text("\n".join(lines) + "\n")
     catalog = read_catalog(root)
     assert [(i.id, i.category, i.extra) for i in catalog.items] == [("x", "hat", {"sku": 7})]
@@ -75,18 +82,26 @@ def test_an_unterminated_quote_is_a_bad_row_and_the_rows_after_it_are_still_read
     """Issue 14, item 8: three rows became one item and the build said nothing."""
     root = tmp_path / "q"
     root.mkdir()
-    (root / "catalog.csv").write_text('id,image,title\n'
-                                      'a1,a.jpg,"Red hat\n'
-                                      'a2,b.jpg,Blue hat\n'
-                                      'a3,c.jpg,"Green, ""wide"" hat"\n'
-                                      'a4,d.jpg,"two\nlines"\n')
+    (root / "catalog.csv").write_text(
+        "id,image,title\n"
+        'a1,a.jpg,"Red hat\n'
+        "a2,b.jpg,Blue hat\n"
+        'a3,c.jpg,"Green, ""wide"" hat"\n'
+        'a4,d.jpg,"two\nlines"\n'
+    )
     catalog = read_catalog(root)
-    assert [str(p) for p in catalog.problems] == [  # its quote is closed by the first one of line 4
-        "catalog.csv:2: bad quoting (',' expected after '\"', line 4): a quoted field opened on this line "
-        "closes in the middle of a cell; an unterminated or stray quote?"]
+    assert (
+        [str(p) for p in catalog.problems]
+        == [  # its quote is closed by the first one of line 4
+            "catalog.csv:2: bad quoting (',' expected after '\"', line 4): a quoted field opened on this line "
+            "closes in the middle of a cell; an unterminated or stray quote?"
+        ]
+    )
     assert [(i.id, i.title, i.where) for i in catalog.items] == [
-        ("a2", "Blue hat", "catalog.csv:3"), ("a3", 'Green, "wide" hat', "catalog.csv:4"),
-        ("a4", "two\nlines", "catalog.csv:5")]
+        ("a2", "Blue hat", "catalog.csv:3"),
+        ("a3", 'Green, "wide" hat', "catalog.csv:4"),
+        ("a4", "two\nlines", "catalog.csv:5"),
+    ]
 
 
 def test_an_unterminated_quote_on_the_last_line_is_reported_too(tmp_path):
@@ -95,7 +110,9 @@ def test_an_unterminated_quote_on_the_last_line_is_reported_too(tmp_path):
     (root / "catalog.csv").write_text('id,image,title\na1,a.jpg,Red hat\na2,b.jpg,"Blue hat\n')
     catalog = read_catalog(root)
     assert [i.id for i in catalog.items] == ["a1"]
-    assert [p.where for p in catalog.problems] == ["catalog.csv:3"] and "unterminated quote" in catalog.problems[0].reason
+    assert [p.where for p in catalog.problems] == [
+        "catalog.csv:3"
+    ] and "unterminated quote" in catalog.problems[0].reason
 
 
 def test_a_field_over_the_csv_field_limit_is_a_bad_row_not_a_traceback(tmp_path):
@@ -109,4 +126,5 @@ def test_a_field_over_the_csv_field_limit_is_a_bad_row_not_a_traceback(tmp_path)
     catalog = read_catalog(root)
     assert [i.id for i in catalog.items] == ["a1", "a3"]
     assert [str(p) for p in catalog.problems] == [
-        f"catalog.csv:3: a cell is longer than the CSV field limit ({csv.field_size_limit()} characters)"]
+        f"catalog.csv:3: a cell is longer than the CSV field limit ({csv.field_size_limit()} characters)"
+    ]

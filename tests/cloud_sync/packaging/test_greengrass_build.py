@@ -1,4 +1,5 @@
 """The custom GDK build: three zips and three finished recipes where GDK expects them."""
+
 import ast
 import hashlib
 import importlib.metadata
@@ -15,8 +16,16 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from cloud_sync.packaging.greengrass_build import (COMPONENTS, MAX_RECIPE_BYTES, PACKAGES, ZIP_NAME, BuildError, build,
-                                         install_marker, project_version)
+from cloud_sync.packaging.greengrass_build import (
+    COMPONENTS,
+    MAX_RECIPE_BYTES,
+    PACKAGES,
+    ZIP_NAME,
+    BuildError,
+    build,
+    install_marker,
+    project_version,
+)
 from tests.deploy_helpers import pins, pyproject
 from tests.kiosk_helpers import REPO
 
@@ -36,14 +45,21 @@ def names(zip_path: Path) -> set[str]:
 
 def test_gdk_custom_build_command_writes_the_layout_gdk_expects(tmp_path):
     command = json.loads((REPO / "gdk-config.json").read_text())["component"]["com.visualsearch.Featurizer"][
-        "build"]["custom_build_command"]
+        "build"
+    ]["custom_build_command"]
     out = tmp_path / "greengrass-build"
-    result = subprocess.run([sys.executable if command[0] == "python3" else command[0], *command[1:], "--out", str(out)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable if command[0] == "python3" else command[0], *command[1:], "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "recipes").iterdir()) == sorted(f"{c.name}.yaml" for c in COMPONENTS)
     assert sorted(p.relative_to(out).as_posix() for p in (out / "artifacts").rglob("*.zip")) == sorted(
-        f"artifacts/{c.name}/{VERSION}/{ZIP_NAME}" for c in COMPONENTS)
+        f"artifacts/{c.name}/{VERSION}/{ZIP_NAME}" for c in COMPONENTS
+    )
     assert result.stdout.count("built com.visualsearch.") == 3
 
 
@@ -73,8 +89,11 @@ def test_install_marker_names_the_version_and_the_requirements(built):
 def shipped_sources() -> set[str]:
     found = {"components/__init__.py"}
     for tree in PACKAGES[1:]:
-        found |= {p.relative_to(REPO).as_posix() for p in (REPO / tree).rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+        found |= {
+            p.relative_to(REPO).as_posix()
+            for p in (REPO / tree).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        }
     return found
 
 
@@ -84,8 +103,14 @@ def test_zips_hold_every_package_file_and_nothing_of_the_dev_tree(built):
         contents = names(by_name[component.name].zip_path)
         assert shipped_sources() <= contents  # nothing needed is dropped (no test* pattern at work)
         assert "components/display/templates/kiosk.html" in contents
-        assert not [n for n in contents if n.startswith(("tests/", "cloud_sync/", "devkit/nucleus/"))
-                    or "__pycache__" in n or n.endswith(".pyc") or "/." in n]
+        assert not [
+            n
+            for n in contents
+            if n.startswith(("tests/", "cloud_sync/", "devkit/nucleus/"))
+            or "__pycache__" in n
+            or n.endswith(".pyc")
+            or "/." in n
+        ]
         with zipfile.ZipFile(by_name[component.name].zip_path) as archive:
             assert archive.read("requirements.txt") == (REPO / component.requirements).read_bytes()
     model = {p.relative_to(REPO).as_posix() for p in (REPO / "models/demo-featurizer").iterdir()}
@@ -114,8 +139,12 @@ def copy_project(root: Path) -> Path:
 def test_a_version_copy_that_disagrees_stops_the_build_and_names_the_file(tmp_path):
     root = copy_project(tmp_path / "p")
     recipe = root / "recipes" / "com.visualsearch.Display.yaml"
-    recipe.write_text(recipe.read_text().replace(f'ComponentVersion: "{VERSION}"', 'ComponentVersion: "9.9.9"'))
-    with pytest.raises(BuildError, match=r"com\.visualsearch\.Display\.yaml: ComponentVersion '9\.9\.9' differs"):
+    recipe.write_text(
+        recipe.read_text().replace(f'ComponentVersion: "{VERSION}"', 'ComponentVersion: "9.9.9"')
+    )
+    with pytest.raises(
+        BuildError, match=r"com\.visualsearch\.Display\.yaml: ComponentVersion '9\.9\.9' differs"
+    ):
         build(root, tmp_path / "out")
     config = root / "gdk-config.json"
     config.write_text(config.read_text().replace(f'"version": "{VERSION}"', '"version": "0.0.1"'))
@@ -126,25 +155,33 @@ def test_a_version_copy_that_disagrees_stops_the_build_and_names_the_file(tmp_pa
 def test_a_test_file_inside_a_shipped_package_is_refused(tmp_path):
     root = copy_project(tmp_path / "p")
     (root / "components" / "display" / "test_page.py").write_text("")
-    with pytest.raises(BuildError, match=r"components/display/test_page\.py: a test file inside a shipped package"):
+    with pytest.raises(
+        BuildError, match=r"components/display/test_page\.py: a test file inside a shipped package"
+    ):
         build(root, tmp_path / "out")
 
 
 def test_a_missing_default_model_stops_the_build(tmp_path):
     root = copy_project(tmp_path / "p")
     shutil.rmtree(root / "models" / "demo-featurizer")
-    with pytest.raises(BuildError, match=r"demo-featurizer: missing \(shipped in the com\.visualsearch\.Featurizer"):
+    with pytest.raises(
+        BuildError, match=r"demo-featurizer: missing \(shipped in the com\.visualsearch\.Featurizer"
+    ):
         build(root, tmp_path / "out")
 
 
 # ---- the pinned device requirements ---------------------------------------------------------
 @pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.package)
 def test_device_pins_satisfy_pyproject(component):
-    declared = {canonicalize_name(Requirement(r).name): Requirement(r).specifier for r in
-                pyproject()["project"]["dependencies"]}
+    declared = {
+        canonicalize_name(Requirement(r).name): Requirement(r).specifier
+        for r in pyproject()["project"]["dependencies"]
+    }
     for name, version in pins(component).items():
         if name in declared:
-            assert declared[name].contains(version), f"{component.requirements}: {name}=={version} vs pyproject"
+            assert declared[name].contains(
+                version
+            ), f"{component.requirements}: {name}=={version} vs pyproject"
 
 
 def imported_modules(package: str) -> set[str]:
@@ -160,8 +197,15 @@ def imported_modules(package: str) -> set[str]:
         if not path.is_file():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            targets = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else (
+                    [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                    else []
+                )
+            )
             for target in targets:
                 parts = target.split(".")
                 if parts[0] == "components":
@@ -177,6 +221,8 @@ def test_every_module_a_component_imports_is_pinned_for_it(component):
     pinned = pins(component)
     for module in imported_modules(component.package):
         dists = {canonicalize_name(d) for d in providers.get(module, [])}
-        assert dists & set(pinned), f"{component.package} imports {module} ({dists or 'unknown'}), " \
-                                    f"not pinned in {component.requirements}"
+        assert dists & set(pinned), (
+            f"{component.package} imports {module} ({dists or 'unknown'}), "
+            f"not pinned in {component.requirements}"
+        )
     assert re.search(r"awsiotsdk==", (REPO / component.requirements).read_text())

@@ -1,5 +1,6 @@
 """publish-components against a moto S3 server; greengrassv2 (which moto lacks) is answered
 after botocore has validated each request against the service model."""
+
 import base64
 import json
 from types import SimpleNamespace
@@ -14,12 +15,18 @@ from click.testing import CliRunner
 
 from cloud_sync.aws import CloudError
 from cloud_sync.cli.main import main
-from cloud_sync.packaging.greengrass_build import COMPONENTS, MAX_RECIPE_BYTES, BuildError, build, project_version
+from cloud_sync.packaging.greengrass_build import (
+    COMPONENTS,
+    MAX_RECIPE_BYTES,
+    BuildError,
+    build,
+    project_version,
+)
 from cloud_sync.packaging.publish_components import publish_components
 from tests.kiosk_helpers import REPO
 
 VERSION = project_version(REPO)
-ACCOUNT = "123456789012"   # moto's STS answer
+ACCOUNT = "123456789012"  # moto's STS answer
 REGION = "us-east-1"
 
 
@@ -58,10 +65,17 @@ class FakeGreengrass:
         recipe = yaml.safe_load(base64.b64decode(payload["inlineRecipe"]))
         self.created.append(recipe)
         name, version = recipe["ComponentName"], recipe["ComponentVersion"]
-        return self.respond(request, 201, {
-            "arn": f"arn:aws:greengrass:{REGION}:{ACCOUNT}:components:{name}:versions:{version}",
-            "componentName": name, "componentVersion": version, "creationTimestamp": 0,
-            "status": {"componentState": "REQUESTED", "message": "NONE", "errors": {}}})
+        return self.respond(
+            request,
+            201,
+            {
+                "arn": f"arn:aws:greengrass:{REGION}:{ACCOUNT}:components:{name}:versions:{version}",
+                "componentName": name,
+                "componentVersion": version,
+                "creationTimestamp": 0,
+                "status": {"componentState": "REQUESTED", "message": "NONE", "errors": {}},
+            },
+        )
 
 
 @pytest.fixture(scope="module")
@@ -72,26 +86,39 @@ def build_dir(tmp_path_factory):
 
 
 def clients(greengrass: FakeGreengrass) -> dict:
-    return {"s3": boto3.client("s3", region_name=REGION), "sts": boto3.client("sts", region_name=REGION),
-            "greengrass": greengrass.client}
+    return {
+        "s3": boto3.client("s3", region_name=REGION),
+        "sts": boto3.client("sts", region_name=REGION),
+        "greengrass": greengrass.client,
+    }
 
 
 def test_publish_uploads_like_gdk_and_creates_versions_pointing_at_the_objects(aws_env, build_dir):
     greengrass, lines = FakeGreengrass(), []
-    published = publish_components("vs-artifacts", REGION, build_dir=build_dir, echo=lines.append,
-                                   **clients(greengrass))
+    published = publish_components(
+        "vs-artifacts", REGION, build_dir=build_dir, echo=lines.append, **clients(greengrass)
+    )
     bucket = f"vs-artifacts-{REGION}-{ACCOUNT}"
     s3 = boto3.client("s3", region_name=REGION)
-    assert [p.name for p in published] == [c.name for c in COMPONENTS] == [r["ComponentName"] for r in greengrass.created]
+    assert (
+        [p.name for p in published]
+        == [c.name for c in COMPONENTS]
+        == [r["ComponentName"] for r in greengrass.created]
+    )
     for recipe, component in zip(greengrass.created, COMPONENTS):
         assert recipe["ComponentVersion"] == VERSION
         (artifact,) = [a for m in recipe["Manifests"] for a in m["Artifacts"]]
         key = f"{component.name}/{VERSION}/visual-search.zip"
         assert artifact == {"URI": f"s3://{bucket}/{key}", "Unarchive": "ZIP"}
         uploaded = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert uploaded == (build_dir / "artifacts" / component.name / VERSION / "visual-search.zip").read_bytes()
-        assert recipe["ComponentConfiguration"] == yaml.safe_load(
-            (REPO / component.recipe).read_text())["ComponentConfiguration"]
+        assert (
+            uploaded
+            == (build_dir / "artifacts" / component.name / VERSION / "visual-search.zip").read_bytes()
+        )
+        assert (
+            recipe["ComponentConfiguration"]
+            == yaml.safe_load((REPO / component.recipe).read_text())["ComponentConfiguration"]
+        )
         assert ".installed-" in recipe["Manifests"][0]["Lifecycle"]["Install"]["Skipif"]
     assert all(p.state == "REQUESTED" and p.arn.endswith(f":versions:{VERSION}") for p in published)
     assert f"created artifact bucket s3://{bucket} in {REGION}" in lines
@@ -109,18 +136,26 @@ def test_the_recipes_sent_are_valid_requests_under_the_size_limit(aws_env, build
 def test_a_request_the_service_model_refuses_stops_before_any_upload(aws_env, build_dir, monkeypatch):
     import cloud_sync.packaging.publish_components as publishing
 
-    monkeypatch.setattr(publishing, "create_request", lambda planned: {"inlineRecipe": planned.recipe, "owner": "x"})
+    monkeypatch.setattr(
+        publishing, "create_request", lambda planned: {"inlineRecipe": planned.recipe, "owner": "x"}
+    )
     greengrass = FakeGreengrass()
     with pytest.raises(ParamValidationError, match="owner"):
-        publish_components("vs-invalid", REGION, build_dir=build_dir, echo=lambda _: None, **clients(greengrass))
+        publish_components(
+            "vs-invalid", REGION, build_dir=build_dir, echo=lambda _: None, **clients(greengrass)
+        )
     buckets = [b["Name"] for b in boto3.client("s3", region_name=REGION).list_buckets()["Buckets"]]
     assert f"vs-invalid-{REGION}-{ACCOUNT}" not in buckets and not greengrass.created
 
 
 def test_a_published_version_is_refused_before_anything_is_uploaded(aws_env, build_dir):
     greengrass = FakeGreengrass(existing=[("com.visualsearch.LocalSearch", VERSION)])
-    with pytest.raises(CloudError, match=rf"com\.visualsearch\.LocalSearch {VERSION} is already published .*bump"):
-        publish_components("vs-existing", REGION, build_dir=build_dir, echo=lambda _: None, **clients(greengrass))
+    with pytest.raises(
+        CloudError, match=rf"com\.visualsearch\.LocalSearch {VERSION} is already published .*bump"
+    ):
+        publish_components(
+            "vs-existing", REGION, build_dir=build_dir, echo=lambda _: None, **clients(greengrass)
+        )
     assert not greengrass.created
     buckets = [b["Name"] for b in boto3.client("s3", region_name=REGION).list_buckets()["Buckets"]]
     assert f"vs-existing-{REGION}-{ACCOUNT}" not in buckets
@@ -128,10 +163,13 @@ def test_a_published_version_is_refused_before_anything_is_uploaded(aws_env, bui
 
 def test_dry_run_changes_nothing(aws_env, build_dir):
     greengrass, lines = FakeGreengrass(), []
-    published = publish_components("vs-dry", REGION, build_dir=build_dir, dry_run=True, echo=lines.append,
-                                   **clients(greengrass))
+    published = publish_components(
+        "vs-dry", REGION, build_dir=build_dir, dry_run=True, echo=lines.append, **clients(greengrass)
+    )
     assert not greengrass.created and len(published) == 3
-    assert all(p.uris == [f"s3://vs-dry-{REGION}-{ACCOUNT}/{p.name}/{VERSION}/visual-search.zip"] for p in published)
+    assert all(
+        p.uris == [f"s3://vs-dry-{REGION}-{ACCOUNT}/{p.name}/{VERSION}/visual-search.zip"] for p in published
+    )
     assert sum(line.startswith("would upload") for line in lines) == 3
     buckets = [b["Name"] for b in boto3.client("s3", region_name=REGION).list_buckets()["Buckets"]]
     assert f"vs-dry-{REGION}-{ACCOUNT}" not in buckets
@@ -144,12 +182,40 @@ def test_publishing_without_a_build_names_what_to_run(tmp_path):
 
 
 def test_cli_dry_run(build_dir):
-    result = CliRunner().invoke(main, ["publish-components", "--bucket", "b", "--region", "eu-west-1",
-                                       "--account", ACCOUNT, "--build-dir", str(build_dir), "--dry-run"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "publish-components",
+            "--bucket",
+            "b",
+            "--region",
+            "eu-west-1",
+            "--account",
+            ACCOUNT,
+            "--build-dir",
+            str(build_dir),
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert f"would upload {build_dir}/artifacts/com.visualsearch.Display/{VERSION}/visual-search.zip to " \
-           f"s3://b-eu-west-1-{ACCOUNT}/com.visualsearch.Display/{VERSION}/visual-search.zip" in result.output
+    assert (
+        f"would upload {build_dir}/artifacts/com.visualsearch.Display/{VERSION}/visual-search.zip to "
+        f"s3://b-eu-west-1-{ACCOUNT}/com.visualsearch.Display/{VERSION}/visual-search.zip" in result.output
+    )
     assert result.output.strip().endswith(f"com.visualsearch.Display {VERSION}")
-    missing = CliRunner().invoke(main, ["publish-components", "--bucket", "b", "--region", "eu-west-1",
-                                        "--account", ACCOUNT, "--build-dir", str(build_dir / "nope"), "--dry-run"])
+    missing = CliRunner().invoke(
+        main,
+        [
+            "publish-components",
+            "--bucket",
+            "b",
+            "--region",
+            "eu-west-1",
+            "--account",
+            ACCOUNT,
+            "--build-dir",
+            str(build_dir / "nope"),
+            "--dry-run",
+        ],
+    )
     assert missing.exit_code == 1 and "error: " in missing.output and "build first" in missing.output

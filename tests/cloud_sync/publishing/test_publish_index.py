@@ -1,4 +1,5 @@
 """publish-index, list-indexes and rollback-index against a real moto S3/IoT server over HTTP."""
+
 import json
 import shutil
 
@@ -7,8 +8,8 @@ import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
-from cloud_sync.indexing.build_index import build_bundle
 from cloud_sync.cli.main import main
+from cloud_sync.indexing.build_index import build_bundle
 from cloud_sync.publishing.publish_index import publish_bundle
 from components.common.bundle import MANIFEST, manifest_digest, read_manifest, write_manifest
 from components.common.messages import IOT_INDEX_UPDATED
@@ -46,13 +47,15 @@ def make_bundle(built_bundle, tmp_path):
         manifest = read_manifest(out)
         write_manifest(out, {**{k: v for k, v in manifest.items() if k != "files"}, "index_version": version})
         return out
+
     return make
 
 
 def s3_client_recording_puts(puts: list[str]):
     s3 = boto3.client("s3")
-    s3.meta.events.register("provide-client-params.s3.PutObject",
-                            lambda params, **_: puts.append(params["Key"]))
+    s3.meta.events.register(
+        "provide-client-params.s3.PutObject", lambda params, **_: puts.append(params["Key"])
+    )
     return s3
 
 
@@ -70,7 +73,9 @@ def test_publish_uploads_every_file_then_points_latest_at_it(s3_bucket, make_bun
     assert "9/9 files" in result.output  # progress
     latest = pointer(s3_bucket)
     assert (latest.index_version, latest.manifest_sha256) == (5, manifest_digest(bundle))
-    assert latest.item_count == 6 and latest.model_fingerprint == read_manifest(bundle)["model"]["fingerprint"]
+    assert (
+        latest.item_count == 6 and latest.model_fingerprint == read_manifest(bundle)["model"]["fingerprint"]
+    )
     s3 = boto3.client("s3")
     for rel in [*read_manifest(bundle)["files"], MANIFEST]:
         body = s3.get_object(Bucket=s3_bucket, Key=bundle_key(PREFIX, 5, rel))["Body"].read()
@@ -95,6 +100,7 @@ def test_a_failed_upload_leaves_latest_and_the_manifest_untouched(s3_bucket, mak
     def fail(params, **_):
         if params["Key"] == failing_key:
             raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "PutObject")
+
     s3.meta.events.register("provide-client-params.s3.PutObject", fail)
     with pytest.raises(Exception, match="upload failed"):
         publish_bundle(make_bundle(6), s3_bucket, PREFIX, s3=s3)
@@ -112,6 +118,7 @@ def test_a_file_changed_after_the_check_is_caught_before_latest_moves(s3_bucket,
             data = bytearray((bundle / "items.sqlite").read_bytes())
             data[-1] ^= 0xFF
             (bundle / "items.sqlite").write_bytes(bytes(data))
+
     s3.meta.events.register("provide-client-params.s3.HeadObject", change_file_before_its_upload)
     with pytest.raises(Exception, match="does not match the manifest"):
         publish_bundle(bundle, s3_bucket, PREFIX, s3=s3)
@@ -182,7 +189,10 @@ def test_notify_publishes_the_new_version_on_iot_core(s3_bucket, make_bundle):
 
 def test_list_indexes_marks_latest_and_incomplete_versions(s3_bucket, make_bundle):
     for version in (5, 6):
-        assert run("publish-index", make_bundle(version), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
+        assert (
+            run("publish-index", make_bundle(version), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code
+            == 0
+        )
     boto3.client("s3").put_object(Bucket=s3_bucket, Key=bundle_key(PREFIX, 7, "index.faiss"), Body=b"partial")
     result = run("list-indexes", "--bucket", s3_bucket, "--prefix", PREFIX)
     assert result.exit_code == 0, result.output
@@ -193,13 +203,19 @@ def test_list_indexes_marks_latest_and_incomplete_versions(s3_bucket, make_bundl
     listing = json.loads(run("list-indexes", "--bucket", s3_bucket, "--prefix", PREFIX, "--json").output)
     assert listing["latest"]["index_version"] == 6
     assert [(v["index_version"], v["complete"], v["latest"]) for v in listing["versions"]] == [
-        (5, True, False), (6, True, True), (7, False, False)]
+        (5, True, False),
+        (6, True, True),
+        (7, False, False),
+    ]
     assert listing["versions"][0]["item_count"] == 6 and listing["versions"][0]["files"] == 9
 
 
 def test_list_indexes_of_an_empty_prefix(s3_bucket):
     result = run("list-indexes", "--bucket", s3_bucket, "--prefix", PREFIX)
-    assert result.exit_code == 0 and f"no index versions under s3://{s3_bucket}/{PREFIX}/indexes/" in result.output
+    assert (
+        result.exit_code == 0
+        and f"no index versions under s3://{s3_bucket}/{PREFIX}/indexes/" in result.output
+    )
 
 
 def test_rollback_to_a_complete_version(s3_bucket, make_bundle):
@@ -216,7 +232,10 @@ def test_rollback_to_a_complete_version(s3_bucket, make_bundle):
 
 def test_rollback_refuses_missing_and_incomplete_versions(s3_bucket, make_bundle):
     for version in (5, 6):
-        assert run("publish-index", make_bundle(version), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
+        assert (
+            run("publish-index", make_bundle(version), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code
+            == 0
+        )
     boto3.client("s3").delete_object(Bucket=s3_bucket, Key=bundle_key(PREFIX, 5, "thumbnails/2.jpg"))
     incomplete = run("rollback-index", 5, "--bucket", s3_bucket, "--prefix", PREFIX)
     assert incomplete.exit_code == 1
@@ -243,6 +262,8 @@ def test_the_iot_endpoint_may_be_given_without_a_scheme(aws_env):
     client = iot_data_client("abc123-ats.iot.eu-west-1.amazonaws.com")
     assert client.meta.endpoint_url == "https://abc123-ats.iot.eu-west-1.amazonaws.com"
     assert iot_data_client(None).meta.endpoint_url == aws_env  # boto3's default: AWS_ENDPOINT_URL here
+
+
 def test_s3_failures_are_one_line(aws_env, make_bundle, monkeypatch):
     result = run("publish-index", make_bundle(5), "--bucket", "no-such-bucket-here", "--prefix", PREFIX)
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -263,7 +284,6 @@ def test_access_denied_names_the_location():
             raise denied
 
 
-
 # ---- two operators at once (issue 14, item 4) ------------------------------------------------
 def s3_client_that_lets_another_publish_first(other):
     """A client that runs `other()` once, just before it moves LATEST: the other operator's
@@ -274,6 +294,7 @@ def s3_client_that_lets_another_publish_first(other):
         if params["Key"] == latest_key(PREFIX) and not done:
             done.append(True)
             other()
+
     s3.meta.events.register("provide-client-params.s3.PutObject", before_put)
     return s3
 
@@ -287,9 +308,12 @@ def test_an_older_publish_that_finishes_last_leaves_latest_on_the_newer(s3_bucke
 
     assert run("publish-index", make_bundle(5), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
     s3 = s3_client_that_lets_another_publish_first(publish_from_another_laptop(s3_bucket, make_bundle(7)))
-    with pytest.raises(BundleError, match=r"LATEST changed while this publish ran: it now names version 7, "
-                                          r"newer than this bundle's 6; version 6 is uploaded but LATEST was "
-                                          r"left on 7"):
+    with pytest.raises(
+        BundleError,
+        match=r"LATEST changed while this publish ran: it now names version 7, "
+        r"newer than this bundle's 6; version 6 is uploaded but LATEST was "
+        r"left on 7",
+    ):
         publish_bundle(make_bundle(6), s3_bucket, PREFIX, s3=s3)
     assert pointer(s3_bucket).index_version == 7
 
@@ -316,9 +340,15 @@ def test_a_rollback_raced_by_a_publish_is_refused_and_says_so(s3_bucket, make_bu
     from components.common.errors import BundleError
 
     for version in (5, 6):
-        assert run("publish-index", make_bundle(version), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
+        assert (
+            run("publish-index", make_bundle(version), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code
+            == 0
+        )
     s3 = s3_client_that_lets_another_publish_first(publish_from_another_laptop(s3_bucket, make_bundle(7)))
-    with pytest.raises(BundleError, match=r"LATEST changed while this rollback ran \(it now names version 7\); "
-                                          r"nothing was changed: run rollback-index again"):
+    with pytest.raises(
+        BundleError,
+        match=r"LATEST changed while this rollback ran \(it now names version 7\); "
+        r"nothing was changed: run rollback-index again",
+    ):
         rollback_index(s3_bucket, PREFIX, 5, s3=s3)
     assert pointer(s3_bucket).index_version == 7

@@ -1,4 +1,5 @@
 """telemetry-report over records stored where the IoT rule puts them, on a real moto S3 server."""
+
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -20,10 +21,22 @@ def run(*args):
 
 
 def record(thing, start, queries, matched, p50, p95, top, version, dropped, errors=0):
-    return UsageRecord(record_id=f"{thing}-{start}", thing_name=thing, period_start=start, period_s=3600,
-                       queries=queries, matched=matched, errors=errors, latency_ms_p50=p50,
-                       latency_ms_p95=p95, top_items=top, index_version=version,
-                       model_fingerprint="ab" * 32, uptime_s=100.0, dropped_records=dropped)
+    return UsageRecord(
+        record_id=f"{thing}-{start}",
+        thing_name=thing,
+        period_start=start,
+        period_s=3600,
+        queries=queries,
+        matched=matched,
+        errors=errors,
+        latency_ms_p50=p50,
+        latency_ms_p95=p95,
+        top_items=top,
+        index_version=version,
+        model_fingerprint="ab" * 32,
+        uptime_s=100.0,
+        dropped_records=dropped,
+    )
 
 
 def rule_key(rec: UsageRecord, arrival_day: str = "2026-11-20") -> str:
@@ -42,10 +55,15 @@ def fleet_bucket(s3_bucket):
     for rec in (a1, a2, a3, b1):
         s3.put_object(Bucket=s3_bucket, Key=rule_key(rec), Body=rec.to_json())
     s3.put_object(Bucket=s3_bucket, Key=rule_key(b1, "2026-11-21"), Body=b1.to_json())
-    s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/telemetry/kiosk-b/2026-11-20/corrupt.json", Body=b"\x00{garbage")
+    s3.put_object(
+        Bucket=s3_bucket, Key=f"{PREFIX}/telemetry/kiosk-b/2026-11-20/corrupt.json", Body=b"\x00{garbage"
+    )
     bad_type = {**json.loads(a1.to_json()), "record_id": "typed-wrong", "queries": "many"}
-    s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/telemetry/kiosk-a/2026-11-20/typed-wrong.json",
-                  Body=json.dumps(bad_type).encode())
+    s3.put_object(
+        Bucket=s3_bucket,
+        Key=f"{PREFIX}/telemetry/kiosk-a/2026-11-20/typed-wrong.json",
+        Body=json.dumps(bad_type).encode(),
+    )
     return s3_bucket
 
 
@@ -62,14 +80,20 @@ def test_each_record_counts_once_and_figures_match_hand_computed_values(fleet_bu
     assert (fleet["records"], fleet["devices"], fleet["queries"]) == (4, 2, 60)
     assert (fleet["matched"], fleet["errors"]) == (43, 3)
     assert fleet["match_rate"] == pytest.approx(43 / 60)
-    assert fleet["latency_ms_p50"] == 10.0                       # weighted median of 10 (x30), 20 (x10), 30 (x20)
-    assert fleet["latency_ms_p95"] == pytest.approx(2500 / 60)   # (40*10 + 30*30 + 60*20) / 60
+    assert fleet["latency_ms_p50"] == 10.0  # weighted median of 10 (x30), 20 (x10), 30 (x20)
+    assert fleet["latency_ms_p95"] == pytest.approx(2500 / 60)  # (40*10 + 30*30 + 60*20) / 60
     assert fleet["latency_ms_p95_max"] == 60.0
     assert fleet["top_items"] == [["dress-1", 15], ["hat-2", 12]]
-    assert fleet["index_versions"] == {"6": 1, "7": 1}           # devices per current version
-    assert fleet["dropped_records"] == 7                         # 2 (kiosk-a's counter) + 5
+    assert fleet["index_versions"] == {"6": 1, "7": 1}  # devices per current version
+    assert fleet["dropped_records"] == 7  # 2 (kiosk-a's counter) + 5
     a, b = report["devices"]
-    assert (a["name"], a["queries"], a["matched"], a["errors"], a["index_version"]) == ("kiosk-a", 40, 23, 1, 7)
+    assert (a["name"], a["queries"], a["matched"], a["errors"], a["index_version"]) == (
+        "kiosk-a",
+        40,
+        23,
+        1,
+        7,
+    )
     assert a["latency_ms_p50"] == 10.0 and a["latency_ms_p95"] == pytest.approx(32.5)
     assert a["index_versions"] == {"6": 1, "7": 2} and a["dropped_records"] == 2
     assert (a["first_seen"], a["last_seen"]) == ("2026-11-20T10:00:00Z", "2026-11-20T13:00:00Z")
@@ -85,7 +109,9 @@ def test_unreadable_objects_are_skipped_and_named(fleet_bucket):
     report, result = report_json(fleet_bucket)
     reasons = dict(report["unreadable"])
     assert "not valid JSON" in reasons[f"{PREFIX}/telemetry/kiosk-b/2026-11-20/corrupt.json"]
-    assert "queries must be a whole number" in reasons[f"{PREFIX}/telemetry/kiosk-a/2026-11-20/typed-wrong.json"]
+    assert (
+        "queries must be a whole number" in reasons[f"{PREFIX}/telemetry/kiosk-a/2026-11-20/typed-wrong.json"]
+    )
     assert "warning: skipped 2 unreadable object(s): " in result.stderr and "corrupt.json" in result.stderr
 
 
@@ -93,9 +119,13 @@ def test_text_report_shows_devices_fleet_and_how_latency_is_combined(fleet_bucke
     result = run("telemetry-report", "--bucket", fleet_bucket, "--prefix", PREFIX)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.startswith(f"4 records from 2 device(s) under s3://{fleet_bucket}/{PREFIX}/telemetry/ "
-                          f"(7 objects, 1 duplicate(s) dropped, 2 unreadable")
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("kiosk-", "fleet "))}
+    assert out.startswith(
+        f"4 records from 2 device(s) under s3://{fleet_bucket}/{PREFIX}/telemetry/ "
+        f"(7 objects, 1 duplicate(s) dropped, 2 unreadable"
+    )
+    rows = {
+        line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("kiosk-", "fleet "))
+    }
     assert rows["kiosk-a"][1:5] == ["40", "23", "57.5%", "1"]
     assert rows["fleet"][1:8] == ["60", "43", "71.7%", "3", "10.0", "41.7", "60.0"]
     assert "index versions in use: 6 on 1 device(s), 7 on 1 device(s)" in out
@@ -128,12 +158,17 @@ def test_html_report_is_self_contained_with_charts(fleet_bucket, tmp_path):
 def test_an_empty_prefix_says_so(s3_bucket):
     result = run("telemetry-report", "--bucket", s3_bucket, "--prefix", "nothing-here")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.strip() == f"error: no telemetry records under s3://{s3_bucket}/nothing-here/telemetry/"
+    assert (
+        result.output.strip() == f"error: no telemetry records under s3://{s3_bucket}/nothing-here/telemetry/"
+    )
 
 
 def test_a_missing_bucket_is_one_line(aws_env):
     result = run("telemetry-report", "--bucket", "no-such-telemetry-bucket", "--prefix", PREFIX)
-    assert result.exit_code == 1 and result.output.strip() == "error: s3://no-such-telemetry-bucket: no such bucket"
+    assert (
+        result.exit_code == 1
+        and result.output.strip() == "error: s3://no-such-telemetry-bucket: no such bucket"
+    )
 
 
 def test_times_accept_iso_and_relative_forms():
@@ -164,12 +199,22 @@ def test_nan_or_infinity_in_a_record_makes_it_unreadable_not_a_crash(s3_bucket, 
     s3 = boto3.client("s3")
     good = record("kiosk-a", "2026-11-20T10:00:00Z", 10, 8, 20.0, 40.0, [["dress-1", 5]], 6, 0)
     s3.put_object(Bucket=s3_bucket, Key=rule_key(good), Body=good.to_json())
-    for name, text in (("nan", '"latency_ms_p50": NaN'), ("inf", '"period_s": Infinity'),
-                       ("neg-inf", '"latency_ms_p95": -Infinity'), ("big", '"uptime_s": 1e999')):
-        body = good.to_json().decode().replace('"record_id": "kiosk-a-2026-11-20T10:00:00Z"', f'"record_id": "{name}"')
+    for name, text in (
+        ("nan", '"latency_ms_p50": NaN'),
+        ("inf", '"period_s": Infinity'),
+        ("neg-inf", '"latency_ms_p95": -Infinity'),
+        ("big", '"uptime_s": 1e999'),
+    ):
+        body = (
+            good.to_json()
+            .decode()
+            .replace('"record_id": "kiosk-a-2026-11-20T10:00:00Z"', f'"record_id": "{name}"')
+        )
         field_name = text.split(":")[0]
-        body = re.sub(f'{field_name}: [^,}}]+', text, body)
-        s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/telemetry/kiosk-a/2026-11-20/{name}.json", Body=body.encode())
+        body = re.sub(f"{field_name}: [^,}}]+", text, body)
+        s3.put_object(
+            Bucket=s3_bucket, Key=f"{PREFIX}/telemetry/kiosk-a/2026-11-20/{name}.json", Body=body.encode()
+        )
     html = tmp_path / "report.html"
     result = run("telemetry-report", "--bucket", s3_bucket, "--prefix", PREFIX, "--json", "--html", html)
     assert result.exit_code == 0, result.output

@@ -1,5 +1,6 @@
 """`fine-tune --from` an imported EfficientNet-Lite0: the frozen part stays ImageNet's, products
 keep apart, same seed gives the same model (96x96 and one block, so it runs in seconds)."""
+
 from __future__ import annotations
 
 import shutil
@@ -31,18 +32,44 @@ def tuned(tmp_path_factory):
         photos = sorted((DEMO_CATALOG / "images" / category).glob("*.jpg"))[:8]
         for n, photo in enumerate(photos):
             images[f"{category}/{photo.name}"] = photo
-            rows.append({"id": f"{category}-{n}", "image": f"{category}/{photo.name}", "title": category,
-                         "category": category, "item_id": f"{category}-product-{n // 2}"})
+            rows.append(
+                {
+                    "id": f"{category}-{n}",
+                    "image": f"{category}/{photo.name}",
+                    "title": category,
+                    "category": category,
+                    "item_id": f"{category}-product-{n // 2}",
+                }
+            )
     data = write_csv_catalog(root / "catalog", rows, images)
-    args = ("--data", data, "--from", start, "--epochs", 2, "--views", 2, "--instance-weight", 0.5,
-            "--batch-size", 8, "--seed", 5, "--quiet", "--cache-dir", root / "cache")
+    args = (
+        "--data",
+        data,
+        "--from",
+        start,
+        "--epochs",
+        2,
+        "--views",
+        2,
+        "--instance-weight",
+        0.5,
+        "--batch-size",
+        8,
+        "--seed",
+        5,
+        "--quiet",
+        "--cache-dir",
+        root / "cache",
+    )
     first, second = run("fine-tune", "--out", root / "a", *args), run("fine-tune", "--out", root / "b", *args)
     return {"start": start, "a": root / "a", "b": root / "b", "first": first, "second": second}
 
 
 def _params(model_dir):
-    return {name.split(":", 1)[1]: value.asnumpy()
-            for name, value in mx.nd.load(str(model_dir / "featurizer-v1-0000.params")).items()}
+    return {
+        name.split(":", 1)[1]: value.asnumpy()
+        for name, value in mx.nd.load(str(model_dir / "featurizer-v1-0000.params")).items()
+    }
 
 
 def test_writes_a_loadable_1280_d_featurizer(tuned):
@@ -75,7 +102,21 @@ def test_a_start_that_is_not_efficientnet_lite_takes_the_zoo_path(tiny_model, tm
         (data / category).mkdir(parents=True)
         for photo in sorted((DEMO_CATALOG / "images" / category).glob("*.jpg"))[:3]:
             shutil.copyfile(photo, data / category / photo.name)
-    result = run("fine-tune", "--data", data, "--out", tmp_path / "out", "--from", tiny_model, "--epochs", 1,
-                 "--embedding-dim", 8, "--batch-size", 4, "--quiet")
+    result = run(
+        "fine-tune",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "out",
+        "--from",
+        tiny_model,
+        "--epochs",
+        1,
+        "--embedding-dim",
+        8,
+        "--batch-size",
+        4,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     assert Featurizer(tmp_path / "out").dim == 8  # an embedding head: the zoo-network recipe

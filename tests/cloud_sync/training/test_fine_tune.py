@@ -1,4 +1,5 @@
 """`visual-search fine-tune` end to end on a few demo images (one epoch at 64x64: seconds)."""
+
 import json
 import shutil
 
@@ -19,8 +20,25 @@ def run(*args):
 
 
 def fine_tune(data, out, start, *extra):
-    return run("fine-tune", "--data", data, "--out", out, "--from", start, "--epochs", 1,
-               "--image-size", 64, "--embedding-dim", 32, "--batch-size", 8, "--quiet", *extra)
+    return run(
+        "fine-tune",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--from",
+        start,
+        "--epochs",
+        1,
+        "--image-size",
+        64,
+        "--embedding-dim",
+        32,
+        "--batch-size",
+        8,
+        "--quiet",
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +54,10 @@ def runs(tmp_path_factory):
     start = root / "start"
     exported = run("export-featurizer", "--arch", "mobilenet0.25", "--image-size", 64, "--out", start)
     assert exported.exit_code == 0, exported.output
-    first, second = fine_tune(data, root / "a", start, "--seed", 3), fine_tune(data, root / "b", start, "--seed", 3)
+    first, second = (
+        fine_tune(data, root / "a", start, "--seed", 3),
+        fine_tune(data, root / "b", start, "--seed", 3),
+    )
     return {"data": data, "start": start, "a": root / "a", "b": root / "b", "first": first, "second": second}
 
 
@@ -68,8 +89,9 @@ def test_same_seed_gives_the_same_weights(runs):
 
 
 def test_a_fine_tuned_featurizer_can_be_fine_tuned_again(runs, tmp_path):
-    result = fine_tune(runs["data"], tmp_path / "again", runs["a"], "--embedding-dim", 16,
-                       "--val", runs["data"])
+    result = fine_tune(
+        runs["data"], tmp_path / "again", runs["a"], "--embedding-dim", 16, "--val", runs["data"]
+    )
     assert result.exit_code == 0, result.output
     model = Featurizer(tmp_path / "again")  # new layers are ft2_*, clear of the ft1_* ones
     assert model.dim == 16 and "ft2_embedding_" in (tmp_path / "again" / model.spec.symbol_file).read_text()
@@ -90,8 +112,9 @@ def test_a_single_category_is_refused(tmp_path):
 
 
 def test_a_catalog_without_categories_is_refused(tmp_path):
-    root = write_csv_catalog(tmp_path / "cat", [{"id": "a", "image": "a.jpg", "title": "A"}],
-                             {"a.jpg": demo_image("dress")})
+    root = write_csv_catalog(
+        tmp_path / "cat", [{"id": "a", "image": "a.jpg", "title": "A"}], {"a.jpg": demo_image("dress")}
+    )
     result = run("fine-tune", "--data", root, "--out", tmp_path / "out")
     assert result.exit_code == 1
     assert f"error: {root / 'catalog.csv'}: no categories" in result.output

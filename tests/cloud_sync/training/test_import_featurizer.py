@@ -1,4 +1,5 @@
 """import-featurizer: EfficientNet-Lite0 ImageNet weights -> a featurizer directory the loader reads."""
+
 from __future__ import annotations
 
 import csv
@@ -18,13 +19,26 @@ from components.featurizer.preprocess import preprocess, read_image
 DEMO_CATALOG = Path(__file__).resolve().parents[3] / "demo" / "catalog"
 
 # ImageNet-1k class indices (facts of the dataset), each seen as the top class of a clear photo below.
-IMAGENET = {"cardigan": 474, "gown": 578, "jean": 608, "jersey, T-shirt": 610, "Loafer": 630,
-            "miniskirt": 655, "sandal": 774}
+IMAGENET = {
+    "cardigan": 474,
+    "gown": 578,
+    "jean": 608,
+    "jersey, T-shirt": 610,
+    "Loafer": 630,
+    "miniskirt": 655,
+    "sandal": 774,
+}
 
 # Demo catalog photos where an ImageNet classifier has no excuse.
-OBVIOUS_PHOTOS = {"t-shirt-001": "jersey, T-shirt", "pants-003": "jean", "shoes-004": "sandal",
-                  "shoes-001": "Loafer", "longsleeve-008": "cardigan", "skirt-008": "miniskirt",
-                  "dress-005": "gown"}
+OBVIOUS_PHOTOS = {
+    "t-shirt-001": "jersey, T-shirt",
+    "pants-003": "jean",
+    "shoes-004": "sandal",
+    "shoes-001": "Loafer",
+    "longsleeve-008": "cardigan",
+    "skirt-008": "miniskirt",
+    "dress-005": "gown",
+}
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +102,19 @@ def test_missing_package_names_what_to_pip_install(monkeypatch, tmp_path):
 
 
 def test_weights_that_do_not_fit_are_refused_by_name():
-    state = {name: np.zeros(param.shape, np.float32) for name, param in EfficientNetLite().torch_params.items()}
+    state = {
+        name: np.zeros(param.shape, np.float32) for name, param in EfficientNetLite().torch_params.items()
+    }
     del state["_blocks.3._bn1.running_var"]
     state["_blocks.3._se_reduce.weight"] = np.zeros((4,), np.float32)
-    with pytest.raises(ModelError, match=r"missing 1 \(_blocks.3._bn1.running_var\); unexpected 1 \(_blocks.3._se_reduce.weight\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"missing 1 \(_blocks.3._bn1.running_var\); unexpected 1 \(_blocks.3._se_reduce.weight\)",
+    ):
         EfficientNetLite().load_torch_state_dict(state, "w.pth")
-    state = {name: np.zeros(param.shape, np.float32) for name, param in EfficientNetLite().torch_params.items()}
+    state = {
+        name: np.zeros(param.shape, np.float32) for name, param in EfficientNetLite().torch_params.items()
+    }
     state["_conv_head.weight"] = np.zeros((1280, 352, 1, 1), np.float32)  # lite2's head
     with pytest.raises(ModelError, match=r"_conv_head.weight has shape \(1280, 352, 1, 1\)"):
         EfficientNetLite().load_torch_state_dict(state, "w.pth")
@@ -102,15 +123,27 @@ def test_weights_that_do_not_fit_are_refused_by_name():
 def test_same_padding_and_channel_rounding_follow_tensorflow():
     assert same_padding(224, 3, 2) == (0, 1) and same_padding(112, 5, 2) == (1, 2)
     assert same_padding(65, 3, 2) == (1, 1) and same_padding(56, 5, 1) == (2, 2)
-    assert [scaled_channels(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 48, 88, 120, 208, 352]
+    assert [scaled_channels(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)] == [
+        16,
+        24,
+        48,
+        88,
+        120,
+        208,
+        352,
+    ]
 
 
 def test_the_classifier_is_imagenet_trained(lite0_featurizer):
     net = importer.build_network(importer.packaged_weights("efficientnet-lite0"))
     net.hybridize()
     rows = {r["id"]: r for r in csv.DictReader(open(DEMO_CATALOG / "catalog.csv"))}
-    batch = np.stack([preprocess(read_image(DEMO_CATALOG / rows[i]["image"]), lite0_featurizer.preprocessing)
-                      for i in OBVIOUS_PHOTOS])
+    batch = np.stack(
+        [
+            preprocess(read_image(DEMO_CATALOG / rows[i]["image"]), lite0_featurizer.preprocessing)
+            for i in OBVIOUS_PHOTOS
+        ]
+    )
     import mxnet as mx
 
     logits = net(mx.nd.array(batch)).asnumpy()

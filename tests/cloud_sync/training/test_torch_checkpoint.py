@@ -1,4 +1,5 @@
 """The torch-free `.pth` reader: tensors round-trip, and a crafted pickle never runs code."""
+
 from __future__ import annotations
 
 import collections
@@ -51,8 +52,13 @@ def fake_torch(monkeypatch):
 
 
 def storage_type_of(values, storage_types):
-    return storage_types[{np.dtype(np.float32): "FloatStorage", np.dtype(np.int64): "LongStorage",
-                          np.dtype(np.float16): "HalfStorage"}[values.dtype]]
+    return storage_types[
+        {
+            np.dtype(np.float32): "FloatStorage",
+            np.dtype(np.int64): "LongStorage",
+            np.dtype(np.float16): "HalfStorage",
+        }[values.dtype]
+    ]
 
 
 def pickle_state_dict(state, storage_types, legacy: bool) -> tuple[bytes, list[FakeStorage]]:
@@ -74,13 +80,23 @@ def pickle_state_dict(state, storage_types, legacy: bool) -> tuple[bytes, list[F
 def write_legacy(path, state, storage_types):
     body, storages = pickle_state_dict(state, storage_types, legacy=True)
     with open(path, "wb") as handle:
-        for header in (LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION,
-                       {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+        for header in (
+            LEGACY_MAGIC_NUMBER,
+            LEGACY_PROTOCOL_VERSION,
+            {
+                "protocol_version": 1001,
+                "little_endian": True,
+                "type_sizes": {"short": 2, "int": 4, "long": 4},
+            },
+        ):
             pickle.dump(header, handle, protocol=2)
         handle.write(body)
         pickle.dump([s.key for s in storages], handle, protocol=2)
         for storage in storages:
-            handle.write(struct.pack("<q", storage.values.size) + storage.values.astype(storage.values.dtype.newbyteorder("<")).tobytes())
+            handle.write(
+                struct.pack("<q", storage.values.size)
+                + storage.values.astype(storage.values.dtype.newbyteorder("<")).tobytes()
+            )
 
 
 def write_zip(path, state, storage_types):
@@ -97,16 +113,20 @@ def sample_state():
     shared = FakeStorage("0", weights)
     counter = FakeStorage("1", np.array([7], dtype=np.int64))
     halves = FakeStorage("2", np.array([1.5, -2.25, 8.0], dtype=np.float16))
-    state = collections.OrderedDict([
-        ("conv.weight", FakeTensor(shared, 0, (2, 3, 2, 2), (12, 4, 2, 1))),
-        ("conv.weight_t", FakeTensor(shared, 0, (4, 6), (1, 4))),  # a transposed (non-contiguous) view
-        ("tail", FakeTensor(shared, 20, (4,), (1,))),  # offset into the same storage
-        ("bn.num_batches_tracked", FakeTensor(counter, 0, (), ())),
-        ("half", FakeTensor(halves, 1, (2,), (1,))),
-    ])
+    state = collections.OrderedDict(
+        [
+            ("conv.weight", FakeTensor(shared, 0, (2, 3, 2, 2), (12, 4, 2, 1))),
+            ("conv.weight_t", FakeTensor(shared, 0, (4, 6), (1, 4))),  # a transposed (non-contiguous) view
+            ("tail", FakeTensor(shared, 20, (4,), (1,))),  # offset into the same storage
+            ("bn.num_batches_tracked", FakeTensor(counter, 0, (), ())),
+            ("half", FakeTensor(halves, 1, (2,), (1,))),
+        ]
+    )
     expected = {
-        "conv.weight": weights.reshape(2, 3, 2, 2), "conv.weight_t": weights.reshape(6, 4).T,
-        "tail": weights[20:], "bn.num_batches_tracked": np.array(7, np.int64),
+        "conv.weight": weights.reshape(2, 3, 2, 2),
+        "conv.weight_t": weights.reshape(6, 4).T,
+        "tail": weights[20:],
+        "bn.num_batches_tracked": np.array(7, np.int64),
         "half": np.array([-2.25, 8.0], np.float16),
     }
     return state, expected
@@ -135,11 +155,14 @@ def crafted(module: str, name: str, argument: str) -> bytes:
     return f"c{module}\n{name}\n(V{argument}\ntR.".encode()
 
 
-@pytest.mark.parametrize("module,name,argument", [
-    ("os", "system", "touch {marker}"),
-    ("builtins", "eval", "__import__('pathlib').Path({marker!r}).touch()"),
-    ("posix", "system", "touch {marker}"),
-])
+@pytest.mark.parametrize(
+    "module,name,argument",
+    [
+        ("os", "system", "touch {marker}"),
+        ("builtins", "eval", "__import__('pathlib').Path({marker!r}).touch()"),
+        ("posix", "system", "touch {marker}"),
+    ],
+)
 @pytest.mark.parametrize("where", ["state dict", "header", "zip"])
 def test_crafted_checkpoint_is_refused_before_anything_runs(tmp_path, module, name, argument, where):
     marker = str(tmp_path / "ran")

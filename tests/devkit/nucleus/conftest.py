@@ -1,4 +1,5 @@
 """A LocalNucleus with three components shaped like the product's, and real IPC clients."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -13,8 +14,11 @@ MATCHES = "visualsearch/matches"
 
 
 def pubsub(policy_id: str, operations: list[str], resources: list[str]) -> dict:
-    return {"aws.greengrass.ipc.pubsub": {policy_id: {
-        "policyDescription": "test", "operations": operations, "resources": resources}}}
+    return {
+        "aws.greengrass.ipc.pubsub": {
+            policy_id: {"policyDescription": "test", "operations": operations, "resources": resources}
+        }
+    }
 
 
 COMPONENTS = {
@@ -23,8 +27,9 @@ COMPONENTS = {
         "configuration": {
             "camera": {"device": 0, "fps": 5},
             "model": "mobilenet",
-            "accessControl": pubsub("com.example.Featurizer:pubsub:1",
-                                    ["aws.greengrass#PublishToTopic"], [FEATURES]),
+            "accessControl": pubsub(
+                "com.example.Featurizer:pubsub:1", ["aws.greengrass#PublishToTopic"], [FEATURES]
+            ),
         },
     },
     "com.example.LocalSearch": {
@@ -32,19 +37,26 @@ COMPONENTS = {
         "configuration": {
             "topK": 5,
             "accessControl": {
-                **pubsub("com.example.LocalSearch:pubsub:1",
-                         ["aws.greengrass#SubscribeToTopic"], [FEATURES]),
-                "aws.greengrass.ipc.mqttproxy": {"com.example.LocalSearch:mqttproxy:1": {
-                    "policyDescription": "telemetry up, index updates down",
-                    "operations": ["aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"],
-                    "resources": ["visualsearch/{iot:thingName}/telemetry", "visualsearch/index/#"]}},
+                **pubsub("com.example.LocalSearch:pubsub:1", ["aws.greengrass#SubscribeToTopic"], [FEATURES]),
+                "aws.greengrass.ipc.mqttproxy": {
+                    "com.example.LocalSearch:mqttproxy:1": {
+                        "policyDescription": "telemetry up, index updates down",
+                        "operations": [
+                            "aws.greengrass#PublishToIoTCore",
+                            "aws.greengrass#SubscribeToIoTCore",
+                        ],
+                        "resources": ["visualsearch/{iot:thingName}/telemetry", "visualsearch/index/#"],
+                    }
+                },
             },
         },
     },
     "com.example.Display": {
         "token": "display-token",
-        "configuration": {"port": 8080, "accessControl": pubsub(
-            "com.example.Display:pubsub:1", ["*"], ["visualsearch/*"])},
+        "configuration": {
+            "port": 8080,
+            "accessControl": pubsub("com.example.Display:pubsub:1", ["*"], ["visualsearch/*"]),
+        },
     },
 }
 

@@ -1,11 +1,12 @@
 """A raw event-stream socket client, to send what the real client never would."""
+
 from __future__ import annotations
 
 import json
 import socket
 
 from devkit.nucleus.eventstream import FrameDecoder, Header, Message, encode
-from devkit.nucleus.protocol import MessageType, VERSION, VERSION_HEADER, metadata, rpc_message
+from devkit.nucleus.protocol import VERSION, VERSION_HEADER, MessageType, metadata, rpc_message
 
 
 class RawClient:
@@ -20,8 +21,13 @@ class RawClient:
         self.sock.sendall(encode(message))
 
     def connect(self, token: str) -> tuple[MessageType, int]:
-        self.send(rpc_message(MessageType.CONNECT, headers=(Header.string(VERSION_HEADER, VERSION),),
-                              payload=json.dumps({"authToken": token}).encode()))
+        self.send(
+            rpc_message(
+                MessageType.CONNECT,
+                headers=(Header.string(VERSION_HEADER, VERSION),),
+                payload=json.dumps({"authToken": token}).encode(),
+            )
+        )
         kind, flags, _ = metadata(self.receive())
         return kind, flags
 

@@ -3,6 +3,7 @@
 Usage: python subscriber_process.py TOPIC. Prints READY once subscribed, then the first
 message as a JSON line, and exits 0 (or prints TIMEOUT and exits 1 after 10 s).
 """
+
 import json
 import sys
 import threading

@@ -1,4 +1,5 @@
 """Authorisation matching, MQTT topic filters and configuration helpers, without a server."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,10 @@ IOT_PUB = "aws.greengrass#PublishToIoTCore"
 
 
 def policy(service: str, operations: list[str], resources: list[str], thing: str = "thing-1") -> AccessPolicy:
-    return AccessPolicy({service: {"p:1": {"policyDescription": "d", "operations": operations,
-                                           "resources": resources}}}, thing)
+    return AccessPolicy(
+        {service: {"p:1": {"policyDescription": "d", "operations": operations, "resources": resources}}},
+        thing,
+    )
 
 
 def test_exact_topic_and_operation():
@@ -62,11 +65,21 @@ def test_invalid_resources_are_ignored_not_fatal():
     assert not AccessPolicy(None).allows(PUBSUB, PUB, "good")
 
 
-@pytest.mark.parametrize("topic_filter, topic, expected", [
-    ("a/b", "a/b", True), ("a/+", "a/b", True), ("a/+", "a/b/c", False), ("a/#", "a", True),
-    ("a/#", "a/b/c", True), ("#", "a/b", True), ("+/b", "a/b", True), ("a/b", "a/c", False),
-    ("#", "$aws/things/x", False), ("+/+", "a", False),
-])
+@pytest.mark.parametrize(
+    "topic_filter, topic, expected",
+    [
+        ("a/b", "a/b", True),
+        ("a/+", "a/b", True),
+        ("a/+", "a/b/c", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("#", "a/b", True),
+        ("+/b", "a/b", True),
+        ("a/b", "a/c", False),
+        ("#", "$aws/things/x", False),
+        ("+/+", "a", False),
+    ],
+)
 def test_topic_filter_matching(topic_filter, topic, expected):
     assert topics.matches(topic_filter, topic) is expected
 
@@ -89,9 +102,18 @@ def test_configuration_assign_reports_changed_leaves():
 
 
 def test_component_spec_from_a_recipe_and_from_a_mapping():
-    recipe = {"RecipeFormatVersion": "2020-01-25", "ComponentName": "com.example.Display",
-              "ComponentConfiguration": {"DefaultConfiguration": {"port": 8080, "accessControl": {
-                  "aws.greengrass.ipc.pubsub": {"p": {"operations": [SUB], "resources": ["x"]}}}}}}
+    recipe = {
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": "com.example.Display",
+        "ComponentConfiguration": {
+            "DefaultConfiguration": {
+                "port": 8080,
+                "accessControl": {
+                    "aws.greengrass.ipc.pubsub": {"p": {"operations": [SUB], "resources": ["x"]}}
+                },
+            }
+        },
+    }
     spec = ComponentSpec.from_recipe(recipe, token="t-1")
     assert (spec.name, spec.token, spec.configuration["port"]) == ("com.example.Display", "t-1", 8080)
     assert AccessPolicy(spec.policy_source()).allows(PUBSUB, SUB, "x")

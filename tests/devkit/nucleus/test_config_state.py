@@ -1,4 +1,5 @@
 """GetConfiguration, SubscribeToConfigurationUpdate, UpdateState and unsupported operations."""
+
 from __future__ import annotations
 
 import pytest
@@ -57,9 +58,14 @@ def test_access_control_changes_take_effect(nucleus, connect):
     client = connect(FEATURIZER)
     message = PublishMessage(json_message=JsonMessage(message={}))
     with pytest.raises(UnauthorizedError):
-        client.publish_to_topic_async(topic="visualsearch/status/featurizer", publish_message=message).result(T)
-    nucleus.set_configuration(FEATURIZER, ["accessControl", "aws.greengrass.ipc.pubsub", "extra"],
-                              {"operations": ["aws.greengrass#PublishToTopic"], "resources": ["visualsearch/status/*"]})
+        client.publish_to_topic_async(topic="visualsearch/status/featurizer", publish_message=message).result(
+            T
+        )
+    nucleus.set_configuration(
+        FEATURIZER,
+        ["accessControl", "aws.greengrass.ipc.pubsub", "extra"],
+        {"operations": ["aws.greengrass#PublishToTopic"], "resources": ["visualsearch/status/*"]},
+    )
     client.publish_to_topic_async(topic="visualsearch/status/featurizer", publish_message=message).result(T)
 
 

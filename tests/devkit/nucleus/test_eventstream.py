@@ -1,4 +1,5 @@
 """The frame codec alone: round trips, every header type, and rejected corruptions."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -8,8 +9,16 @@ import zlib
 
 import pytest
 
-from devkit.nucleus.eventstream import (FrameDecoder, FrameError, Header, HeaderType, Message,
-                                                  decode, decode_prelude, encode)
+from devkit.nucleus.eventstream import (
+    FrameDecoder,
+    FrameError,
+    Header,
+    HeaderType,
+    Message,
+    decode,
+    decode_prelude,
+    encode,
+)
 
 ALL_TYPES = (
     Header("t", True, HeaderType.BOOL_TRUE),
@@ -112,6 +121,6 @@ def test_incremental_decoder_splits_and_joins_frames():
     decoder = FrameDecoder()
     got = []
     for index in range(0, len(data), 5):  # arrive in 5-byte pieces
-        got += decoder.feed(data[index:index + 5])
+        got += decoder.feed(data[index : index + 5])
     assert got == [first, second] and decoder.pending == 0
     assert decoder.feed(encode(first)[:10]) == [] and decoder.pending == 10

@@ -1,4 +1,5 @@
 """PublishToIoTCore / SubscribeToIoTCore against the in-process IoT Core stand-in."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,9 @@ def test_publish_reaches_iot_core_on_the_thing_topic(nucleus, connect):
 def test_cloud_publish_reaches_a_matching_device_subscriber(nucleus, connect):
     client = connect(SEARCH)
     inbox = Inbox()
-    client.subscribe_to_iot_core_async(topic_name="visualsearch/index/#", qos=QOS.AT_LEAST_ONCE,
-                                       on_stream_event=inbox)[0].result(T)
+    client.subscribe_to_iot_core_async(
+        topic_name="visualsearch/index/#", qos=QOS.AT_LEAST_ONCE, on_stream_event=inbox
+    )[0].result(T)
     nucleus.iot_core.publish("visualsearch/other", b"not for us")
     nucleus.iot_core.publish("visualsearch/index/updated", {"index_version": 7})
     (event,) = inbox.wait(1)
@@ -48,8 +50,9 @@ def test_unauthorised_iot_core_topics_are_refused(connect):
 def test_publishes_are_spooled_while_unreachable_and_delivered_on_reconnect(nucleus, connect):
     client, iot = connect(SEARCH), nucleus.iot_core
     inbox = Inbox()
-    client.subscribe_to_iot_core_async(topic_name="visualsearch/index/updated", qos=QOS.AT_LEAST_ONCE,
-                                       on_stream_event=inbox)[0].result(T)
+    client.subscribe_to_iot_core_async(
+        topic_name="visualsearch/index/updated", qos=QOS.AT_LEAST_ONCE, on_stream_event=inbox
+    )[0].result(T)
     iot.set_reachable(False)
     for n in range(3):
         publish(client, TELEMETRY, b'{"n": %d}' % n)  # succeeds: queued, not delivered

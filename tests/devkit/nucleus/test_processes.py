@@ -1,4 +1,5 @@
 """Across processes, as the components run: a subscriber process, and the stand-in as a process."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+import awsiot.greengrasscoreipc
 import pytest
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
 
-import awsiot.greengrasscoreipc
-from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from tests.devkit.nucleus.conftest import COMPONENTS, FEATURES
 from tests.support.waiting import wait_until
 
@@ -76,19 +77,37 @@ def test_stand_in_runs_as_its_own_process(short_dir):
     config = short_dir / "nucleus.json"
     config.write_text(json.dumps({"thingName": "proc-thing", "components": COMPONENTS}))
     socket_path, iot_log = short_dir / "ipc.sock", short_dir / "iot.jsonl"
-    proc = start([sys.executable, "-m", "devkit.nucleus", "--socket", str(socket_path),
-                  "--config", str(config), "--iot-log", str(iot_log)], cwd=REPO)
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "devkit.nucleus",
+            "--socket",
+            str(socket_path),
+            "--config",
+            str(config),
+            "--iot-log",
+            str(iot_log),
+        ],
+        cwd=REPO,
+    )
     try:
         ready = json.loads(read_line(proc))
         env = ready["env"]["com.example.LocalSearch"]
-        assert ready["socket"] == str(socket_path) == env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"]
+        assert (
+            ready["socket"] == str(socket_path) == env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"]
+        )
         assert env["SVCUID"] == "local-search-token" and env["AWS_IOT_THING_NAME"] == "proc-thing"
-        client = GreengrassCoreIPCClientV2(client=awsiot.greengrasscoreipc.connect(
-            ipc_socket=env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"], authtoken=env["SVCUID"]))
+        client = GreengrassCoreIPCClientV2(
+            client=awsiot.greengrasscoreipc.connect(
+                ipc_socket=env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"], authtoken=env["SVCUID"]
+            )
+        )
         try:
             assert client.get_configuration_async(key_path=["topK"]).result(T).value == {"topK": 5}
-            client.publish_to_iot_core_async(topic_name="visualsearch/proc-thing/telemetry", qos="1",
-                                             payload=b"{}").result(T)
+            client.publish_to_iot_core_async(
+                topic_name="visualsearch/proc-thing/telemetry", qos="1", payload=b"{}"
+            ).result(T)
         finally:
             client.close()
         wait_until(lambda: iot_log.exists() and iot_log.read_text().strip() != "", what="the IoT Core log")
@@ -103,6 +122,11 @@ def test_stand_in_runs_as_its_own_process(short_dir):
 def test_bad_config_file_is_reported(short_dir):
     config = short_dir / "bad.json"
     config.write_text(json.dumps({"components": {"x": {"tokn": "typo"}}}))
-    result = subprocess.run([sys.executable, "-m", "devkit.nucleus", "--config", str(config)],
-                            cwd=REPO, capture_output=True, text=True, timeout=T)
+    result = subprocess.run(
+        [sys.executable, "-m", "devkit.nucleus", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=T,
+    )
     assert result.returncode == 2 and "unknown keys ['tokn']" in result.stderr

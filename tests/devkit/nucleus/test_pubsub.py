@@ -1,9 +1,15 @@
 """Local pub/sub between components through the real GreengrassCoreIPCClientV2."""
+
 from __future__ import annotations
 
 import pytest
-from awsiot.greengrasscoreipc.model import (BinaryMessage, InvalidArgumentsError, JsonMessage, PublishMessage,
-                                            UnauthorizedError)
+from awsiot.greengrasscoreipc.model import (
+    BinaryMessage,
+    InvalidArgumentsError,
+    JsonMessage,
+    PublishMessage,
+    UnauthorizedError,
+)
 
 from tests.devkit.nucleus.conftest import FEATURES, MATCHES
 from tests.support.inbox import Inbox
@@ -21,8 +27,11 @@ def subscribe(client, topic: str, **kwargs):
 
 
 def publish(client, topic: str, *, json=None, binary=None):
-    message = (PublishMessage(json_message=JsonMessage(message=json)) if binary is None
-               else PublishMessage(binary_message=BinaryMessage(message=binary)))
+    message = (
+        PublishMessage(json_message=JsonMessage(message=json))
+        if binary is None
+        else PublishMessage(binary_message=BinaryMessage(message=binary))
+    )
     return client.publish_to_topic_async(topic=topic, publish_message=message).result(T)
 
 

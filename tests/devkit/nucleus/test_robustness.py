@@ -1,14 +1,15 @@
 """Bad clients: wrong tokens, garbage bytes and protocol violations hurt only themselves."""
+
 from __future__ import annotations
 
 import struct
 import zlib
 
+import awsiot.greengrasscoreipc
 import pytest
 from awsiot.eventstreamrpc import AccessDeniedError
 from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
 
-import awsiot.greengrasscoreipc
 from devkit.nucleus.eventstream import Header, Message, encode
 from devkit.nucleus.protocol import Flag, MessageType, metadata, rpc_message
 from tests.devkit.nucleus.conftest import FEATURES
@@ -69,10 +70,13 @@ def test_ping_gets_a_ping_response(raw):
     assert metadata(reply)[0] is MessageType.PING_RESPONSE and reply.payload == b"are you there"
 
 
-@pytest.mark.parametrize("garbage", [
-    b"\x00\x00\x00\x20" + b"\xde\xad\xbe\xef" * 8,  # a prelude whose CRC is wrong
-    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # not event-stream at all
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x00\x00\x00\x20" + b"\xde\xad\xbe\xef" * 8,  # a prelude whose CRC is wrong
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # not event-stream at all
+    ],
+)
 def test_garbage_closes_only_that_connection(nucleus, raw, live_subscription, garbage):
     raw.connect("featurizer-token")
     raw.sock.sendall(garbage)
@@ -92,8 +96,15 @@ def test_bad_message_crc_closes_only_that_connection(raw, live_subscription):
 
 def test_wrong_header_type_is_a_protocol_error(raw, live_subscription):
     raw.connect("featurizer-token")
-    raw.send(Message((Header.string(":message-type", "2"),  # a string where an int32 belongs
-                      Header.int32(":message-flags", 0), Header.int32(":stream-id", 0))))
+    raw.send(
+        Message(
+            (
+                Header.string(":message-type", "2"),  # a string where an int32 belongs
+                Header.int32(":message-flags", 0),
+                Header.int32(":stream-id", 0),
+            )
+        )
+    )
     (reply,) = raw.read_until_closed()
     assert metadata(reply)[0] is MessageType.PROTOCOL_ERROR
     assert live_subscription()
@@ -139,11 +150,18 @@ def test_subscriber_killed_mid_stream_is_cleaned_up(nucleus, connect):
     raw = RawClient(nucleus.socket_path)
     raw.connect("local-search-token")
     op = Header.string("operation", "aws.greengrass#SubscribeToTopic")
-    raw.send(rpc_message(MessageType.APPLICATION_MESSAGE, stream_id=1, headers=(op,),
-                         payload=b'{"topic": "visualsearch/features"}'))
+    raw.send(
+        rpc_message(
+            MessageType.APPLICATION_MESSAGE,
+            stream_id=1,
+            headers=(op,),
+            payload=b'{"topic": "visualsearch/features"}',
+        )
+    )
     assert raw.receive().header("service-model-type") == "aws.greengrass#SubscribeToTopicResponse"
     raw.close()  # no TERMINATE_STREAM: the process just went away
     wait_until(lambda: nucleus.subscriptions() == [], what="no subscription left")
     featurizer = connect(FEATURIZER)
     featurizer.publish_to_topic_async(
-        topic=FEATURES, publish_message=PublishMessage(json_message=JsonMessage(message={}))).result(T)
+        topic=FEATURES, publish_message=PublishMessage(json_message=JsonMessage(message={}))
+    ).result(T)

@@ -1,4 +1,5 @@
 """The local runner starts recipe Run steps as processes, restarts crashes, reports BROKEN."""
+
 import pytest
 
 from cloud_sync.indexing.build_index import build_bundle
@@ -18,23 +19,38 @@ def bundle_dir(tiny_model, tmp_path_factory):
 
 
 def test_a_killed_component_is_restarted_and_reports_running_again(bundle_dir, tmp_path):
-    runner = KioskRunner(RECIPES, REPO, tmp_path / "gg", only=[LOCAL_SEARCH], extra_components=[observer_spec()],
-                         overrides={LOCAL_SEARCH: {"bundle_dir": str(bundle_dir), "status_interval_s": 1.0}})
+    runner = KioskRunner(
+        RECIPES,
+        REPO,
+        tmp_path / "gg",
+        only=[LOCAL_SEARCH],
+        extra_components=[observer_spec()],
+        overrides={LOCAL_SEARCH: {"bundle_dir": str(bundle_dir), "status_interval_s": 1.0}},
+    )
     with runner:
         runner.wait_until_running(timeout=120)
         status = Inbox.subscribe(runner.nucleus, OBSERVER, messages.status_topic("local_search"))
         first_pid = runner.states()[LOCAL_SEARCH]["pid"]
         runner.kill(LOCAL_SEARCH)
-        wait_until(lambda: runner.states()[LOCAL_SEARCH]["restarts"] == 1 and
-                   runner.states()[LOCAL_SEARCH]["pid"] != first_pid, 60, "restart")
+        wait_until(
+            lambda: runner.states()[LOCAL_SEARCH]["restarts"] == 1
+            and runner.states()[LOCAL_SEARCH]["pid"] != first_pid,
+            60,
+            "restart",
+        )
         assert status.next(timeout=60)["component"] == "local_search"  # the new process publishes again
         assert runner.states()[LOCAL_SEARCH]["state"] == "RUNNING"
         status.close()
 
 
 def test_three_failures_in_a_row_mark_a_component_broken(tmp_path):
-    runner = KioskRunner(RECIPES, REPO, tmp_path / "gg", only=[LOCAL_SEARCH],
-                         overrides={LOCAL_SEARCH: {"bundle_dir": str(tmp_path / "no-bundle")}})
+    runner = KioskRunner(
+        RECIPES,
+        REPO,
+        tmp_path / "gg",
+        only=[LOCAL_SEARCH],
+        overrides={LOCAL_SEARCH: {"bundle_dir": str(tmp_path / "no-bundle")}},
+    )
     with runner:
         wait_until(lambda: runner.states()[LOCAL_SEARCH]["state"] == "BROKEN", timeout=120, what="BROKEN")
         proc = runner.processes[LOCAL_SEARCH]

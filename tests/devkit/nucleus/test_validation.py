@@ -1,9 +1,13 @@
 """Deployments that validate first: SubscribeToValidateConfigurationUpdates, SendConfigurationValidityReport."""
+
 from __future__ import annotations
 
 import pytest
-from awsiot.greengrasscoreipc.model import (ConfigurationValidityReport, ConfigurationValidityStatus,
-                                            InvalidArgumentsError)
+from awsiot.greengrasscoreipc.model import (
+    ConfigurationValidityReport,
+    ConfigurationValidityStatus,
+    InvalidArgumentsError,
+)
 
 from devkit.nucleus import config
 from tests.devkit.nucleus.conftest import COMPONENTS
@@ -15,8 +19,11 @@ T = 5
 
 
 def report(client, deployment_id, status, message=""):
-    return client.send_configuration_validity_report_async(configuration_validity_report=ConfigurationValidityReport(
-        status=status, deployment_id=deployment_id, message=message)).result(T)
+    return client.send_configuration_validity_report_async(
+        configuration_validity_report=ConfigurationValidityReport(
+            status=status, deployment_id=deployment_id, message=message
+        )
+    ).result(T)
 
 
 def validator(client, decide):
@@ -27,7 +34,9 @@ def validator(client, decide):
         proposal = event.validate_configuration_update_event
         seen(proposal)
         reason = decide(proposal.configuration)
-        status = ConfigurationValidityStatus.ACCEPTED if reason is None else ConfigurationValidityStatus.REJECTED
+        status = (
+            ConfigurationValidityStatus.ACCEPTED if reason is None else ConfigurationValidityStatus.REJECTED
+        )
         report(client, proposal.deployment_id, status, reason or "")
 
     client.subscribe_to_validate_configuration_updates_async(on_stream_event=on_event)[0].result(T)
@@ -58,7 +67,9 @@ def test_an_accepted_update_is_applied_and_announced(nucleus, connect):
     client.subscribe_to_configuration_update_async(on_stream_event=updates)[0].result(T)
     seen = validator(client, lambda c: None)
 
-    result = nucleus.deploy(FEATURIZER, merge='{"camera": {"fps": 15}}', timeout=T)  # JSON text, as in a deployment
+    result = nucleus.deploy(
+        FEATURIZER, merge='{"camera": {"fps": 15}}', timeout=T
+    )  # JSON text, as in a deployment
 
     assert result.succeeded and len(seen.wait(1)) == 1
     assert nucleus.configuration(FEATURIZER)["camera"] == {"device": 0, "fps": 15}  # merged, not replaced
@@ -92,7 +103,8 @@ def test_no_answer_in_time_fails_the_deployment_and_a_late_report_is_refused(nuc
     client = connect(SEARCH)
     proposals = Inbox("validation events")
     client.subscribe_to_validate_configuration_updates_async(
-        on_stream_event=lambda e: proposals(e.validate_configuration_update_event))[0].result(T)
+        on_stream_event=lambda e: proposals(e.validate_configuration_update_event)
+    )[0].result(T)
 
     result = nucleus.deploy(SEARCH, merge={"topK": 7}, timeout=0.3)
 
@@ -127,9 +139,15 @@ def test_one_validator_per_component_and_it_goes_with_its_stream(nucleus, connec
 def test_apply_update_follows_the_deployment_rules():
     current = {"a": {"b": 1, "c": 2}, "d": [1, 2], "e": "x"}
     defaults = {"a": {"b": 0}, "d": [0]}
-    assert config.apply_update(current, defaults, {"a": {"c": 3}, "d": [9]}) == {"a": {"b": 1, "c": 3}, "d": [9],
-                                                                                "e": "x"}
-    assert config.apply_update(current, defaults, reset=["/a/b", "/e"]) == {"a": {"b": 0, "c": 2}, "d": [1, 2]}
+    assert config.apply_update(current, defaults, {"a": {"c": 3}, "d": [9]}) == {
+        "a": {"b": 1, "c": 3},
+        "d": [9],
+        "e": "x",
+    }
+    assert config.apply_update(current, defaults, reset=["/a/b", "/e"]) == {
+        "a": {"b": 0, "c": 2},
+        "d": [1, 2],
+    }
     assert config.apply_update(current, defaults, reset=[""], merge="") == defaults
     assert config.json_pointer("/x~1y/z~0") == ["x/y", "z~"]
     with pytest.raises(ValueError, match="JSON pointer"):
