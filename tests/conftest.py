@@ -12,6 +12,14 @@ DEMO_CATALOG = REPO / "demo" / "catalog"
 DEMO_QUERIES = REPO / "demo" / "queries"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def demo_model_assembled():
+    """./setup.sh assembles the demo model; a checkout tested without it gets it here."""
+    from cloud_sync.training.assemble import ensure_assembled
+
+    ensure_assembled(REPO / "models" / "demo-featurizer")
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """An initialised mobilenet0.5 featurizer at 64x64: fast, and deterministic per seed."""

@@ -14,7 +14,12 @@ from cloud_sync.cli.indexing_commands import build_index
 from cloud_sync.cli.kiosk_commands import bench, demo
 from cloud_sync.cli.search_command import search_image
 from cloud_sync.cli.telemetry_commands import telemetry_report
-from cloud_sync.cli.training_commands import export_featurizer, fine_tune, import_featurizer
+from cloud_sync.cli.training_commands import (
+    assemble_featurizer,
+    export_featurizer,
+    fine_tune,
+    import_featurizer,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +33,7 @@ def main():
 
 for command in (
     import_featurizer,
+    assemble_featurizer,
     export_featurizer,
     fine_tune,
     build_index,

@@ -46,11 +46,21 @@ def comma_list(kind=str):
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-featurizer"
 
+def _assembled(ctx, param, value):
+    """The default model is assembled from its committed head on first use (see training/assemble.py)."""
+    if value is not None and (Path(value) / "head.json").is_file():
+        from cloud_sync.training.assemble import ensure_assembled
+
+        ensure_assembled(Path(value), echo=lambda line: click.echo(line, err=True))
+    return value
+
+
 model_option = click.option(
     "--model",
     "model_dir",
     type=click.Path(path_type=Path),
     default=DEFAULT_MODEL,
+    callback=_assembled,
     help="Featurizer directory [default: the project's models/demo-featurizer, EfficientNet-Lite0 "
-    "pretrained on ImageNet and fine-tuned on clothing].",
+    "pretrained on ImageNet with a head fine-tuned on clothing].",
 )

@@ -341,3 +341,19 @@ def _tune_backbone(
     )
     for warning in training_caveats(result.val_count, 0, []):
         click.echo(f"warning: {warning}", err=True)
+
+
+@click.command("assemble-featurizer")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--from-tuned", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="First keep the trained head of this `fine-tune --from` EfficientNet-Lite directory in "
+                   "MODEL_DIR (head.json + residual-head.params: what to commit).")
+@expected_errors
+def assemble_featurizer(model_dir, from_tuned):
+    """Make MODEL_DIR a full featurizer directory from its committed trained head (head.json) and the
+    installed EfficientNet-Lite weights; ./setup.sh does this for models/demo-featurizer."""
+    from cloud_sync.training.assemble import assemble, write_recipe
+
+    if from_tuned is not None:
+        write_recipe(from_tuned, model_dir)
+    click.echo(f"assembled {model_dir}: fingerprint {assemble(model_dir)[:12]}")

