@@ -85,7 +85,10 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
                 ).manifest
             )
         size = sum(e["size"] for e in bundles[0]["files"].values())
-        yield f"bundle: {bundles[0]['item_count']} items, {len(bundles[0]['files'])} files, {size / 1e6:.1f} MB"
+        yield (
+            f"bundle: {bundles[0]['item_count']} items, {len(bundles[0]['files'])} files, "
+            f"{size / 1e6:.1f} MB"
+        )
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         start = time.perf_counter()
@@ -105,7 +108,8 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
         start = time.perf_counter()
         sync.start()
         _wait(lambda: serving.bundle is not None and serving.bundle.version == 1, 120, sync)
-        yield f"device, empty store -> serving v1 (download, verify, load): {time.perf_counter() - start:.2f} s"
+        seconds = time.perf_counter() - start
+        yield f"device, empty store -> serving v1 (download, verify, load): {seconds:.2f} s"
 
         with serving.lease() as bundle:
             vectors = bundle.index.reconstruct_n(0, len(bundle))
@@ -153,4 +157,7 @@ def _query_figures(records, triggered: float, swapped: float) -> Iterator[str]:
         if chosen:
             ms = np.asarray([r[2] for r in chosen])
             p50, p99 = np.percentile(ms, [50, 99])
-            yield f"  search latency {label}: p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {ms.max():.2f} ms ({len(ms)} searches)"
+            yield (
+                f"  search latency {label}: p50 {p50:.3f} ms, p99 {p99:.3f} ms, "
+                f"max {ms.max():.2f} ms ({len(ms)} searches)"
+            )

@@ -129,7 +129,8 @@ def main() -> None:
     queries = make_queries(args.source, args.out / "queries")
     shutil.copyfile(args.source / "LICENSE", args.out / "LICENSE-clothing-dataset.txt")
     print(
-        f"wrote {items} catalog items to {args.out / 'catalog'} and {queries} queries to {args.out / 'queries'}"
+        f"wrote {items} catalog items to {args.out / 'catalog'} "
+        f"and {queries} queries to {args.out / 'queries'}"
     )
 
 

@@ -86,7 +86,8 @@ def test_the_zip_installs_and_starts_in_a_fresh_venv(component, built, tmp_path,
     skipped, seconds, output = run_install(recipe, device)
     assert not skipped
     print(
-        f"\n{component.name}: Install (fresh venv, pip install of {len(pins(component))} pins) took {seconds:.0f} s"
+        f"\n{component.name}: Install (fresh venv, pip install of {len(pins(component))} pins) "
+        f"took {seconds:.0f} s"
     )
     assert run_install(recipe, device)[0], "Skipif did not skip a finished install"
 

@@ -202,7 +202,8 @@ def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothi
         click.echo(
             f"at the model's recorded min_score {result.min_score:.3f}: keeps {result.genuine_kept:.1%} "
             f"of {result.genuine_queries} genuine best matches, rejects {result.nothing_rejected:.1%} of "
-            f"{result.nothing_queries} 'nothing' queries (best 'nothing' score {result.nothing_max_score:.3f})"
+            f"{result.nothing_queries} 'nothing' queries "
+            f"(best 'nothing' score {result.nothing_max_score:.3f})"
         )
     if calibrate:
         result = calibrate_scores(genuine, nothing_scores, keep)
@@ -210,7 +211,8 @@ def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothi
         click.echo(
             f"calibrated min_score {result.min_score:.3f}: keeps {result.genuine_kept:.1%} of "
             f"{result.genuine_queries} genuine best matches, rejects {result.nothing_rejected:.1%} of "
-            f"{result.nothing_queries} 'nothing' queries (best 'nothing' score {result.nothing_max_score:.3f})"
+            f"{result.nothing_queries} 'nothing' queries "
+            f"(best 'nothing' score {result.nothing_max_score:.3f})"
         )
         for written in record_calibration(result, model_dir, bundle):
             click.echo(f"recorded min_score in {written}")

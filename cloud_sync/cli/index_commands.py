@@ -91,7 +91,10 @@ def publish_index(bundle, bucket, prefix, notify, force, iot_endpoint):
 
     result = publish_bundle(bundle, bucket, prefix, s3=_s3(), force=force, on_progress=_progress_printer())
     pointer, previous = result.pointer, result.previous
-    files = f"uploaded {len(result.uploaded)} file(s), {len(result.skipped)} already in S3 with the right checksum"
+    files = (
+        f"uploaded {len(result.uploaded)} file(s), "
+        f"{len(result.skipped)} already in S3 with the right checksum"
+    )
     if result.moved_latest:
         was = f", was version {previous.index_version}" if previous else ", was unset"
         click.echo(

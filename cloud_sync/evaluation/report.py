@@ -149,11 +149,15 @@ def html_report(ev: Evaluation) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>Visual search evaluation</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 .example {{ display: flex; gap: 6px; margin-bottom: 10px; align-items: flex-start; }}
 figure {{ margin: 0; width: {THUMBNAIL_SIDE + 8}px; font-size: 11px; text-align: center; }}
-figure img, .missing {{ border: 4px solid #ccc; max-width: {THUMBNAIL_SIDE}px; max-height: {THUMBNAIL_SIDE}px; }}
-.query img {{ border-color: #333; }} .hit img {{ border-color: #2a9d3a; }} .miss img {{ border-color: #d33; }}
+figure img, .missing {{
+  border: 4px solid #ccc; max-width: {THUMBNAIL_SIDE}px; max-height: {THUMBNAIL_SIDE}px;
+}}
+.query img {{ border-color: #333; }}
+.hit img {{ border-color: #2a9d3a; }} .miss img {{ border-color: #d33; }}
 .hit figcaption {{ color: #2a9d3a; font-weight: bold; }} .query {{ margin-right: 16px; }}
 </style></head><body>
 <h1>Visual search evaluation</h1>

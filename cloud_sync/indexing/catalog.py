@@ -123,7 +123,10 @@ def _csv_problem(exc: csv.Error, start: int, at: int, total: int) -> str:
         return f"a cell is longer than the CSV field limit ({csv.field_size_limit()} characters)"
     if "unexpected end of data" in text:
         later = f", {total - start} line(s) later" if total > start else ""
-        return f"unterminated quote: the quoted field opened on this line never closes (the file ends inside it{later})"
+        return (
+            "unterminated quote: the quoted field opened on this line never closes "
+            f"(the file ends inside it{later})"
+        )
     return (
         f"bad quoting ({text}, line {at}): a quoted field opened on this line closes in the middle "
         f"of a cell; an unterminated or stray quote?"

@@ -132,9 +132,9 @@ def _move_latest(
         if previous is not None and previous.index_version > version and not force:
             raise BundleError(
                 f"{s3_url(bucket, latest_key(prefix))}: LATEST changed while this publish ran: it now names "
-                f"version {previous.index_version}, newer than this bundle's {version}; version {version} is "
-                f"uploaded but LATEST was left on {previous.index_version} (rollback-index {version} moves it, "
-                f"if that is what you want)"
+                f"version {previous.index_version}, newer than this bundle's {version}; "
+                f"version {version} is uploaded but LATEST was left on {previous.index_version} "
+                f"(rollback-index {version} moves it, if that is what you want)"
             )
     raise BundleError(
         f"{s3_url(bucket, latest_key(prefix))}: LATEST kept changing while this publish ran "

@@ -154,13 +154,15 @@ def html_report(report: TelemetryReport) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>Visual search usage</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 td, th {{ white-space: nowrap; }} td:first-child, th:first-child, td:last-child {{ text-align: left; }}
 </style></head><body>
 <h1>Visual search usage</h1>
-<p>{report.fleet.records} records from {len(report.devices)} device(s) under <code>{escape(report.location)}</code>,
-{escape(report.fleet.first_seen)} to {escape(report.fleet.last_seen)}; {report.duplicates} duplicate(s) dropped,
-{len(report.unreadable)} unreadable object(s) skipped.</p>
+<p>{report.fleet.records} records from {len(report.devices)} device(s)
+under <code>{escape(report.location)}</code>,
+{escape(report.fleet.first_seen)} to {escape(report.fleet.last_seen)};
+{report.duplicates} duplicate(s) dropped, {len(report.unreadable)} unreadable object(s) skipped.</p>
 <table><tr>{"".join(f"<th>{h}</th>" for h in heads)}</tr>
 {summary_rows(report.devices + [report.fleet])}</table>
 <p>{escape(LATENCY_METHOD)}. Dropped records: records a device's offline queue had to drop

@@ -3,8 +3,8 @@
 Devices publish one `UsageRecord` per interval to IoT Core topic `visualsearch/<thingName>/telemetry`
 (QoS 1: at least once, so a record can arrive twice). This IoT topic rule stores each one in S3:
 
-    SQL:        SELECT * FROM 'visualsearch/+/telemetry'
-    S3 action:  key = <prefix>/telemetry/${topic(2)}/${parse_time("yyyy-MM-dd", timestamp())}/${record_id}.json
+    SQL:            SELECT * FROM 'visualsearch/+/telemetry'
+    S3 action key:  <prefix>/telemetry/${topic(2)}/${parse_time("yyyy-MM-dd", timestamp())}/${record_id}.json
 
 `topic(2)` is the thing name (the device's IoT policy only lets it publish on its own topic) and
 the date is the arrival day, so a duplicate that arrives on another day lands under another key;

@@ -85,7 +85,8 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 class SameConv(nn.HybridBlock):
-    """Conv (no bias) with TF "SAME" padding for a known input size; a separate pad op only when asymmetric."""
+    """Conv (no bias) with TF "SAME" padding for a known input size; a separate pad op only when
+    asymmetric."""
 
     def __init__(self, in_channels, channels, kernel, stride, in_size, groups=1, **kwargs):
         super().__init__(**kwargs)

