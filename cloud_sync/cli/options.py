@@ -46,6 +46,7 @@ def comma_list(kind=str):
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-featurizer"
 
+
 def _assembled(ctx, param, value):
     """The default model is assembled from its committed head on first use (see training/assemble.py)."""
     if value is not None and (Path(value) / "head.json").is_file():

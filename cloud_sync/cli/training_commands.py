@@ -345,9 +345,13 @@ def _tune_backbone(
 
 @click.command("assemble-featurizer")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--from-tuned", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="First keep the trained head of this `fine-tune --from` EfficientNet-Lite directory in "
-                   "MODEL_DIR (head.json + residual-head.params: what to commit).")
+@click.option(
+    "--from-tuned",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="First keep the trained head of this `fine-tune --from` EfficientNet-Lite directory in "
+    "MODEL_DIR (head.json + residual-head.params: what to commit).",
+)
 @expected_errors
 def assemble_featurizer(model_dir, from_tuned):
     """Make MODEL_DIR a full featurizer directory from its committed trained head (head.json) and the

