@@ -195,7 +195,7 @@ def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothi
     recorded = featurizer.spec.extra.get("calibration", {}).get("min_score")
     if calibrate or recorded is not None:
         nothing = nothing_queries(nothing_dir, DEMO_VIDEO, DEMO_TIMELINE)
-        genuine, nothing_scores = best_scores(evaluation, featurizer, nothing)
+        genuine, nothing_scores = best_scores(evaluation, featurizer, nothing, seed)
     if recorded is not None and not calibrate:  # how the model's threshold does on these queries
         result = at_threshold(float(recorded), genuine, nothing_scores)
         out["threshold"] = result.as_dict()

@@ -38,7 +38,7 @@ def search_image(images, bundle, model_dir, k, min_score, as_json):
         click.echo(json.dumps(results, indent=2))
         return
     for result in results:
-        click.echo(f"{result['image']}: " + ("no good match" if result["no_match"] else ""))
+        click.echo(f"{result['image']}:" + (" no good match" if result["no_match"] else ""))
         for rank, match in enumerate(result["matches"], start=1):
             click.echo(
                 f"  {rank}. {match['score']:.3f}  {match['id']}  {match['title']}  [{match['category']}]"

@@ -1,10 +1,10 @@
 """Calibrating `min_score`: the similarity below which the kiosk says "no good match".
 
-A genuine query is a photo of a catalog item whose best match is right; a "nothing" query
-is a frame with no item in it (the empty counter, a black or noisy frame, a picture of
-text) or a photo of something the store does not sell. The threshold is the score that
-keeps a stated share of genuine best matches; the report says how many "nothing" queries
-it rejects, so the trade-off is visible rather than guessed.
+A genuine query is a photo of a catalog item, or a camera-like re-shot of it, whose best
+match is right; a "nothing" query is a frame with no item in it (the empty counter, a black
+or noisy frame, a picture of text) or a photo of something the store does not sell. The
+threshold is the score that keeps a stated share of genuine best matches; the report says how
+many "nothing" queries it rejects, so the trade-off is visible rather than guessed.
 """
 
 from __future__ import annotations
@@ -144,21 +144,27 @@ def nothing_queries(
 
 
 def best_scores(
-    evaluation, featurizer, nothing: list[tuple[str, np.ndarray]]
+    evaluation, featurizer, nothing: list[tuple[str, np.ndarray]], seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Genuine scores: the best cosine score of every query whose best match is relevant;
-    "nothing" scores: the best cosine score of each frame in `nothing`."""
+    """Genuine scores: the best cosine score of every query whose best match is relevant, for
+    the query photos and for a camera-like re-shot of each (kiosk frames score lower than
+    product photos, and they are what min_score will judge); "nothing" scores: the best cosine
+    score of each frame in `nothing`."""
     from cloud_sync.evaluation.evaluate import labels, relevance  # evaluate's helpers, imported late
+    from cloud_sync.evaluation.reshots import reshoot
 
     catalog, queries = evaluation.catalog, evaluation.queries
-    scores = queries.vectors @ catalog.vectors.T
-    best = np.argmax(scores, axis=1)[:, None]
     kind = evaluation.ground_truth
-    right, _ = relevance(best, labels(catalog.items, kind, False), labels(queries.items, kind, True))
-    genuine = np.take_along_axis(scores, best, axis=1)[:, 0][right[:, 0]]
+    shots = featurizer.featurize(reshoot(queries.items, evaluation.query_root, np.random.default_rng(seed)))
+    genuine = []
+    for vectors in (queries.vectors, shots):
+        scores = vectors @ catalog.vectors.T
+        best = np.argmax(scores, axis=1)[:, None]
+        right, _ = relevance(best, labels(catalog.items, kind, False), labels(queries.items, kind, True))
+        genuine.append(np.take_along_axis(scores, best, axis=1)[:, 0][right[:, 0]])
     nothing_vectors = featurizer.featurize([image for _, image in nothing])
     nothing_scores = (nothing_vectors @ catalog.vectors.T).max(axis=1) if len(nothing) else np.zeros(0)
-    return genuine, nothing_scores
+    return np.concatenate(genuine), nothing_scores
 
 
 def record_calibration(result: Calibration, model_dir: Path, bundle_dir: Path | None) -> list[Path]:

@@ -17,18 +17,18 @@ from components.featurizer.preprocess import decode_image
 RESHOT_SIZE = 320  # pixels of the re-shot frame, about what the kiosk crops from its camera
 
 
+def reshoot(items, root, rng: np.random.Generator) -> list[np.ndarray]:
+    """Each item's photo as a kiosk camera might see it (one seeded `CameraAugment` draw)."""
+    augment = CameraAugment(size=RESHOT_SIZE)
+    return [augment(decode_image(read_image_bytes(root, item.image), item.image), rng) for item in items]
+
+
 def reshot_recall(catalog, catalog_root, featurizer, count: int, ks=(1, 5), seed: int = 0) -> dict:
     """recall@k (k in `ks`) of `count` seeded re-shots; `catalog` is a FeaturizedCatalog."""
     rng = np.random.default_rng(seed)
     n = len(catalog.items)
     chosen = rng.choice(n, size=min(count, n), replace=False)
-    augment = CameraAugment(size=RESHOT_SIZE)
-    shots = []
-    for row in chosen:
-        item = catalog.items[row]
-        image = decode_image(read_image_bytes(catalog_root, item.image), item.image)
-        shots.append(augment(image, rng))
-    vectors = featurizer.featurize(shots)
+    vectors = featurizer.featurize(reshoot([catalog.items[row] for row in chosen], catalog_root, rng))
     scores = vectors @ catalog.vectors.T
     order = np.argsort(-scores, axis=1, kind="stable")
     # rows of the same product (same id) all count as the item itself
