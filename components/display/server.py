@@ -65,7 +65,13 @@ class WebServer:
             server.trigger.close()  # the map is empty: the event loop returns
 
         if self._thread.is_alive():
-            server.trigger.pull_trigger(close_all)
+            try:
+                server.trigger.pull_trigger(close_all)
+            except OSError:
+                # A worker's own wake-up (a stream ending) can run close_all between the thunk
+                # being queued and this write: the pipe is closed by then, as asked.
+                if not server.trigger._closed:
+                    raise
             self._thread.join(timeout=5)
         else:
             close_all()

@@ -3,6 +3,7 @@ when a page goes away (issue 14, item 12). A real server on 127.0.0.1, a free po
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import urllib.error
@@ -37,9 +38,8 @@ def open_events(server: WebServer) -> socket.socket:
 
 def test_a_page_that_goes_away_frees_its_live_update_slot_without_waiting_for_a_write(tmp_path, demo_bundle):
     display = make_display(tmp_path, demo_bundle, max_event_clients=1)
-    display.state.hub.heartbeat_s = (
-        3600  # nothing is written to the stream: only a closed connection frees it
-    )
+    # nothing is written to the stream: only a closed connection frees it
+    display.state.hub.heartbeat_s = 3600
     server = serve(display)
     try:
         page = open_events(server)
@@ -82,3 +82,20 @@ def test_the_worker_threads_are_bounded_by_the_settings(tmp_path, demo_bundle):
             page.close()
     finally:
         server.stop()
+
+
+def test_stop_when_another_wake_up_runs_the_close_before_its_own(tmp_path, demo_bundle, monkeypatch):
+    """A stream ending wakes the event loop too: that wake-up can run the queued close (which
+    closes the wake-up pipe) before stop() writes its own. The display restart test hit this."""
+    server = serve(make_display(tmp_path, demo_bundle))
+    trigger = server._server.trigger
+    own_pull = trigger._physical_pull
+
+    def pull_after_another():
+        os.write(trigger.trigger, b"x")  # a worker's wake-up, already pending
+        wait_until(lambda: trigger._closed, 10, "the close, run by that other wake-up")
+        own_pull()
+
+    monkeypatch.setattr(trigger, "_physical_pull", pull_after_another)
+    server.stop()
+    assert not server._thread.is_alive()
