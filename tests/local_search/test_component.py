@@ -152,14 +152,14 @@ def test_unset_min_score_takes_the_bundles_calibrated_one(tiny_model, tmp_path):
                     messages.FEATURES,
                     feature(vector, calibrated.model_fingerprint, query_id=query_id).to_json(),
                 )
-            near_answer = matches.next(where=lambda m: m["query_id"] == "near")
-            far_answer = matches.next(where=lambda m: m["query_id"] == "far")
+            # in either order: the IPC client publishes and runs handlers asynchronously
+            answers = {m["query_id"]: m for m in matches.wait(count=2)}
+            near_answer, far_answer = answers["near"], answers["far"]
         finally:
             component.stop()
             for closable in (featurizer_ipc, matches, component.ipc):
                 closable.close()
     assert near_answer["min_score"] == far_answer["min_score"] == 0.999
-    assert [m["item_id"] for m in near_answer["matches"]] == [
-        "hat-003"
-    ]  # only the photo itself is that close
+    # only the photo itself is that close
+    assert [m["item_id"] for m in near_answer["matches"]] == ["hat-003"]
     assert far_answer["no_match"] is True
