@@ -47,9 +47,8 @@ def test_deployment_names_the_three_components_at_the_built_version():
 
 def test_the_nucleus_fills_in_the_thing_name_of_iot_core_policies():
     nucleus = deployment()["components"][NUCLEUS]
-    assert Version(nucleus["componentVersion"]) >= Version(
-        "2.9.2"
-    )  # the option applies within the deployment
+    # the option applies within the deployment
+    assert Version(nucleus["componentVersion"]) >= Version("2.9.2")
     assert json.loads(nucleus["configurationUpdate"]["merge"]) == {"interpolateComponentConfiguration": True}
 
 

@@ -182,10 +182,8 @@ def rollback_index(bucket: str, prefix: str, version: int, *, s3) -> RollbackRes
         try:
             previous, etag = read_pointer_and_etag(s3, bucket, prefix)
         except BundleError:
-            previous, etag = (
-                None,
-                latest_etag(s3, bucket, prefix),
-            )  # an unreadable pointer is what a rollback repairs
+            # an unreadable pointer is what a rollback repairs
+            previous, etag = None, latest_etag(s3, bucket, prefix)
         where = version_prefix(prefix, version)
         sizes = {obj["Key"][len(where) :]: obj["Size"] for obj in list_objects(s3, bucket, where)}
         if not sizes:

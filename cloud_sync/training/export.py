@@ -37,9 +37,8 @@ def zoo_base(arch: str, pretrained: bool):
             f"place them in $MXNET_HOME/models or omit --pretrained"
         ) from None
     if not pretrained:
-        net.initialize(
-            mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2.0)
-        )  # He init: keeps activations alive through depthwise layers
+        # He init: keeps activations alive through depthwise layers
+        net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2.0))
     return net.features
 
 

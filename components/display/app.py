@@ -130,9 +130,10 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
                 settings=search.settings,
             )
         form, result = _run_search(search)
+        # live settings (max_clip_s) as they are now
         return render_template(
             "search.html", result=result, form=form, accepted=ACCEPTED, settings=search.settings
-        )  # live settings (max_clip_s) as they are now
+        )
 
     @app.route("/api/search", methods=["GET", "POST"])
     def api_search():

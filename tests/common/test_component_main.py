@@ -136,9 +136,8 @@ def test_a_valid_update_of_live_settings_is_applied_without_a_rebuild(device):
     assert result.succeeded
     device.wait_for_settings(lambda s: s.min_score == 0.999 and s.top_k == 2, "min_score and top_k applied")
     answer = device.ask(7)
-    assert answer["min_score"] == 0.999 and [m["faiss_id"] for m in answer["matches"]] == [
-        7
-    ]  # only itself is that close
+    # only itself is that close
+    assert answer["min_score"] == 0.999 and [m["faiss_id"] for m in answer["matches"]] == [7]
     assert len(device.built) == 1 and feature_subscriptions(device.nucleus) == 1
 
 

@@ -151,16 +151,14 @@ def test_a_retired_key_is_logged_and_ignored_not_refused(caplog):
     with caplog.at_level(logging.WARNING):
         assert parse(min_similarity=0.4) == Sample()
     assert "ignoring retired setting(s): sample.min_similarity: renamed to min_score in 0.2" in caplog.text
-    assert "unknown setting(s) min_score" in refusal(
-        min_similarity=0.4, min_score=0.4
-    )  # truly unknown: still refused
+    # truly unknown: still refused
+    assert "unknown setting(s) min_score" in refusal(min_similarity=0.4, min_score=0.4)
 
 
 def test_problems_of_the_settings_together_are_found_by_check_settings_only():
     neither = {"bundle_dir": "", "index_bucket": ""}
-    assert (
-        parse_settings(LocalSearchSettings, neither, "local_search") == LocalSearchSettings()
-    )  # the recipe's defaults
+    # the recipe's defaults
+    assert parse_settings(LocalSearchSettings, neither, "local_search") == LocalSearchSettings()
     checked = check_settings(LocalSearchSettings, neither, "local_search")
     assert checked.problems == [
         "local_search.bundle_dir: not set, and no index_bucket to sync from "

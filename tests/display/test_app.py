@@ -83,9 +83,8 @@ def test_state_twin_and_kiosk_page_show_a_camera_match(display, client, demo_bun
     thumb = client.get(first["thumbnail_url"])
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     assert client.get(f"/catalog/{demo_bundle.version}/thumbnails/..%2Fmanifest.json").status_code == 404
-    assert (
-        client.get(f"/catalog/{demo_bundle.version - 1}/thumbnails/5.jpg").status_code == 404
-    )  # another bundle
+    # another bundle
+    assert client.get(f"/catalog/{demo_bundle.version - 1}/thumbnails/5.jpg").status_code == 404
 
 
 def test_no_match_then_idle_after_the_configured_time(display, client, demo_bundle):

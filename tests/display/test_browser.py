@@ -17,9 +17,8 @@ from tests.display.conftest import catalog_image, catalog_item, small_jpeg_b64
 TEST_OUTPUT = REPO / "test-output"
 CARD_IDS = "[...document.querySelectorAll('.card')].map(c => c.dataset.itemId)"
 SHOWCASE = ["dress-004", "skirt-002", "dress-011", "t-shirt-005", "dress-007"]
-DEADLINE = (
-    30.0  # generous: these tests check what appears; speed is measured by `visual-search bench`, not here
-)
+# generous: these tests check what appears; speed is measured by `visual-search bench`, not here
+DEADLINE = 30.0
 
 
 @pytest.fixture(scope="module")

@@ -145,9 +145,8 @@ def test_an_upload_pruned_while_its_picture_is_requested_is_a_404_not_a_500(
     import components.display.app as app_module
 
     client = make_display(tmp_path, demo_bundle).app.test_client()
-    monkeypatch.setattr(
-        app_module, "find_upload", lambda folder, query_id: folder / f"{query_id}.jpg"
-    )  # then pruned
+    # then pruned
+    monkeypatch.setattr(app_module, "find_upload", lambda folder, query_id: folder / f"{query_id}.jpg")
     response = client.get("/uploads/abc123")
     assert response.status_code == 404 and b"deleted" in response.data
 

@@ -184,10 +184,11 @@ def test_a_clip_is_answered_in_parts_one_per_distinct_second(start_kiosk, tmp_pa
     hat, shoes = demo_image("hat", 0), demo_image("shoes", 0)
     clip = write_clip(kiosk.uploads / "clip.mp4", [hat, hat, shoes, shoes, shoes, hat])
     ask(kiosk, query_id="clip-1", image_path=clip, kind="video")
+    # callbacks run on a thread pool: any order
     parts = sorted(
         (kiosk.features.next(where=lambda m: m["query_id"] == "clip-1") for _ in range(3)),
         key=lambda m: m["part"],
-    )  # callbacks run on a thread pool: any order
+    )
     assert [(p["part"], p["parts"]) for p in parts] == [(1, 3), (2, 3), (3, 3)]
     assert [p["source_time"] for p in parts] == [0.0, 2.0, 5.0] and {p["source"] for p in parts} == {"upload"}
     assert not [m for m in kiosk.features.drain(0.5) if m["query_id"] == "clip-1"]

@@ -66,9 +66,8 @@ def test_trigger_thresholds_reach_the_running_trigger_without_a_new_scene(monkey
         assert needs_rebuild(settings, new) == []
         component.apply_settings(new)
         wait_until(lambda: running.settings is new, 10, "the new thresholds in the trigger")
-        assert (
-            len(triggers) == made and running._empty is not None
-        )  # the same trigger: the learned scene is kept
+        # the same trigger: the learned scene is kept
+        assert len(triggers) == made and running._empty is not None
         assert component.settings is new
     finally:
         component.stop()

@@ -45,9 +45,8 @@ def test_every_problem_is_printed_and_the_exit_code_is_1(tmp_path):
 
 
 def test_it_is_checked_on_top_of_the_recipe_defaults_settings_together_included(tmp_path):
-    code, output = validate(
-        "local_search", write(tmp_path, {"min_score": 0.5})
-    )  # a fresh device: nothing to serve
+    # a fresh device: nothing to serve
+    code, output = validate("local_search", write(tmp_path, {"min_score": 0.5}))
     assert code == 1 and "local_search.bundle_dir: not set, and no index_bucket to sync from" in output
     assert validate("local_search", write(tmp_path, {"min_score": 0.5, "bundle_dir": "/b"}))[0] == 0
 

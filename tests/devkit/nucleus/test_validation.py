@@ -68,9 +68,8 @@ def test_an_accepted_update_is_applied_and_announced(nucleus, connect):
     client.subscribe_to_configuration_update_async(on_stream_event=updates)[0].result(T)
     seen = validator(client, lambda c: None)
 
-    result = nucleus.deploy(
-        FEATURIZER, merge='{"camera": {"fps": 15}}', timeout=T
-    )  # JSON text, as in a deployment
+    # JSON text, as in a deployment
+    result = nucleus.deploy(FEATURIZER, merge='{"camera": {"fps": 15}}', timeout=T)
 
     assert result.succeeded and len(seen.wait(1)) == 1
     assert nucleus.configuration(FEATURIZER)["camera"] == {"device": 0, "fps": 15}  # merged, not replaced
