@@ -157,7 +157,7 @@ def evaluate(
         click.echo(f"warning: {warning}", err=True)
     if warnings:
         results["warnings"] = warnings
-    if reshots or calibrate or _has_calibration(model_dir):
+    if reshots or calibrate or _recorded_min_score(evaluation) is not None:
         results.update(_checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothing_dir))
     if json_out is not None:
         _write(json_out, json.dumps(results, indent=2) + "\n")
@@ -179,9 +179,8 @@ def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothi
     )
     from cloud_sync.evaluation.calibration import calibrate as calibrate_scores
     from cloud_sync.evaluation.reshots import reshot_recall
-    from components.featurizer.model import Featurizer
 
-    featurizer = Featurizer(model_dir)
+    featurizer = evaluation.featurizer
     out = {}
     if reshots:
         out["reshots"] = reshot_recall(
@@ -192,34 +191,22 @@ def _checks(evaluation, model_dir, bundle, seed, reshots, calibrate, keep, nothi
             f"exact item, {out['reshots']['queries']} camera-like re-shots: "
             f"recall@1 {recall['1']:.3f}, recall@5 {recall['5']:.3f}"
         )
-    recorded = featurizer.spec.extra.get("calibration", {}).get("min_score")
+    recorded = _recorded_min_score(evaluation)
     if calibrate or recorded is not None:
         nothing = nothing_queries(nothing_dir, DEMO_VIDEO, DEMO_TIMELINE)
         genuine, nothing_scores = best_scores(evaluation, featurizer, nothing, seed)
     if recorded is not None and not calibrate:  # how the model's threshold does on these queries
         result = at_threshold(float(recorded), genuine, nothing_scores)
         out["threshold"] = result.as_dict()
-        click.echo(
-            f"at the model's recorded min_score {result.min_score:.3f}: keeps {result.genuine_kept:.1%} "
-            f"of {result.genuine_queries} genuine best matches, rejects {result.nothing_rejected:.1%} of "
-            f"{result.nothing_queries} 'nothing' queries "
-            f"(best 'nothing' score {result.nothing_max_score:.3f})"
-        )
+        click.echo(f"at the model's recorded min_score {result.summary()}")
     if calibrate:
         result = calibrate_scores(genuine, nothing_scores, keep)
         out["calibration"] = result.as_dict()
-        click.echo(
-            f"calibrated min_score {result.min_score:.3f}: keeps {result.genuine_kept:.1%} of "
-            f"{result.genuine_queries} genuine best matches, rejects {result.nothing_rejected:.1%} of "
-            f"{result.nothing_queries} 'nothing' queries "
-            f"(best 'nothing' score {result.nothing_max_score:.3f})"
-        )
+        click.echo(f"calibrated min_score {result.summary()}")
         for written in record_calibration(result, model_dir, bundle):
             click.echo(f"recorded min_score in {written}")
     return out
 
 
-def _has_calibration(model_dir) -> bool:
-    from components.featurizer.model import read_spec
-
-    return "min_score" in read_spec(model_dir).extra.get("calibration", {})
+def _recorded_min_score(evaluation) -> float | None:
+    return evaluation.featurizer.spec.extra.get("calibration", {}).get("min_score")

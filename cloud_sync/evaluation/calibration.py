@@ -10,7 +10,7 @@ many "nothing" queries it rejects, so the trade-off is visible rather than guess
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -34,6 +34,14 @@ class Calibration:
     nothing_rejected: float  # share of "nothing" queries with no match at min_score
     nothing_queries: int
     nothing_max_score: float  # the best score any "nothing" query reached
+
+    def summary(self) -> str:
+        """The figures in one sentence, after the words "min_score"."""
+        return (
+            f"{self.min_score:.3f}: keeps {self.genuine_kept:.1%} of {self.genuine_queries} genuine best "
+            f"matches, rejects {self.nothing_rejected:.1%} of {self.nothing_queries} 'nothing' queries "
+            f"(best 'nothing' score {self.nothing_max_score:.3f})"
+        )
 
     def as_dict(self) -> dict:
         def plain(value):  # JSON has no NaN: an unknown share is null
@@ -175,7 +183,7 @@ def record_calibration(result: Calibration, model_dir: Path, bundle_dir: Path | 
 
     spec = read_spec(model_dir)
     extra = {**spec.extra, "calibration": result.as_dict()}
-    write_spec(model_dir, type(spec)(**{**spec.__dict__, "extra": extra}))
+    write_spec(model_dir, replace(spec, extra=extra))
     written = [Path(model_dir) / SPEC_FILE]
     if bundle_dir is not None:
         manifest = read_manifest(bundle_dir)

@@ -51,6 +51,7 @@ class Evaluation:
     ks: list[int]
     index: dict  # metric, factory, search_params, source
     no_relevant: int  # queries without any relevant catalog item
+    featurizer: Featurizer  # what made the vectors, for checks that featurize more images
     examples: list[Example] = field(default_factory=list)
 
 
@@ -278,6 +279,7 @@ def run_evaluation(
         ks,
         info,
         int(np.count_nonzero(n_relevant == 0)),
+        featurizer,
     )
     evaluation.examples = examples(evaluation, n_examples)
     return evaluation

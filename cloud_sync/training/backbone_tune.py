@@ -21,6 +21,8 @@ same-category P@1 against the training photos; the best epoch's weights are writ
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,7 +38,7 @@ from cloud_sync.training.efficientnet_lite import FEATURE_DIM, VARIANTS, Efficie
 from cloud_sync.training.export import save_featurizer
 from cloud_sync.training.fine_tune import COSINE_MARGIN, COSINE_SCALE, CosineClassifier, read_split
 from components.common.errors import CatalogError, ImageError, ModelError
-from components.featurizer.model import Featurizer
+from components.featurizer.model import Featurizer, fingerprint
 from components.featurizer.preprocess import decode_image, preprocess, shrink
 
 TEMPERATURE = 0.1  # SupCon temperature
@@ -230,21 +232,18 @@ def prepare(cfg: BackboneTuneConfig, progress: bool, report: Callable[[str], Non
         np.array([classes.get(item.category, -1) for item in val_items]),
         np.array([product[_product(item)] for item in train_items]),
         skipped,
-        {name: p.data().copy() for name, p in top.collect_params().items()},
+        weights_of(top),
     )
 
 
 def cache_key(cfg: BackboneTuneConfig, spec, split) -> str:
     """Names a cache by what determines its content: model, cut, size, views, seed and photos."""
-    import hashlib
-    import json
-
     photos = [
         [str(root), [(item.image, item.where) for item in items]] for root, items in (split.train, split.val)
     ]
     text = json.dumps(
         [
-            fingerprint_of(cfg.start_from),
+            fingerprint(cfg.start_from),
             cfg.train_blocks,
             spec.preprocessing.as_dict(),
             cfg.views,
@@ -256,18 +255,10 @@ def cache_key(cfg: BackboneTuneConfig, spec, split) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def fingerprint_of(model_dir: Path) -> str:
-    from components.featurizer.model import fingerprint
-
-    return fingerprint(model_dir)
-
-
 def cached(cache_dir: Path | None, name: str, items, report, compute):
     """(array, kept items): loaded from `cache_dir/name.npy` when there, else computed and saved."""
     if cache_dir is None:
         return compute()
-    import json
-
     array_path, kept_path = Path(cache_dir) / f"{name}.npy", Path(cache_dir) / f"{name}.json"
     if array_path.is_file() and kept_path.is_file():
         wanted = set(json.loads(kept_path.read_text()))
@@ -299,37 +290,35 @@ def train(
         ready.val_y,
         ready.instance,
     )
-    skipped, train_items = ready.skipped, y
-    classes = {name: i for i, name in enumerate(split.classes)}
+    skipped, n_classes = ready.skipped, len(split.classes)
     mx.random.seed(cfg.seed)
-    for name, value in ready.start_weights.items():  # a second run on the same caches starts afresh
-        top.collect_params()[name].set_data(value)
+    set_weights(top, ready.start_weights)  # a second run on the same caches starts afresh
     # what the start model says of every view: training is pulled back towards it
     start_views = np.stack([embed(top, train_cache[:, v]) for v in range(train_cache.shape[1])], axis=1)
-    classifier = CosineClassifier(len(classes), FEATURE_DIM, prefix="tune_")
+    classifier = CosineClassifier(n_classes, FEATURE_DIM, prefix="tune_")
     classifier.initialize(mx.init.Xavier())
     # start the class centres at the category means, so the first steps do not shake the backbone
     start_train = start_views[:, 0]
-    centres = np.stack([start_train[y == c].mean(0) for c in range(len(classes))])
+    centres = np.stack([start_train[y == c].mean(0) for c in range(n_classes)])
     classifier.weight.set_data(mx.nd.array(centres))
     start_p1 = same_category_p1(embed(top, val_cache[:, 0]), val_y, start_train, y)
     report(f"start: validation same-category P@1 {start_p1:.4f}")
 
     params = top.collect_params()
     params.update(classifier.collect_params())
-    batch = min(cfg.batch_size, len(train_items))
-    steps = max(1, len(train_items) // batch)
+    batch = min(cfg.batch_size, len(y))
+    steps = max(1, len(y) // batch)
     schedule = mx.lr_scheduler.CosineScheduler(
         max_update=cfg.epochs * steps, base_lr=cfg.lr, final_lr=cfg.lr * 0.01
     )
     trainer = mx.gluon.Trainer(
         params, "adam", {"learning_rate": cfg.lr, "lr_scheduler": schedule, "wd": 1e-5}
     )
-    best = (start_p1, 0, {name: p.data().copy() for name, p in top.collect_params().items()})
+    best = (start_p1, 0, weights_of(top))
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         rng = np.random.default_rng([cfg.seed, epoch])
-        order = rng.permutation(len(train_items))
+        order = rng.permutation(len(y))
         losses = []
         bar = tqdm(range(steps), desc=f"epoch {epoch}", unit="step", disable=not progress, leave=False)
         for step in bar:
@@ -338,7 +327,7 @@ def train(
             x = np.concatenate([train_cache[chosen, pick[:, 0]], train_cache[chosen, pick[:, 1]]])
             labels = np.concatenate([y[chosen], y[chosen]])
             inst = mx.nd.array(np.concatenate([instance[chosen], instance[chosen]]))
-            target = mx.nd.one_hot(mx.nd.array(labels), len(classes))
+            target = mx.nd.one_hot(mx.nd.array(labels), n_classes)
             z0 = mx.nd.array(
                 np.concatenate([start_views[chosen, pick[:, 0]], start_views[chosen, pick[:, 1]]]),
                 dtype="float32",
@@ -347,11 +336,10 @@ def train(
                 z = mx.nd.L2Normalization(top(mx.nd.array(x, dtype="float32")))
                 cosine = classifier(z)
                 logits = COSINE_SCALE * (cosine - COSINE_MARGIN * target)
-                loss = (
-                    -(target * mx.nd.log_softmax(logits)).sum(axis=1)
-                    + cfg.instance_weight * supcon_loss(z, inst)
-                    + cfg.keep_weight * COSINE_SCALE * (1 - (z * z0).sum(axis=1))
-                )
+                loss = -(target * mx.nd.log_softmax(logits)).sum(axis=1)
+                loss = loss + cfg.keep_weight * COSINE_SCALE * (1 - (z * z0).sum(axis=1))
+                if cfg.instance_weight:
+                    loss = loss + cfg.instance_weight * supcon_loss(z, inst)
             loss.backward()
             trainer.step(len(x))
             losses.append(float(loss.mean().asscalar()))
@@ -359,7 +347,7 @@ def train(
         bar.close()
         p1 = same_category_p1(embed(top, val_cache[:, 0]), val_y, embed(top, train_cache[:, 0]), y)
         if p1 >= best[0]:  # ties go to the later, longer-trained epoch
-            best = (p1, epoch, {name: p.data().copy() for name, p in top.collect_params().items()})
+            best = (p1, epoch, weights_of(top))
         report(
             f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}, validation same-category P@1 "
             f"{p1:.4f} (best {best[0]:.4f} at epoch {best[1]})"
@@ -367,8 +355,7 @@ def train(
         if epoch - best[1] >= cfg.patience:
             report(f"early stop: validation P@1 not better for {cfg.patience} epochs")
             break
-    for name, value in best[2].items():
-        top.collect_params()[name].set_data(value)
+    set_weights(top, best[2])
     seconds = round(time.time() - started, 1)
     extra = {
         **{k: v for k, v in spec.extra.items() if k != "calibration"},
@@ -376,7 +363,7 @@ def train(
         "data": str(cfg.data),
         "validation": split.val_source,
         "started_from": f"{cfg.start_from} ({spec.name})",
-        "train_images": len(train_items),
+        "train_images": len(y),
         "val_images": len(val_y),
         "skipped_images": len(skipped),
         "categories": split.classes,
@@ -402,7 +389,7 @@ def train(
         arch=spec.arch,
         extra=extra,
     )
-    return TuneResult(epoch, best[1], best[0], start_p1, seconds, len(train_items), len(val_y), skipped)
+    return TuneResult(epoch, best[1], best[0], start_p1, seconds, len(y), len(val_y), skipped)
 
 
 def _product(item) -> str:
@@ -414,8 +401,18 @@ def pristine_copy(whole, spec):
     how often each BatchNorm state was touched, which must not make equal models differ."""
     fresh = mx.gluon.nn.HybridSequential(prefix="")
     fresh.add(EfficientNetLite(spec.arch, spec.preprocessing.height).features, ResidualHead())
-    weights = {name: param.data() for name, param in whole.collect_params().items()}
-    for name, param in fresh.collect_params().items():
+    for param in fresh.collect_params().values():
         param.initialize(init="zeros", force_reinit=True)
-        param.set_data(weights[name])
+    set_weights(fresh, weights_of(whole))
     return fresh
+
+
+def weights_of(block) -> dict:
+    """A copy of every parameter of `block`, by name."""
+    return {name: param.data().copy() for name, param in block.collect_params().items()}
+
+
+def set_weights(block, weights: dict) -> None:
+    params = block.collect_params()
+    for name, value in weights.items():
+        params[name].set_data(value)
