@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from components.common.errors import ImageError
-from components.featurizer.preprocess import decode_image
+from components.featurizer.preprocess import read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 ABSENT_MARGIN_S = 0.5  # keep clear of frames where an item is entering or leaving
@@ -137,7 +137,7 @@ def folder_images(folder: Path) -> list[tuple[str, np.ndarray]]:
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ImageError(f"{folder}: no images (.jpg, .png, .webp, .bmp) found")
-    return [(str(p), decode_image(p.read_bytes(), str(p))) for p in paths]
+    return [(str(p), read_image(p)) for p in paths]
 
 
 def nothing_queries(

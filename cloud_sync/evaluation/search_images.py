@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.common.bundle import bundle_min_score
-from components.common.errors import ImageError
 from components.featurizer.model import Featurizer
-from components.featurizer.preprocess import decode_image
+from components.featurizer.preprocess import read_image
 from components.local_search.search import IndexBundle
 
 SHOWN_FIELDS = ("item_id", "title", "category", "price", "location")
@@ -22,7 +21,7 @@ def search_images(
     bundle = IndexBundle.open(bundle_dir, expected_fingerprint=featurizer.fingerprint)
     try:
         threshold = bundle_min_score(bundle.manifest, min_score)
-        pictures = [decode_image(_read(path), str(path)) for path in images]
+        pictures = [read_image(path) for path in images]
         vectors = featurizer.featurize(pictures)
         answers = bundle.search(vectors, k=k, min_score=threshold)
     finally:
@@ -39,10 +38,3 @@ def search_images(
         ]
         results.append({"image": str(path), "no_match": not shown, "matches": shown})
     return results, threshold
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
