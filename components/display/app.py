@@ -121,6 +121,7 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
 
     @app.route("/search", methods=["GET", "POST"])
     def search_page():
+        health = state.snapshot()  # component problems are for staff, not on the kiosk page
         if request.method == "GET" and "q" not in request.args:
             return render_template(
                 "search.html",
@@ -128,11 +129,17 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
                 form={"q": "", "mode": "hard"},
                 accepted=ACCEPTED,
                 settings=search.settings,
+                health=health,
             )
         form, result = _run_search(search)
         # live settings (max_clip_s) as they are now
         return render_template(
-            "search.html", result=result, form=form, accepted=ACCEPTED, settings=search.settings
+            "search.html",
+            result=result,
+            form=form,
+            accepted=ACCEPTED,
+            settings=search.settings,
+            health=health,
         )
 
     @app.route("/api/search", methods=["GET", "POST"])
