@@ -96,5 +96,9 @@ class Catalog:
     def summary(self) -> dict:
         bundle = self.bundle
         if bundle is None:
-            return {"index_version": None, "items": None}
-        return {"index_version": bundle.version, "items": len(bundle)}
+            return {"index_version": None, "items": None, "created_at": None}
+        return {
+            "index_version": bundle.version,
+            "items": len(bundle),
+            "created_at": bundle.manifest.get("created_at"),
+        }

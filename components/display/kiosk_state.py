@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from datetime import datetime, timezone
 
 from components.common.messages import MatchesMessage, MessageError, StatusMessage
 from components.display.catalog import Catalog
@@ -18,6 +19,8 @@ from components.display.results import card, safe_thumbnail
 from components.display.settings import COMPONENT, DisplaySettings
 
 BAD_STATES = {"error", "errored", "broken", "stopping", "stopped", "camera_lost"}
+# What shoppers read while a component is down; the reasons are for staff (`warnings`, staff page).
+UNAVAILABLE = "Camera search is not available right now. Please ask a member of staff for help."
 
 
 class KioskState:
@@ -85,15 +88,26 @@ class KioskState:
         warnings = [_warning(c) for c in components if not c["healthy"]]
         local = self._statuses.get("local_search", (None, 0.0))[0]
         catalog = self.catalog.summary()
+        announced = local is not None and local.index_version is not None
+        index_version = local.index_version if announced else catalog["index_version"]
+        created_at = catalog["created_at"] if catalog["index_version"] == index_version else None
+        mode = self._mode(now)
+        history = list(self._history)
+        if mode == "idle" and self._current is not None:  # the last query is history once idle
+            history = [_history_entry(self._current), *history][: self.settings.history_size]
         return {
-            "mode": self._mode(now),
+            "mode": mode,
             "current": self._current,
-            "history": list(self._history),
+            "history": history,
             "components": components,
             "warnings": warnings,
-            "index_version": local.index_version if local else catalog["index_version"],
-            "items": local.items if local else catalog["items"],
+            "notice": UNAVAILABLE if warnings else "",
+            "index_version": index_version,
+            "catalog_date": catalog_date(index_version, created_at),
+            "items": local.items if announced else catalog["items"],
             "online": self._online(),
+            "currency": self.settings.currency,
+            "locale": self.settings.locale,
             "idle_after_s": self.settings.idle_after_s,
             "time": time.time(),
         }
@@ -146,6 +160,23 @@ class KioskState:
         snapshot = self._snapshot_locked()
         self._signature = snapshot["mode"], tuple(snapshot["warnings"]), snapshot["online"]
         self.hub.publish("state", snapshot)
+
+
+def catalog_date(index_version, created_at: str | None = None) -> str | None:
+    """When the catalog was built, as an ISO 8601 UTC time for the page to show as a date: the
+    manifest's `created_at`, else the version itself when it is the default YYYYMMDDHHMMSS."""
+    if created_at:
+        try:
+            return datetime.fromisoformat(created_at).astimezone(timezone.utc).isoformat()
+        except (TypeError, ValueError):
+            pass
+    if len(str(index_version)) != 14:
+        return None
+    try:
+        built = datetime.strptime(str(index_version), "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    return built.replace(tzinfo=timezone.utc).isoformat()
 
 
 def _history_entry(entry: dict) -> dict:

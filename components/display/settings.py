@@ -7,6 +7,7 @@ See `components/common/settings.py`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,6 +15,8 @@ from components.common.settings import setting
 
 COMPONENT = "display"
 GREENGRASS_NAME = "com.visualsearch.Display"
+CURRENCY = re.compile(r"^[A-Z]{3}$")  # ISO 4217
+LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")  # a BCP 47 tag such as en-US or de-CH
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,27 @@ class DisplaySettings:
     status_interval_s: float = setting(
         10.0, "Seconds between this component's status messages.", min=1.0, live=True
     )
+    currency: str = setting(
+        "USD",
+        "ISO 4217 code of the catalog's prices (e.g. EUR, GBP); the kiosk shows a numeric "
+        "price in it, and any other price text as written in the catalog.",
+        live=True,
+    )
+    locale: str = setting(
+        "en-US",
+        "BCP 47 language tag (e.g. en-GB, de-DE, fr-CA) for prices and dates on the kiosk.",
+        live=True,
+    )
+
+    def problems(self) -> list[str]:
+        found = []
+        if not CURRENCY.match(self.currency):
+            found.append(
+                f"{COMPONENT}.currency: {self.currency!r} is not a 3-letter ISO 4217 code such as USD"
+            )
+        if not LOCALE.match(self.locale):
+            found.append(f"{COMPONENT}.locale: {self.locale!r} is not a language tag such as en-US")
+        return found
 
     def watched(self) -> list[str]:
         return [name.strip() for name in self.watched_components.split(",") if name.strip()]

@@ -53,8 +53,16 @@ class Chromium:
             raise
         self._ids = itertools.count(1)
         self.send("Page.enable")
+        self.set_viewport(1920, 1080)
+
+    def set_viewport(self, width: int, height: int) -> None:
+        """Make the page a screen of this size (a resize event fires in an open page)."""
         self.send(
-            "Emulation.setDeviceMetricsOverride", width=1920, height=1080, deviceScaleFactor=1, mobile=False
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
         )
 
     def _port(self, active_port_file: Path) -> int:

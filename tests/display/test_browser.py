@@ -62,10 +62,10 @@ def test_a_published_match_appears_as_cards(kiosk, browser):
     )
     assert browser.evaluate("document.querySelectorAll('.card img').length") == 5
     assert browser.evaluate("document.querySelectorAll('#history li').length") == 3
-    assert browser.evaluate("document.getElementById('warnings').hidden") is True
+    assert browser.evaluate("document.getElementById('notice').hidden") is True
     assert (
         browser.evaluate("document.querySelector('.card .price').textContent")
-        == catalog_item(kiosk.bundle, SHOWCASE[0])["price"]
+        == "$" + catalog_item(kiosk.bundle, SHOWCASE[0])["price"]  # USD in en-US by default
     )
     browser.screenshot(TEST_OUTPUT / "kiosk.png")
 
@@ -105,15 +105,15 @@ def test_no_good_match_and_a_component_in_error_are_shown(kiosk, browser):
         messages.status_message("featurizer", "error", detail="camera 0 cannot be opened"),
     )
     text = browser.wait_for(
-        "!document.getElementById('warnings').hidden && " "document.getElementById('warnings').textContent",
+        "!document.getElementById('notice').hidden && document.getElementById('notice').textContent",
         DEADLINE,
     )
-    assert "featurizer is down" in text and "camera 0 cannot be opened" in text
+    assert "not available right now" in text and "camera 0" not in text  # the reason is for staff
     browser.screenshot(TEST_OUTPUT / "kiosk-no-match-warning.png")
     kiosk.featurizer.ipc.publish_json(
         messages.status_topic("featurizer"), messages.status_message("featurizer", "running")
     )
-    browser.wait_for("document.getElementById('warnings').hidden", DEADLINE)
+    browser.wait_for("document.getElementById('notice').hidden", DEADLINE)
 
 
 def test_the_page_shows_reconnecting_and_recovers_when_the_display_restarts(kiosk, browser):
@@ -121,7 +121,7 @@ def test_the_page_shows_reconnecting_and_recovers_when_the_display_restarts(kios
     browser.wait_for("document.body.dataset.live === 'true'")
     kiosk.restart_display()
     browser.wait_for("document.body.dataset.live === 'false'", timeout=DEADLINE)
-    assert browser.evaluate("document.getElementById('connection').textContent") == "reconnecting\u2026"
+    assert browser.evaluate("document.getElementById('connection').textContent") == "Reconnecting\u2026"
     browser.wait_for("document.body.dataset.live === 'true'", timeout=DEADLINE)
     publish_match(kiosk, ["shoes-004"], sorted((DEMO_QUERIES / "shoes").glob("*.jpg"))[0], query_id="after")
     browser.wait_for(f"{CARD_IDS}[0] === 'shoes-004'", timeout=DEADLINE)

@@ -5,6 +5,51 @@
   "use strict";
   var body = document.body;
   var RECONNECT_MS = 3000;
+  var MAX_CARDS = 10;  // kiosk.css shows at most ten
+  var settings = {currency: "USD", locale: "en-US"};
+
+  // A numeric catalog price in the display's currency and locale; any other text as written.
+  function formatPrice(price) {
+    var text = String(price).trim();
+    if (!/^-?\d+(\.\d+)?$/.test(text)) return text;
+    try {
+      return new Intl.NumberFormat(settings.locale, {style: "currency", currency: settings.currency})
+        .format(Number(text));
+    } catch (err) {  // a locale or currency this browser does not know
+      return text + " " + settings.currency;
+    }
+  }
+
+  function formatDate(iso) {
+    try {
+      return new Intl.DateTimeFormat(settings.locale, {dateStyle: "medium", timeZone: "UTC"})
+        .format(new Date(iso));
+    } catch (err) {
+      return iso.slice(0, 10);
+    }
+  }
+
+  // Columns and rows of the cards grid: a single row of up to five on a landscape screen, two
+  // or three columns on a portrait one; kiosk.css sizes the pictures so every row fits.
+  function layoutCards() {
+    var cards = document.getElementById("cards");
+    var n = Math.min(cards.children.length, MAX_CARDS);
+    var portrait = window.innerHeight > window.innerWidth;
+    var cols = portrait ? (n <= 6 ? 2 : 3) : (n <= 5 ? Math.max(n, 3) : 5);
+    cards.style.setProperty("--cols", cols);
+    cards.style.setProperty("--rows", Math.max(1, Math.ceil(n / cols)));
+  }
+
+  // History tiles that do not fit whole in their box are hidden rather than cut.
+  function fitHistory() {
+    var history = document.getElementById("history");
+    var box = history.getBoundingClientRect();
+    [].forEach.call(history.children, function (li) { li.hidden = false; });
+    [].forEach.call(history.children, function (li) {
+      var r = li.getBoundingClientRect();
+      li.hidden = r.bottom > box.bottom + 0.5 || r.right > box.right + 0.5;
+    });
+  }
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -31,7 +76,7 @@
     article.appendChild(picture);
     var info = el("div", "card-body");
     info.appendChild(el("h2", "title", m.title));
-    if (m.price) info.appendChild(el("div", "price", m.price));
+    if (m.price) info.appendChild(el("div", "price", formatPrice(m.price)));
     if (m.location) info.appendChild(el("div", "location", m.location));
     if (m.similarity_percent !== null && m.similarity_percent !== undefined) {
       var sim = el("div", "similarity");
@@ -58,6 +103,7 @@
   }
 
   function render(state) {
+    settings = {currency: state.currency || "USD", locale: state.locale || "en-US"};
     body.dataset.mode = state.mode;
     var current = state.mode === "idle" ? null : state.current;
     document.getElementById("idle").hidden = state.mode !== "idle";
@@ -76,25 +122,33 @@
       if (src) { var img = el("img"); img.src = src; img.alt = li.title; li.appendChild(img); }
       return li;
     }));
+    document.getElementById("recent").hidden = state.history.length === 0;
 
-    var warnings = document.getElementById("warnings");
-    warnings.replaceChildren.apply(warnings, state.warnings.map(function (w) { return el("div", "", w); }));
-    warnings.hidden = state.warnings.length === 0;
+    var notice = document.getElementById("notice");
+    notice.textContent = state.notice || "";
+    notice.hidden = !state.notice;
 
-    document.getElementById("index-version").textContent =
-      state.index_version ? "catalog " + state.index_version : "catalog not loaded";
+    var date = document.getElementById("catalog-date");
+    date.textContent = state.catalog_date ? "Catalog of " + formatDate(state.catalog_date) : "";
+    date.hidden = !state.catalog_date;
     var online = document.getElementById("online");
-    online.textContent = state.online === true ? "online" : state.online === false ? "offline" : "cloud link unknown";
+    online.textContent = state.online === true ? "Online" : "Offline";
+    online.title = state.online === true ? "" : "Showing the catalog saved on this kiosk";
+    online.hidden = state.online !== true && state.online !== false;  // no component reports a cloud link
     online.className = "pill" + (state.online === true ? " good" : "");
     var detail = current && current.timings_ms && current.timings_ms.capture_to_publish;
-    document.getElementById("footer-detail").textContent =
-      (state.items ? state.items + " items in the catalog" : "") + (detail ? " \u00b7 answered in " + Math.round(detail) + " ms" : "");
+    document.getElementById("footer-detail").textContent = [
+      state.items ? state.items + " items in the catalog" : "",
+      detail ? "answered in " + Math.round(detail) + " ms" : "",
+    ].filter(Boolean).join(" \u00b7 ");
+    layoutCards();
+    fitHistory();
   }
 
   function setLive(live) {
     body.dataset.live = live ? "true" : "false";
     var pill = document.getElementById("connection");
-    pill.textContent = live ? "live" : "reconnecting\u2026";
+    pill.textContent = live ? "Live" : "Reconnecting\u2026";
     pill.className = "pill " + (live ? "good" : "bad");
   }
 
@@ -114,6 +168,7 @@
     };
   }
 
+  window.addEventListener("resize", function () { layoutCards(); fitHistory(); });
   render(JSON.parse(document.getElementById("initial-state").textContent));
   connect();
 })();
