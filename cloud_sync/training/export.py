@@ -1,9 +1,13 @@
-"""Write featurizer directories: from the Gluon model zoo, or from any trained HybridBlock."""
+"""Write featurizer directories: from the Gluon model zoo, or from any trained HybridBlock.
+
+Every directory written here carries the MXNet files and, where the network exports, their
+ONNX twin for ONNX Runtime (`onnx_export`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from cloud_sync.training.onnx_export import add_onnx_runtime
 from components.common.errors import ModelError
 from components.common.files import can_replace, staged_dir
 from components.featurizer.model import DEFAULT_SYMBOL_FILE, SPEC_FILE, FeaturizerSpec, write_spec
@@ -75,6 +79,7 @@ def save_featurizer(
             arch=arch,
             extra=extra or {},
         )
+        spec = add_onnx_runtime(staging, spec)
         write_spec(staging, spec)
     return spec
 

@@ -2,19 +2,22 @@
 
 Directory layout (the seeds' naming is the default)::
 
-    featurizer.json                 preprocessing, output layer, dimension, file names
+    featurizer.json                 preprocessing, output layer, dimension, file names, runtimes
     featurizer-v1-symbol.json       MXNet symbol graph
     featurizer-v1-0000.params       weights
+    featurizer-v1.onnx              the same network exported to ONNX (optional; sha256 in the spec)
 
 The fingerprint (sha256 over symbol, params and preprocessing) identifies the model
-everywhere downstream: a bundle built with one featurizer refuses vectors of another.
+everywhere downstream: a bundle built with one featurizer refuses vectors of another. The
+ONNX file is derived from the MXNet files and gives the same vectors, so it shares their
+fingerprint; `featurizer.json` records its sha256 and the fingerprint it was exported from,
+both checked when it is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,6 +26,7 @@ import numpy as np
 
 from components.common.errors import ModelError
 from components.featurizer.preprocess import Preprocessing, preprocess
+from components.featurizer.runtimes import MXNET, open_runner
 
 SPEC_FILE = "featurizer.json"
 SPEC_FORMAT_VERSION = 1
@@ -42,6 +46,10 @@ class FeaturizerSpec:
     name: str = "featurizer-v1"
     arch: str = ""
     extra: dict = field(default_factory=dict)  # provenance (training run, source), not hashed
+    # runtimes carried besides MXNet:
+    # {"onnxruntime": {"file": "featurizer-v1.onnx", "sha256": ..., "exported_from": <fingerprint>}}
+    runtimes: dict = field(default_factory=dict)
+    preferred_runtime: str = MXNET
 
     def to_json(self) -> dict:
         return {
@@ -53,6 +61,8 @@ class FeaturizerSpec:
             **self.preprocessing.as_dict(),
             "output_layer": self.output_layer,
             "dim": self.dim,
+            "preferred_runtime": self.preferred_runtime,
+            "runtimes": self.runtimes,
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -66,6 +76,10 @@ class FeaturizerSpec:
                     f"(this build reads {SPEC_FORMAT_VERSION})"
                 )
             height, width = _input_size(data["input_size"])
+            runtimes = _runtimes(data.get("runtimes", {}))
+            preferred = str(data.get("preferred_runtime", MXNET))
+            if preferred != MXNET and preferred not in runtimes:
+                raise ValueError(f"preferred_runtime {preferred!r} is not among its runtimes")
             prep = Preprocessing(
                 height=height,
                 width=width,
@@ -83,6 +97,8 @@ class FeaturizerSpec:
                 name=str(data.get("name", "featurizer-v1")),
                 arch=str(data.get("arch", "")),
                 extra=dict(data.get("extra", {})),
+                runtimes=runtimes,
+                preferred_runtime=preferred,
             )
         except KeyError as exc:
             raise ModelError(f"{source}: missing key {exc.args[0]!r}") from None
@@ -96,6 +112,15 @@ def _input_size(value) -> tuple[int, int]:
     if isinstance(value, (list, tuple)) and len(value) == 2:
         return int(value[0]), int(value[1])
     raise ValueError(f"input_size must be N or [height, width], not {value!r}")
+
+
+def _runtimes(value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"runtimes must be an object, not {value!r}")
+    for name, entry in value.items():
+        if not isinstance(entry, dict) or not {"file", "sha256"} <= set(entry):
+            raise ValueError(f"runtimes.{name} must name a file and its sha256")
+    return {name: dict(entry) for name, entry in value.items()}
 
 
 def read_spec(model_dir: str | Path) -> FeaturizerSpec:
@@ -139,33 +164,18 @@ def write_spec(model_dir: str | Path, spec: FeaturizerSpec) -> None:
 
 
 class Featurizer:
-    """An MXNet network cut at `output_layer`, producing L2-normalised float32 vectors."""
+    """A network cut at `output_layer`, producing L2-normalised float32 vectors.
 
-    def __init__(self, model_dir: str | Path, batch_size: int = 8):
-        import mxnet as mx  # imported here: `--help` and pure helpers stay fast
+    It runs on the directory's preferred runtime (`runtime=None`), falling back to MXNet
+    when that runtime is not installed, or on the runtime named.
+    """
 
+    def __init__(self, model_dir: str | Path, batch_size: int = 8, runtime: str | None = None):
         self.model_dir = Path(model_dir)
         self.spec = read_spec(self.model_dir)
         self.fingerprint = fingerprint(self.model_dir, self.spec)
         self.batch_size = batch_size
-        self._mx = mx
-        symbol_path = self.model_dir / self.spec.symbol_file
-        params_path = self.model_dir / self.spec.params_file
-        try:
-            symbol = mx.sym.load(str(symbol_path))
-        except mx.base.MXNetError as exc:
-            raise ModelError(f"{symbol_path}: not a readable MXNet symbol ({_first_line(exc)})") from None
-        output = _find_output(symbol, self.spec.output_layer, symbol_path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self._net = mx.gluon.SymbolBlock(output, mx.sym.var("data"))
-        try:
-            self._net.collect_params().load(
-                str(params_path), ctx=mx.cpu(), allow_missing=False, ignore_extra=True
-            )
-        except (mx.base.MXNetError, AssertionError, ValueError) as exc:
-            raise ModelError(f"{params_path}: does not fit {symbol_path.name} ({_first_line(exc)})") from None
-        self._net.hybridize(static_alloc=True, static_shape=True)
+        self._runner = open_runner(self.model_dir, self.spec, self.fingerprint, runtime)
         probe = self._run(
             np.zeros((1, 3, self.spec.preprocessing.height, self.spec.preprocessing.width), np.float32)
         )
@@ -176,6 +186,11 @@ class Featurizer:
             )
 
     @property
+    def runtime(self) -> str:
+        """The runtime the vectors come from: `mxnet` or `onnxruntime`."""
+        return self._runner.name
+
+    @property
     def dim(self) -> int:
         return self.spec.dim
 
@@ -184,7 +199,7 @@ class Featurizer:
         return self.spec.preprocessing
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        out = self._net(self._mx.nd.array(batch, dtype="float32")).asnumpy()
+        out = self._runner.run(batch)
         return out.reshape(out.shape[0], -1).astype(np.float32)
 
     def featurize_tensors(self, batch: np.ndarray) -> np.ndarray:
@@ -210,17 +225,3 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 def batched(items: Sequence, size: int) -> Iterable[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _find_output(symbol, layer: str, symbol_path: Path):
-    internals = symbol.get_internals()
-    names = internals.list_outputs()
-    for candidate in (layer, layer + "_output"):
-        if candidate in names:
-            return internals[candidate]
-    raise ModelError(f"{symbol_path}: no layer named {layer!r} " f"(last layers: {', '.join(names[-3:])})")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -14,7 +14,12 @@ from tests.conftest import demo_image
 
 def test_export_writes_the_seed_naming_and_a_spec(tiny_model):
     names = sorted(p.name for p in tiny_model.iterdir())
-    assert names == ["featurizer-v1-0000.params", "featurizer-v1-symbol.json", "featurizer.json"]
+    assert names == [
+        "featurizer-v1-0000.params",
+        "featurizer-v1-symbol.json",
+        "featurizer-v1.onnx",
+        "featurizer.json",
+    ]
     spec = json.loads((tiny_model / "featurizer.json").read_text())
     assert spec["input_size"] == [64, 64] and spec["dim"] == 512 and spec["color_order"] == "RGB"
     assert spec["output_layer"] and spec["mean"] and spec["std"]
@@ -69,7 +74,7 @@ def test_inconsistent_spec_is_refused(tiny_model, tmp_path):
     ):
         (broken / "featurizer.json").write_text(json.dumps({**spec, **change}))
         with pytest.raises(ModelError, match=message):
-            Featurizer(broken)
+            Featurizer(broken, runtime="mxnet")
     (broken / "featurizer.json").write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):
         read_spec(broken)
@@ -90,6 +95,8 @@ def test_params_of_another_network_are_refused(tiny_model, tmp_path):
     shutil.copytree(tiny_model, mixed)
     shutil.copyfile(other / "featurizer-v1-0000.params", mixed / "featurizer-v1-0000.params")
     with pytest.raises(ModelError, match="does not fit"):
+        Featurizer(mixed, runtime="mxnet")
+    with pytest.raises(ModelError, match="exported from model"):  # the ONNX file is of the old weights
         Featurizer(mixed)
 
 
