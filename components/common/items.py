@@ -2,20 +2,34 @@
 
 build-index writes it (`write_items`); local_search and the display read it (`ItemStore`),
 so the table written in the cloud and the one read on the device cannot drift apart.
-Row `faiss_id` = i describes row i of the faiss index. The display reads only this and
-the thumbnails, so it does not load a second copy of the index; local_search's
-`IndexBundle` adds the index on top.
+Row `faiss_id` = i describes row i of the faiss index: one picture. Rows that share an
+`item_id` are one product with several pictures (each row repeats the product's fields).
+The display reads only this and the thumbnails, so it does not load a second copy of the
+index; local_search's `IndexBundle` adds the index on top.
+
+Bundles stay format 1 both ways: the table is the same, only `item_id` is no longer unique.
+An older device shows each picture of a product as its own result; this code reads older
+bundles (one picture per product) as they are.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from components.common.bundle import INDEX_FILE, ITEMS_FILE, verify_bundle
+from components.common.catalog_filter import (
+    KeywordIndex,
+    LabelError,
+    label_columns,
+    parse_labels,
+    product_text,
+)
 from components.common.messages import ITEM_FIELDS
 
 # What a match shows (messages.Match), plus what stays in the bundle: the catalog image it
@@ -25,21 +39,34 @@ ITEM_COLUMNS = (*ITEM_FIELDS, "image", "extra")
 # Bundles already on devices were written with this table: change it only with the bundle
 # FORMAT_VERSION (components/common/bundle.py).
 ITEMS_TABLE = """CREATE TABLE items (
-    faiss_id INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
+    faiss_id INTEGER PRIMARY KEY, item_id TEXT NOT NULL, title TEXT NOT NULL,
     category TEXT, price TEXT, location TEXT, url TEXT, image TEXT, thumbnail TEXT,
     extra TEXT NOT NULL DEFAULT '{}')"""
-# keyword search over what a shopper or staff member would type (title, category, ...)
+# Written for devices that still search keywords with it; this code searches products in
+# memory (components/common/catalog_filter.py), so hidden columns are never matched.
 ITEMS_SEARCH_TABLE = """CREATE VIRTUAL TABLE items_fts USING fts5(
     item_id, title, category, location, extra, content='items', content_rowid='faiss_id',
     tokenize='unicode61 remove_diacritics 2')"""
-# A keyword search costs about (distinct words) x (items); more words than a person types
-# only make it slower (repeats of one word cost quadratically in FTS5), so the text is capped.
-MAX_KEYWORDS = 16  # distinct words searched at once
-MAX_KEYWORD_BYTES = 512  # of the text typed (UTF-8)
 
 
-class KeywordError(ValueError):
-    """Keywords that cannot be searched: no words, too many, or too long a text."""
+@dataclass(frozen=True)
+class Products:
+    """The products of a bundle: pictures grouped by item_id, in faiss id order."""
+
+    rows: list[dict]  # one per product: its first picture's row (ITEM_COLUMNS + faiss_id)
+    product_of: np.ndarray  # faiss id -> position in `rows`
+    pictures: list[list[int]]  # position -> faiss ids of its pictures
+    keywords: KeywordIndex
+    columns: list[dict[str, str]]  # position -> label_columns(row)
+
+    @property
+    def most_pictures(self) -> int:
+        return max((len(p) for p in self.pictures), default=1)
+
+    def faiss_ids(self, positions) -> np.ndarray:
+        """Every picture of the products at `positions`, ascending."""
+        ids = [fid for position in positions for fid in self.pictures[position]]
+        return np.array(sorted(ids), dtype=np.int64)
 
 
 def write_items(path: Path, rows: list[dict]) -> None:
@@ -81,6 +108,8 @@ class ItemStore:
         self.manifest = manifest
         self._db = db
         self._lock = threading.Lock()
+        self._products: Products | None = None
+        self._products_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path, expected_fingerprint: str | None = None) -> "ItemStore":
@@ -117,22 +146,41 @@ class ItemStore:
             rows[faiss_id] = item
         return rows
 
-    def keyword_search(self, text: str, limit: int = 50) -> list[int]:
-        """faiss ids of items whose title, category, location or metadata contain every word
-        of `text` (prefix match: "jack" finds "jacket"), best keyword match first.
+    def products(self) -> Products:
+        """Pictures grouped into products, read once (on a connection of its own, so it never
+        makes other reads of the store wait)."""
+        with self._products_lock:
+            if self._products is None:
+                self._products = _read_products(self.path)
+            return self._products
 
-        KeywordError for text without words or over the caps. Runs on a connection of its own,
-        so a search never makes other reads of the store wait."""
-        query = keyword_query(text)
-        db = connect_items(self.path)
-        try:
-            rows = db.execute(
-                "SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rank LIMIT ?",
-                (query, int(limit)),
-            ).fetchall()
-        finally:
-            db.close()
-        return [row[0] for row in rows]
+    def keyword_search(self, text: str, limit: int = 50) -> list[int]:
+        """faiss ids of the products whose shown text (catalog_filter.KEYWORD_COLUMNS) holds
+        every word of `text`, most relevant first, one (its first picture) per product.
+
+        KeywordError for text without words or over the caps."""
+        products = self.products()
+        return [products.pictures[p][0] for p in products.keywords.search(text)[: int(limit)]]
+
+    def filter_ids(self, keywords: str = "", labels: str = "") -> np.ndarray:
+        """faiss ids of every picture of the products that pass both hard filters (an empty
+        one passes everything), ascending. KeywordError or LabelError for a filter that
+        cannot be applied, e.g. a label on a column no product has."""
+        products = self.products()
+        passing = range(len(products.rows))
+        if keywords.strip():
+            passing = sorted(products.keywords.search(keywords))
+        if labels.strip():
+            expression = parse_labels(labels)
+            known = set().union(*products.columns) if products.columns else set()
+            unknown = sorted(expression.keys() - known)
+            if unknown:
+                raise LabelError(
+                    f"label filter {labels!r}: no product has a column {', '.join(map(repr, unknown))} "
+                    f"(columns: {', '.join(sorted(known))})"
+                )
+            passing = [p for p in passing if expression.matches(products.columns[p])]
+        return products.faiss_ids(passing)
 
     def thumbnail_path(self, item: dict) -> Path | None:
         return self.path / item["thumbnail"] if item.get("thumbnail") else None
@@ -142,17 +190,33 @@ class ItemStore:
             self._db.close()
 
 
-def keyword_query(text: str) -> str:
-    """The FTS5 query for `text`: each distinct word once, as a prefix (KeywordError if none or too many)."""
-    size = len(text.encode("utf-8", "replace"))
-    if size > MAX_KEYWORD_BYTES:
-        raise KeywordError(f"the keywords are {size} bytes long; the limit is {MAX_KEYWORD_BYTES} bytes")
-    words = list(dict.fromkeys(re.findall(r"\w+", text.lower())))
-    if not words:
-        raise KeywordError("the keywords hold no words to search for (at least one word is needed)")
-    if len(words) > MAX_KEYWORDS:
-        raise KeywordError(f"{len(words)} different words; search with at most {MAX_KEYWORDS}")
-    return " ".join(f'"{w}"*' for w in words)
+def _read_products(path: Path) -> Products:
+    db = connect_items(path)
+    try:
+        fetched = db.execute(
+            f"SELECT faiss_id, {', '.join(ITEM_COLUMNS)} FROM items ORDER BY faiss_id"
+        ).fetchall()
+    finally:
+        db.close()
+    position: dict[str, int] = {}
+    rows, pictures = [], []
+    product_of = np.zeros(len(fetched) and fetched[-1][0] + 1, dtype=np.int64)
+    for faiss_id, *values in fetched:
+        item = dict(zip(ITEM_COLUMNS, values))
+        if item["item_id"] not in position:
+            position[item["item_id"]] = len(rows)
+            item["extra"] = json.loads(item["extra"] or "{}")
+            rows.append({"faiss_id": faiss_id, **item})
+            pictures.append([])
+        product_of[faiss_id] = position[item["item_id"]]
+        pictures[position[item["item_id"]]].append(faiss_id)
+    return Products(
+        rows,
+        product_of,
+        pictures,
+        KeywordIndex([product_text(row) for row in rows]),
+        [label_columns(row) for row in rows],
+    )
 
 
 def connect_items(path: Path) -> sqlite3.Connection:

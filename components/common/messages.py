@@ -80,6 +80,9 @@ class FeatureMessage:
     source_time: float = -1.0  # seconds into a video file or clip (-1: live camera or photo)
     part: int = 1  # a video clip query is answered in `parts` messages
     parts: int = 1
+    clip_frames: int = 0  # frames sampled from the clip (those without an item were dropped); 0: no clip
+    keywords: str = ""  # hard filters of the query (see QueryMessage), searched within by local_search
+    labels: str = ""
     id: str = field(default_factory=new_id)
     timestamp: float = field(default_factory=time.time)
 
@@ -118,13 +121,17 @@ class QueryMessage:
 
     `image_path` is a file on the device (photo, or clip when kind == "video"); `image_b64`
     a small JPEG carried in the message. A clip is answered with one feature message per
-    distinct frame (`part` i of `parts`).
+    distinct frame with an item in it (`part` i of `parts`). `keywords` and `labels` are hard
+    filters: only products matching every keyword and the label expression (e.g.
+    `(color=red OR color=blue) AND brand=X`) are searched; empty: no filter.
     """
 
     query_id: str
     image_path: str = ""
     image_b64: str = ""
     kind: str = "image"  # "image" or "video"
+    keywords: str = ""
+    labels: str = ""
     id: str = field(default_factory=new_id)
     timestamp: float = field(default_factory=time.time)
 
@@ -143,6 +150,33 @@ class QueryMessage:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A product folded into a match because its picture is near-identical (another size,
+    colour or id of the same photo): enough for a card's "also in: ..." line."""
+
+    faiss_id: int
+    item_id: str
+    title: str = ""
+    price: str = ""
+    thumbnail: str = ""
+
+    def __post_init__(self):
+        check_fields("variant", self)
+
+    @classmethod
+    def from_item(cls, faiss_id: int, item: dict) -> Variant:
+        """A variant for a row of the items table (ItemStore.items())."""
+        return cls(
+            faiss_id,
+            **{name: str(item.get(name) or "") for name in ("item_id", "title", "price", "thumbnail")},
+        )
+
+    @classmethod
+    def from_json(cls, data) -> Variant:
+        return cls(**Fields(data, None, "variant").of(cls))
+
+
+@dataclass(frozen=True)
 class Match:
     """One catalog item in a matches message, at its rank. The item fields (item_id to
     thumbnail) are defined here once; the bundle's items table stores them plus what stays
@@ -158,9 +192,12 @@ class Match:
     location: str = ""  # where it is in the store
     url: str = ""
     thumbnail: str = ""  # bundle-relative, e.g. "thumbnails/12.jpg"
+    variants: list[Variant] = field(default_factory=list)  # near-identical products folded into this one
 
     def __post_init__(self):
         check_fields("match", self)
+        if not all(isinstance(v, Variant) for v in self.variants):
+            raise MessageError("match: field 'variants' must hold Variant objects")
         if self.rank < 1 or self.faiss_id < 0 or not self.item_id:
             raise MessageError(
                 f"match: rank {self.rank}, faiss_id {self.faiss_id}, item_id {self.item_id!r}: "
@@ -168,19 +205,31 @@ class Match:
             )
 
     @classmethod
-    def from_item(cls, rank: int, score: float, faiss_id: int, item: dict) -> Match:
+    def from_item(
+        cls, rank: int, score: float, faiss_id: int, item: dict, variants: list[Variant] = ()
+    ) -> Match:
         """A match for a row of the items table (ItemStore.items())."""
-        return cls(rank, score, faiss_id, **{name: str(item.get(name) or "") for name in ITEM_FIELDS})
+        fields_ = {name: str(item.get(name) or "") for name in ITEM_FIELDS}
+        return cls(rank, score, faiss_id, **fields_, variants=list(variants))
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data) -> Match:
-        return cls(**Fields(data, None, "match").of(cls))
+        f = Fields(data, None, "match")
+        variants = []
+        for i, variant in enumerate(f.get("variants", list, [])):
+            try:
+                variants.append(Variant.from_json(variant))
+            except MessageError as exc:
+                raise MessageError(f"match: variants[{i}]: {exc}") from None
+        return cls(**f.of(cls, skip=("variants",)), variants=variants)
 
 
-ITEM_FIELDS = tuple(spec.name for spec in fields(Match) if spec.name not in ("rank", "score", "faiss_id"))
+ITEM_FIELDS = tuple(
+    spec.name for spec in fields(Match) if spec.name not in ("rank", "score", "faiss_id", "variants")
+)
 
 
 @dataclass
@@ -198,6 +247,10 @@ class MatchesMessage:
     parts: int = 1
     track_id: str = ""
     thumbnail: str = ""
+    clip_frames: int = 0
+    keywords: str = ""  # the hard filters searched within
+    labels: str = ""
+    filter_error: str = ""  # why the filters could not be applied (then no matches)
     min_score: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     id: str = field(default_factory=new_id)
@@ -232,6 +285,9 @@ class MatchesMessage:
             parts=query.parts,
             track_id=query.track_id,
             thumbnail=query.thumbnail,
+            clip_frames=query.clip_frames,
+            keywords=query.keywords,
+            labels=query.labels,
             **answer,
         )
 

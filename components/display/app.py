@@ -122,11 +122,11 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
     @app.route("/search", methods=["GET", "POST"])
     def search_page():
         health = state.snapshot()  # component problems are for staff, not on the kiosk page
-        if request.method == "GET" and "q" not in request.args:
+        if request.method == "GET" and "q" not in request.args and "labels" not in request.args:
             return render_template(
                 "search.html",
                 result=None,
-                form={"q": "", "mode": "hard"},
+                form={"q": "", "mode": "hard", "labels": ""},
                 accepted=ACCEPTED,
                 settings=search.settings,
                 health=health,
@@ -190,12 +190,16 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
 
 def _run_search(search: StaffSearch) -> tuple[dict, dict]:
     values = request.form if request.method == "POST" else request.args
-    form = {"q": values.get("q", ""), "mode": values.get("mode", "hard") or "hard"}
+    form = {
+        "q": values.get("q", ""),
+        "mode": values.get("mode", "hard") or "hard",
+        "labels": values.get("labels", ""),
+    }
     upload = request.files.get("file") if request.method == "POST" else None
     data = None
     if upload is not None and upload.filename:
         data = upload.stream.read(search.max_bytes + 1)
-    return form, search.run(data, form["q"], form["mode"])
+    return form, search.run(data, form["q"], form["mode"], form["labels"])
 
 
 def _wants_json() -> bool:

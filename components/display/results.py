@@ -76,12 +76,12 @@ def merge_parts(answers: list[MatchesMessage]) -> list[Match]:
     return [replace(match, rank=rank) for rank, match in enumerate(merged, start=1)]
 
 
-def apply_keywords(cards: list[dict], keyword_ids: set[int], mode: str) -> list[dict]:
-    """Hard: keep the cards whose item matched the keywords. Soft: those first, then the rest,
-    each group in its visual order. Every card is marked with `keyword_match`."""
+def apply_keywords(cards: list[dict], keyword_items: set[str], mode: str) -> list[dict]:
+    """Hard: keep the cards whose item (item_id) matched the keywords. Soft: those first, then
+    the rest, each group in its visual order. Every card is marked with `keyword_match`."""
     if mode not in FILTER_MODES:
         raise ValueError(f"filter mode {mode!r}, expected one of {', '.join(FILTER_MODES)}")
-    marked = [{**c, "keyword_match": c["faiss_id"] in keyword_ids} for c in cards]
+    marked = [{**c, "keyword_match": c["item_id"] in keyword_items} for c in cards]
     if mode == "hard":
         kept = [c for c in marked if c["keyword_match"]]
     else:

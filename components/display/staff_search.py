@@ -1,10 +1,17 @@
-"""The staff page's search: an uploaded photo or clip, keywords, or both (keywords as a filter)."""
+"""The staff page's search: an uploaded photo or clip, keywords, label filters, or a mix.
+
+With a photo or clip, labels are always a hard filter and keywords are one in mode "hard":
+both travel in the query, and local_search searches only the products that pass them, so
+the best of those are found however far down the whole catalog's ranking they are. In mode
+"soft" the keyword matches among the visual results come first. Without a photo, keywords
+list the products by relevance and labels narrow that list (or the catalog).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from components.common.items import KeywordError
+from components.common.catalog_filter import KeywordError, LabelError
 from components.common.messages import QueryMessage, new_id
 from components.display.catalog import Catalog, CatalogUnavailable
 from components.display.results import (
@@ -37,33 +44,47 @@ class StaffSearch:
     def max_bytes(self) -> int:
         return int(self.settings.max_upload_mb * 2**20)
 
-    def run(self, data: bytes | None, keywords: str | None, mode: str = "hard") -> dict:
-        """`data`: the uploaded file (None: keywords only). Raises UploadError with an HTTP status."""
-        keywords = (keywords or "").strip()
+    def run(self, data: bytes | None, keywords: str | None, mode: str = "hard", labels: str = "") -> dict:
+        """`data`: the uploaded file (None: keywords and labels only). Raises UploadError with an
+        HTTP status."""
+        keywords, labels = (keywords or "").strip(), (labels or "").strip()
         if mode not in FILTER_MODES:
             raise UploadError(400, f"filter mode {mode!r} is not one of {', '.join(FILTER_MODES)}")
-        if data is None and not keywords:
-            raise UploadError(400, "type keywords or choose a photo or clip to search with")
-        keyword_ids = self._keyword_ids(keywords) if keywords else None
+        if data is None and not keywords and not labels:
+            raise UploadError(
+                400, "type keywords or a label filter, or choose a photo or clip to search with"
+            )
+        passing = self._filter(keywords, labels)  # checked before an upload is sent anywhere
         if data is None:
-            return self._keywords_only(keywords, keyword_ids)
-        return self._visual(data, keywords, keyword_ids, mode)
+            return self._catalog_only(keywords, labels, passing)
+        return self._visual(data, keywords, labels, mode)
 
-    def _keyword_ids(self, keywords: str) -> list[int]:
+    def _filter(self, keywords: str, labels: str) -> set[int]:
+        """faiss ids of the pictures of every product passing both filters (UploadError 400 if
+        one cannot be applied)."""
         try:
-            return self.catalog.keyword_ids(keywords)
-        except KeywordError as exc:  # no words, or over the caps (MAX_KEYWORDS, MAX_KEYWORD_BYTES)
+            return set(self.catalog.require().filter_ids(keywords, labels).tolist())
+        except (KeywordError, LabelError) as exc:  # no words, over the caps, a bad expression
             raise UploadError(400, str(exc)) from None
         except CatalogUnavailable as exc:
             raise UploadError(503, str(exc)) from None
 
-    def _keywords_only(self, keywords: str, ids: list[int]) -> dict:
+    def _catalog_only(self, keywords: str, labels: str, passing: set[int]) -> dict:
+        store = self.catalog.require()
+        if keywords:
+            ids = [i for i in store.keyword_search(keywords, limit=len(store)) if i in passing]
+        else:
+            first = {}
+            for faiss_id in sorted(passing):  # one card per product, at its first picture
+                first.setdefault(store.items([faiss_id])[faiss_id]["item_id"], faiss_id)
+            ids = list(first.values())
         ids = ids[: self.settings.keyword_limit]
-        version = self.catalog.require().version
-        cards = keyword_cards(ids, self.catalog.items(ids), version)
-        return _result({"kind": "keywords", "keywords": keywords, "mode": ""}, cards, index_version=version)
+        cards = keyword_cards(ids, store.items(ids), store.version)
+        query = {"kind": "keywords", "keywords": keywords, "labels": labels, "mode": ""}
+        return _result(query, cards, index_version=store.version)
 
-    def _visual(self, data: bytes, keywords: str, keyword_ids: list[int] | None, mode: str) -> dict:
+    def _visual(self, data: bytes, keywords: str, labels: str, mode: str) -> dict:
+        hard_keywords = keywords if mode == "hard" else ""
         query_id = new_id()
         saved = self.uploads.save(
             data,
@@ -74,7 +95,13 @@ class StaffSearch:
         )
         try:
             outcome = self.searches.search(
-                QueryMessage(query_id=query_id, image_path=str(saved.path.resolve()), kind=saved.kind)
+                QueryMessage(
+                    query_id=query_id,
+                    image_path=str(saved.path.resolve()),
+                    kind=saved.kind,
+                    keywords=hard_keywords,
+                    labels=labels,
+                )
             )
         except (SearchBusy, QueryNotSent) as exc:
             raise UploadError(503, str(exc)) from None
@@ -87,13 +114,17 @@ class StaffSearch:
                 f"local_search is not running or is overloaded (see the kiosk's warnings)",
             )
         first = outcome.answers[0]
+        refused = next((a.filter_error for a in outcome.answers if a.filter_error), "")
+        if refused:
+            raise UploadError(400, refused)
         cards = [card(match, first.index_version) for match in merge_parts(outcome.answers)]
-        if keyword_ids is not None:
-            cards = apply_keywords(cards, set(keyword_ids), mode)
+        if keywords:
+            cards = apply_keywords(cards, self._keyword_items(keywords), mode)
         query = {
             "kind": saved.kind,
             "query_id": query_id,
             "keywords": keywords,
+            "labels": labels,
             "mode": mode if keywords else "",
             "media": saved.media,
             "width": saved.width,
@@ -119,6 +150,11 @@ class StaffSearch:
             index_version=first.index_version,
             waited_s=outcome.waited_s,
         )
+
+    def _keyword_items(self, keywords: str) -> set[str]:
+        store = self.catalog.require()
+        ids = store.keyword_search(keywords, limit=len(store))
+        return {item["item_id"] for item in store.items(ids).values()}
 
 
 def _result(

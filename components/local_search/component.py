@@ -11,7 +11,8 @@ from typing import Callable
 from components.common import messages
 from components.common.backoff import Backoff
 from components.common.bundle import bundle_min_score
-from components.common.messages import FeatureMessage, Match, MatchesMessage, StatusMessage
+from components.common.catalog_filter import KeywordError, LabelError
+from components.common.messages import FeatureMessage, Match, MatchesMessage, StatusMessage, Variant
 from components.local_search.bundle_store import BundleStore, resolve_index_dir
 from components.local_search.index_sync import IndexSync
 from components.local_search.search import IndexBundle
@@ -87,8 +88,8 @@ class LocalSearchComponent:
         return self._featurizer_fingerprint or (bundle.model_fingerprint if bundle is not None else None)
 
     def apply_settings(self, settings: LocalSearchSettings) -> None:
-        """Take new `live` settings (see settings.py) while serving: top_k and min_score apply
-        from the next query, a new smoothing window starts its averages over, a new poll
+        """Take new `live` settings (see settings.py) while serving: top_k, min_score and
+        folding apply from the next query, a new smoothing window starts its averages over, a new poll
         interval checks S3 at once and then keeps the new pace."""
         old, self.settings = self.settings, settings
         if settings.smoothing_window != old.smoothing_window:
@@ -162,36 +163,54 @@ class LocalSearchComponent:
     def _answer(
         self, query: FeatureMessage, bundle: IndexBundle, received: float, start: float
     ) -> tuple[list[str], float]:
-        depth = self.settings.top_k * 2 if self.settings.smoothing_window > 1 else self.settings.top_k
-        scores, ids = bundle.search_ids(query.vector[None, :], k=depth)
-        candidates = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
+        s = self.settings
+        fold = s.fold_similarity if s.fold_duplicates else None
+        depth = s.top_k * 2 if s.smoothing_window > 1 else s.top_k
+        try:
+            allowed = (
+                bundle.filter_ids(query.keywords, query.labels) if query.keywords or query.labels else None
+            )
+        except (KeywordError, LabelError) as exc:  # the display checks them first; another bundle may differ
+            return self._publish_answer(query, bundle, received, start, [], filter_error=str(exc))
+        ranked = bundle.candidates(query.vector, depth, allowed=allowed, fold_similarity=fold)
         with self._lock:
             owner, smoother = self._smoothing
             if owner is not bundle:  # faiss ids of another index mean other items: start over
-                smoother = RankSmoother(self.settings.smoothing_window)
+                smoother = RankSmoother(s.smoothing_window)
                 if bundle is self.serving.bundle:
                     self._smoothing = (bundle, smoother)
-            ranked = smoother.update(query.track_id, candidates)
-        min_score = bundle_min_score(bundle.manifest, self.settings.min_score)
-        top = [(fid, score) for fid, score in ranked if score >= min_score][: self.settings.top_k]
-        rows = bundle.items([fid for fid, _ in top])
-        search_ms = 1000 * (time.perf_counter() - start)
+            ranked = smoother.update(query.track_id, dict(ranked))
+        min_score = bundle_min_score(bundle.manifest, s.min_score)
+        floor = bundle.floor(query.vector, min_score, allowed)
+        groups = [g for g in bundle.group(ranked, fold) if g.score >= floor][: s.top_k]
         matches = [
-            Match.from_item(rank, round(score, 4), fid, rows[fid])
-            for rank, (fid, score) in enumerate(top, start=1)
+            Match.from_item(
+                hit.rank,
+                round(hit.score, 4),
+                hit.faiss_id,
+                hit.item,
+                [Variant.from_item(v.faiss_id, v.item) for v in hit.variants],
+            )
+            for hit in bundle.hits(groups)
         ]
+        return self._publish_answer(query, bundle, received, start, matches, min_score=min_score)
+
+    def _publish_answer(
+        self, query, bundle: IndexBundle, received: float, start: float, matches: list[Match], **answer
+    ) -> tuple[list[str], float]:
+        search_ms = 1000 * (time.perf_counter() - start)
         message = MatchesMessage.answering(
             query,
             index_version=bundle.version,
             model_fingerprint=bundle.model_fingerprint,
             matches=matches,
-            min_score=min_score,
             timings_ms={
                 "featurize": round(query.featurize_ms, 2),
                 "search": round(search_ms, 3),
                 "transit": round(1000 * (received - query.timestamp), 2),
                 "capture_to_publish": round(1000 * (time.time() - query.capture_time), 2),
             },
+            **answer,
         )
         self.ipc.publish_json(messages.MATCHES, message.to_json())
         with self._lock:

@@ -1,8 +1,15 @@
-"""The search library: open a verified index bundle and answer top-k queries with metadata."""
+"""The search library: open a verified index bundle and answer top-k queries with metadata.
+
+The index holds one vector per picture; a result is a product (rows sharing an item_id),
+shown once with its best-matching picture. Products whose best-matching pictures are
+near-identical (cosine >= `fold_similarity`: one photo listed under several ids, e.g. one
+per size or colour) are folded into the first of them, the others listed as its variants.
+A hard filter (faiss ids allowed) restricts the vector search itself.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -11,7 +18,9 @@ import numpy as np
 from components.common.bundle import INDEX_FILE, verify_bundle
 from components.common.errors import BundleError
 from components.common.items import ItemStore, connect_items
-from components.local_search.faiss_index import set_search_params, similarity
+from components.local_search.faiss_index import search_within, set_search_params, similarity
+
+Ranked = list[tuple[int, float]]  # (faiss id, score), best first
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,16 @@ class SearchHit:
     score: float  # cosine similarity in [-1, 1]; higher is more similar
     faiss_id: int
     item: dict  # the item's row: every ITEM_COLUMNS key (components/common/items.py)
+    variants: tuple["SearchHit", ...] = ()  # products folded into this one (rank 0)
+
+
+@dataclass
+class Group:
+    """One shown product: its best picture and score, and the products folded into it."""
+
+    faiss_id: int
+    score: float
+    variants: Ranked = field(default_factory=list)
 
 
 class IndexBundle(ItemStore):
@@ -46,6 +65,9 @@ class IndexBundle(ItemStore):
                 f"{manifest['item_count']} x {manifest['model']['dim']}"
             )
         set_search_params(index, manifest["index"].get("search_params", ""))
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.make_direct_map()  # so folding can read back the vectors of a few results
         return cls(path, manifest, index, connect_items(path))
 
     @property
@@ -55,38 +77,117 @@ class IndexBundle(ItemStore):
     def __len__(self) -> int:
         return self.index.ntotal
 
-    def search_ids(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, faiss ids), each (Q, k), best first; ids are -1 where fewer exist."""
+    def search_ids(
+        self, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, faiss ids), each (Q, k), best first; ids are -1 where fewer exist.
+        `allowed`: only these faiss ids (ascending) are searched (ItemStore.filter_ids)."""
         vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         if vectors.shape[1] != self.index.d:
             raise ValueError(f"query vectors have {vectors.shape[1]} values, index expects {self.index.d}")
         k = max(1, min(int(k), self.index.ntotal))
-        distances, ids = self.index.search(vectors, k)
+        if allowed is None:
+            distances, ids = self.index.search(vectors, k)
+        else:
+            distances, ids = search_within(self.index, vectors, k, allowed)
         return similarity(distances, self.metric), ids
 
-    def search(
-        self, vectors: np.ndarray, k: int = 5, min_score: float | None = None
-    ) -> list[list[SearchHit]]:
-        """Top-k matches for each query vector (rows of `vectors`), best first.
+    def candidates(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        fold_similarity: float | None = None,
+    ) -> Ranked:
+        """The pictures nearest one query vector, deep enough to make `k` products (after
+        folding) when the index holds that many: ranked (faiss id, score)."""
+        products = self.products()
+        available = self.index.ntotal if allowed is None else len(allowed)
+        depth = k * products.most_pictures * (2 if fold_similarity is not None else 1)
+        while True:
+            scores, ids = self.search_ids(vector, min(depth, available), allowed)
+            ranked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+            if depth >= available or len(self.group(ranked, fold_similarity)) >= k:
+                return ranked
+            depth *= 4
 
-        Matches below `min_score` are left out, so a query may get an empty list:
-        "no good match" is an answer, not an error.
-        """
-        scores, ids = self.search_ids(vectors, k)
-        rows = self.items([int(i) for i in np.unique(ids) if i >= 0])
-        results = []
-        for query_scores, query_ids in zip(scores, ids):
-            matches = []
-            for score, faiss_id in zip(query_scores, query_ids):
-                if faiss_id < 0 or (min_score is not None and score < min_score):
+    def group(self, ranked: Ranked, fold_similarity: float | None = None) -> list[Group]:
+        """Ranked pictures -> ranked products, each once at its best picture, near-identical
+        ones folded into the first (None: no folding)."""
+        product_of = self.products().product_of
+        seen: set[int] = set()
+        best: Ranked = []
+        for faiss_id, score in ranked:
+            if int(product_of[faiss_id]) not in seen:
+                seen.add(int(product_of[faiss_id]))
+                best.append((faiss_id, score))
+        vectors = self._vectors([fid for fid, _ in best]) if fold_similarity is not None else None
+        groups: list[Group] = []
+        leaders: list[int] = []  # rows of `vectors` of each group's first product
+        for row, (faiss_id, score) in enumerate(best):
+            if vectors is not None and leaders:
+                near = vectors[leaders] @ vectors[row]
+                closest = int(np.argmax(near))
+                if near[closest] >= fold_similarity:
+                    groups[closest].variants.append((faiss_id, score))
                     continue
-                matches.append(
-                    SearchHit(
-                        rank=len(matches) + 1,
-                        score=float(score),
-                        faiss_id=int(faiss_id),
-                        item=rows[int(faiss_id)],
-                    )
-                )
-            results.append(matches)
+            groups.append(Group(faiss_id, score))
+            leaders.append(row)
+        return groups
+
+    def _vectors(self, faiss_ids: list[int]) -> np.ndarray | None:
+        """The stored vectors of a few pictures (None for an index that cannot give them back)."""
+        if not faiss_ids:
+            return np.zeros((0, self.index.d), np.float32)
+        try:
+            return self.index.reconstruct_batch(np.array(faiss_ids, dtype=np.int64))
+        except RuntimeError:
+            return None
+
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int = 5,
+        min_score: float | None = None,
+        *,
+        allowed: np.ndarray | None = None,
+        fold_similarity: float | None = None,
+    ) -> list[list[SearchHit]]:
+        """Top-k products for each query vector (rows of `vectors`), best first.
+
+        Products below `min_score` are left out, so a query may get an empty list:
+        "no good match" is an answer, not an error. With a filter (`allowed`), see floor().
+        """
+        results = []
+        for vector in np.atleast_2d(vectors):
+            ranked = self.candidates(vector, k, allowed=allowed, fold_similarity=fold_similarity)
+            floor = self.floor(vector, min_score, allowed)
+            groups = [g for g in self.group(ranked, fold_similarity) if g.score >= floor][:k]
+            results.append(self.hits(groups))
         return results
+
+    def floor(self, vector: np.ndarray, min_score: float | None, allowed: np.ndarray | None) -> float:
+        """The lowest score shown. Unfiltered: `min_score`. With a hard filter, `min_score` only
+        decides whether the query shows an item at all (its best match in the whole catalog
+        reaches it); then the products that pass the filter are shown however low they rank."""
+        if min_score is None:
+            return -np.inf
+        if allowed is None:
+            return min_score
+        best = self.search_ids(vector, 1)[0][0][0]
+        return -np.inf if best >= min_score else np.inf
+
+    def hits(self, groups: list[Group]) -> list[SearchHit]:
+        """Groups with their rows, ranked 1..n (variants at rank 0)."""
+        rows = self.items(sorted({fid for g in groups for fid in (g.faiss_id, *(v for v, _ in g.variants))}))
+        return [
+            SearchHit(
+                rank,
+                g.score,
+                g.faiss_id,
+                rows[g.faiss_id],
+                tuple(SearchHit(0, score, fid, rows[fid]) for fid, score in g.variants),
+            )
+            for rank, g in enumerate(groups, start=1)
+        ]

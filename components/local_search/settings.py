@@ -44,6 +44,20 @@ class LocalSearchSettings:
         max=20,
         live=True,
     )
+    fold_duplicates: bool = setting(
+        True,
+        "Show products whose best-matching pictures are near-identical (one photo under "
+        "several ids, e.g. one per size or colour) once, the others listed as its variants.",
+        live=True,
+    )
+    fold_similarity: float = setting(
+        0.97,
+        "Cosine similarity at or above which two pictures count as near-identical for "
+        "fold_duplicates (measured: docs/formats.md#near-duplicate-folding).",
+        min=0.5,
+        max=1.0,
+        live=True,
+    )
     status_interval_s: float = setting(10.0, "Seconds between status messages.", min=1.0, live=True)
     index_bucket: str = setting(
         "", "S3 bucket that publish-index writes to; empty = no sync, serve bundle_dir only."

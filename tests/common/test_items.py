@@ -1,6 +1,7 @@
 """The items table of a bundle: written by build-index, read by local_search and the display."""
 
 import json
+import re
 import shutil
 import sqlite3
 
@@ -104,10 +105,10 @@ def test_keyword_search_matches_words_and_prefixes(bundle_dir):
 
 def test_keywords_are_capped_in_words_and_bytes_and_each_word_searched_once(bundle_dir):
     """Issue 14, item 5: 5,000 words took 15.7 s (the cost grew with the square of the words)."""
-    from components.common.items import MAX_KEYWORD_BYTES, MAX_KEYWORDS, KeywordError, keyword_query
+    from components.common.catalog_filter import MAX_KEYWORD_BYTES, MAX_KEYWORDS, KeywordError, keyword_words
 
     store = ItemStore.open(bundle_dir)
-    assert keyword_query("Hat hat HAT grey hat") == '"hat"* "grey"*'  # repeats are one term
+    assert keyword_words("Hat hats HAT grey hat") == ["hat", "grey"]  # repeats are one term
     assert store.keyword_search("hat " * 100) == store.keyword_search("hat")
     many = " ".join(f"w{n}" for n in range(5000))
     with pytest.raises(
@@ -123,6 +124,57 @@ def test_keywords_are_capped_in_words_and_bytes_and_each_word_searched_once(bund
     assert store.keyword_search(" ".join(["grey", "hat", *(["hat"] * MAX_KEYWORDS)])) == store.keyword_search(
         "grey hat"
     )
+
+
+def test_keywords_find_plurals_never_hidden_columns_and_rank_by_relevance(tmp_path):
+    """Issue 13: "dresses" found nothing where "dress" found many; an image file name made
+    "aisle 4" return Aisle 1 items."""
+    rows = [
+        row(0, title="Red dress", category="dress", location="Aisle 1", image="img/4b9f-aisle.jpg"),
+        row(
+            1, title="Blue dress", category="dress", location="Aisle 1", extra={"source_file": "aisle 4.jpg"}
+        ),
+        row(2, title="Grey hat", category="hat", location="Aisle 4, dresses nearby"),
+        row(3, title="Summer dresses", category="dress", location="Aisle 4", extra={"tags": "red"}),
+    ]
+    store = small_bundle(tmp_path / "bundle", rows)
+    assert store.keyword_search("dresses") == store.keyword_search("dress")
+    assert store.keyword_search("dress")[-1] == 2  # only its location mentions dresses
+    assert store.keyword_search("aisle 4") == [2, 3]  # not 0 (image name) nor 1 (a hidden column)
+    assert store.keyword_search("red") == [0, 3]  # the title before the tags column
+
+
+def test_a_product_with_several_pictures_is_found_once_and_filtered_whole(tmp_path):
+    rows = [
+        row(0, item_id="hat-1", title="Red hat"),
+        row(1, item_id="shoe-1", title="Red shoe", category="shoes", extra={"brand": "Acme"}),
+        row(2, item_id="hat-1", title="Red hat"),
+        row(3, item_id="hat-2", title="Blue hat", extra={"colour": "blue", "brand": "Acme"}),
+    ]
+    store = small_bundle(tmp_path / "bundle", rows)
+    assert store.keyword_search("red hat") == [0]
+    assert store.filter_ids(keywords="red").tolist() == [0, 1, 2]
+    assert store.filter_ids(labels="category=hat").tolist() == [0, 2, 3]
+    assert store.filter_ids(labels="(colour=blue OR category=shoes) AND brand=acme").tolist() == [1, 3]
+    assert store.filter_ids(labels="id!=hat-1", keywords="hat").tolist() == [3]
+    assert store.filter_ids().tolist() == [0, 1, 2, 3]
+
+
+def test_a_label_filter_on_a_column_no_product_has_or_that_does_not_parse_is_refused_by_name(tmp_path):
+    from components.common.catalog_filter import LabelError
+
+    store = small_bundle(tmp_path / "bundle", [row(0), row(1)])
+    with pytest.raises(LabelError, match=r"no product has a column 'color' \(columns: .*colour"):
+        store.filter_ids(labels="color=red")
+    for bad, reason in [
+        ("category=", "has no value"),
+        ("(category=hat", "never closed"),
+        ("category hat", "needs =value"),
+        ("category=hat AND", "ends where"),
+        ("category=hat)", "unexpected ')' at position 13"),
+    ]:
+        with pytest.raises(LabelError, match=re.escape(reason)):
+            store.filter_ids(labels=bad)
 
 
 def test_a_keyword_search_does_not_wait_for_other_reads_of_the_store(bundle_dir):

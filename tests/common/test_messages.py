@@ -43,9 +43,24 @@ FIELDS = {
     FeatureMessage: (
         "visualsearch.features/1",
         {"query_id", "capture_time", "model_fingerprint", "dim", "vector", *ENVELOPE},
-        {"source", "track_id", "thumbnail", "featurize_ms", "source_time", "part", "parts"},
+        {
+            "source",
+            "track_id",
+            "thumbnail",
+            "featurize_ms",
+            "source_time",
+            "part",
+            "parts",
+            "clip_frames",
+            "keywords",
+            "labels",
+        },
     ),
-    QueryMessage: ("visualsearch.query/1", {"query_id", *ENVELOPE}, {"image_path", "image_b64", "kind"}),
+    QueryMessage: (
+        "visualsearch.query/1",
+        {"query_id", *ENVELOPE},
+        {"image_path", "image_b64", "kind", "keywords", "labels"},
+    ),
     MatchesMessage: (
         "visualsearch.matches/1",
         {"query_id", "capture_time", "index_version", "model_fingerprint", "matches", *ENVELOPE},
@@ -56,6 +71,10 @@ FIELDS = {
             "parts",
             "track_id",
             "thumbnail",
+            "clip_frames",
+            "keywords",
+            "labels",
+            "filter_error",
             "min_score",
             "no_match",
             "timings_ms",
@@ -68,7 +87,7 @@ FIELDS = {
     ),
 }
 MATCH_REQUIRED = {"rank", "score", "faiss_id", "item_id"}
-MATCH_OPTIONAL = {"title", "category", "price", "location", "url", "thumbnail"}
+MATCH_OPTIONAL = {"title", "category", "price", "location", "url", "thumbnail", "variants"}
 
 
 def vector(dim=8, seed=0) -> np.ndarray:
@@ -405,3 +424,41 @@ def test_a_message_built_with_a_bad_field_is_refused_before_it_is_published():
         StatusMessage.of("local_search", "running", items=1.5)
     with pytest.raises(MessageError, match="'index_version'"):
         MatchesMessage(query_id="q", capture_time=1.0, index_version=None, model_fingerprint="f", matches=[])
+
+
+def test_a_match_carries_the_products_folded_into_it_and_older_matches_still_read():
+    from components.common.messages import Variant
+
+    folded = match(variants=[Variant(7, "hat-red-m", "Red hat, size M", "12.99", "thumbnails/7.jpg")])
+    data = over_the_wire(folded)
+    assert data["variants"] == [
+        {
+            "faiss_id": 7,
+            "item_id": "hat-red-m",
+            "title": "Red hat, size M",
+            "price": "12.99",
+            "thumbnail": "thumbnails/7.jpg",
+        }
+    ]
+    assert Match.from_json(data) == folded
+    del data["variants"]  # as an older local_search writes it
+    assert Match.from_json(data).variants == []
+    data["variants"] = [{"item_id": "x"}]
+    with pytest.raises(MessageError, match=r"variants\[0\].*'faiss_id'"):
+        Match.from_json(data)
+
+
+def test_the_hard_filters_of_a_query_travel_to_its_feature_message_and_answer():
+    query = QueryMessage.from_json(
+        over_the_wire(
+            QueryMessage(query_id="q1", image_path="/x.jpg", keywords="red", labels="category=dress")
+        )
+    )
+    assert (query.keywords, query.labels) == ("red", "category=dress")
+    feature = FeatureMessage(
+        query_id="q1", capture_time=1.0, model_fingerprint="f", vector=vector(), keywords="red"
+    )
+    answer = MatchesMessage.answering(
+        FeatureMessage.from_json(over_the_wire(feature)), index_version=1, model_fingerprint="f", matches=[]
+    )
+    assert answer.keywords == "red" and answer.labels == ""

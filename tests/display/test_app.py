@@ -194,6 +194,37 @@ def test_keywords_alone_and_as_hard_or_soft_filter(client, demo_bundle):
     assert len(soft) == 5
 
 
+def test_hard_filters_travel_in_the_query_and_label_filters_list_the_catalog(display, client, demo_bundle):
+    photo = demo_image("shoes", 0).read_bytes()
+    upload(client, photo, q="red dresses", mode="hard", labels="category=dress")
+    assert (display.queries[-1]["keywords"], display.queries[-1]["labels"]) == (
+        "red dresses",
+        "category=dress",
+    )
+    upload(client, photo, q="red", mode="soft")
+    assert (display.queries[-1]["keywords"], display.queries[-1]["labels"]) == (
+        "",
+        "",
+    )  # soft: reordered here
+    hats = client.get("/api/search", query_string={"labels": "category=hat AND colour!=grey"}).json
+    assert hats["matches"] and {c["category"] for c in hats["matches"]} == {"hat"}
+    assert all(c["title"].split()[0] != "Grey" for c in hats["matches"])
+    red = client.get("/api/search", query_string={"q": "red", "labels": "category=dress"}).json["matches"]
+    assert [c["title"] for c in red] == ["Red dress", "Red dress"]
+    assert b"only where" in upload(client, photo, url="/search", labels="category=hat").data
+
+
+@pytest.mark.parametrize(
+    "labels, reason",
+    [("color=red", "no product has a column 'color'"), ("category=hat AND", "ends where a key=value")],
+)
+def test_a_label_filter_that_cannot_be_applied_is_a_400_naming_it(display, client, labels, reason):
+    sent = len(display.queries)
+    answer = upload(client, demo_image("hat", 0).read_bytes(), labels=labels)
+    assert answer.status_code == 400 and reason in answer.json["error"]
+    assert len(display.queries) == sent  # refused before anything was sent
+
+
 def test_pngs_and_webps_are_accepted_by_content_not_by_name(client):
     image = cv2.imread(str(demo_image("shoes", 1)))
     for ext in (".png", ".webp"):

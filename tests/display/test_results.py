@@ -53,9 +53,9 @@ def test_merge_parts_keeps_each_items_best_score_and_reranks():
 
 def test_hard_filter_keeps_only_keyword_matches_soft_ranks_them_first():
     matches = [card_of(1, 0.9), card_of(2, 0.8), card_of(3, 0.7), card_of(4, 0.6)]
-    hard = apply_keywords(matches, {2, 4}, "hard")
+    hard = apply_keywords(matches, {"item-2", "item-4"}, "hard")
     assert [(x["faiss_id"], x["rank"]) for x in hard] == [(2, 1), (4, 2)]
-    soft = apply_keywords(matches, {2, 4}, "soft")
+    soft = apply_keywords(matches, {"item-2", "item-4"}, "soft")
     assert [x["faiss_id"] for x in soft] == [2, 4, 1, 3] and [x["keyword_match"] for x in soft] == [
         True,
         True,

@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from cloud_sync.cli.main import main
@@ -80,3 +81,52 @@ def test_an_unreadable_image_is_a_one_line_error(tiny_model, tmp_path):
     )
     assert result.exit_code == 1
     assert "not-an-image.jpg" in result.output and "Traceback" not in result.output
+
+
+DEFAULT_MODEL = DEMO_CATALOG.parent.parent / "models" / "demo-featurizer"
+
+
+@pytest.fixture(scope="module")
+def default_bundle(tmp_path_factory):
+    """The demo catalog indexed with the default model, as a store's kiosk serves it."""
+    return _bundle(DEFAULT_MODEL, tmp_path_factory.mktemp("default-bundle"))
+
+
+def _search(bundle, image, *options) -> list[dict]:
+    args = ["search-image", str(image), "--bundle", str(bundle), "--model", str(DEFAULT_MODEL), "--json"]
+    result = CliRunner().invoke(main, [*args, *options])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)[0]["matches"]
+
+
+def test_a_dress_photo_with_the_hard_filter_red_returns_the_red_dresses(default_bundle):
+    """Issue 13: the filter trimmed only the visual top 5, so this said "no good match"."""
+    dress = sorted((DEMO_CATALOG.parent / "queries" / "dress").glob("*.jpg"))[0]
+    assert not any(m["title"] == "Red dress" for m in _search(default_bundle, dress))  # far down unfiltered
+    found = _search(default_bundle, dress, "--keywords", "red")
+    assert found and all(m["title"].startswith("Red ") for m in found)
+    red_dresses = [m["id"] for m in found if m["category"] == "dress"]
+    assert sorted(red_dresses) == ["dress-004", "dress-019"]  # every red dress of demo/catalog
+    assert [m["category"] for m in found[:2]].count("dress") >= 1
+    assert _search(default_bundle, dress, "--keywords", "dresses red") == [
+        m for m in found if m["category"] == "dress"
+    ]
+
+
+def test_a_label_filter_category_hat_on_a_shoe_photo_returns_only_hats(default_bundle):
+    shoe = sorted((DEMO_CATALOG.parent / "queries" / "shoes").glob("*.jpg"))[0]
+    assert all(m["category"] == "shoes" for m in _search(default_bundle, shoe)[:1])
+    hats = _search(default_bundle, shoe, "--filter", "category=hat", "--k", "10")
+    assert len(hats) == 10 and {m["category"] for m in hats} == {"hat"}
+    either = _search(default_bundle, shoe, "--filter", "(colour=red OR colour=blue) AND category=hat")
+    assert either and all(m["title"].split()[0] in ("Red", "Blue") for m in either)
+
+
+def test_a_filter_that_cannot_be_applied_is_one_line_naming_it(default_bundle):
+    shoe = demo_image("shoes")
+    args = ["search-image", str(shoe), "--bundle", str(default_bundle), "--model", str(DEFAULT_MODEL)]
+    result = CliRunner().invoke(main, [*args, "--filter", "colour=red OR"])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip().splitlines()[-1].startswith("error: label filter 'colour=red OR': ends where")
+    )
