@@ -4,6 +4,7 @@ Pages and their JSON twins:
     /                 kiosk page (live via /events)      /api/state
     /search           staff search (upload, keywords)     /api/search
     /healthz          health (JSON)
+    /metrics          Prometheus text exposition (metrics.py)
 Assets are served from this app only (the kiosk is offline); a Content-Security-Policy
 keeps the pages from loading anything from elsewhere.
 """
@@ -22,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from components.display.catalog import Catalog
 from components.display.events import EventHub, TooManyClients, format_event
 from components.display.kiosk_state import KioskState
+from components.display.metrics import CONTENT_TYPE, DisplayMetrics
 from components.display.request_guard import host_problem, origin_problem
 from components.display.settings import COMPONENT, DisplaySettings
 from components.display.staff_search import StaffSearch
@@ -43,6 +45,7 @@ class DisplayApp:
     app: Flask
     state: KioskState
     search: StaffSearch
+    metrics: DisplayMetrics
 
     @property
     def searches(self) -> UploadSearches:
@@ -59,10 +62,13 @@ def build_display_app(
     state = KioskState(settings, catalog, EventHub(settings.max_event_clients), clock=clock)
     upload_dir = Path(settings.work_dir or ".").resolve() / "uploads"
     search = StaffSearch(settings, catalog, UploadSearches(publish, settings.upload_timeout_s), upload_dir)
-    return DisplayApp(create_app(state, search, settings), state, search)
+    metrics = DisplayMetrics()
+    return DisplayApp(create_app(state, search, settings, metrics), state, search, metrics)
 
 
-def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings) -> Flask:
+def create_app(
+    state: KioskState, search: StaffSearch, settings: DisplaySettings, metrics: DisplayMetrics
+) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = search.max_bytes + FORM_OVERHEAD
     app.json.sort_keys = False
@@ -118,6 +124,11 @@ def create_app(state: KioskState, search: StaffSearch, settings: DisplaySettings
                 "pending_searches": search.searches.pending,
             }
         )
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        text = metrics.render(state.snapshot(), state.hub.client_count)
+        return Response(text, content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     @app.route("/search", methods=["GET", "POST"])
     def search_page():
@@ -204,7 +215,7 @@ def _run_search(search: StaffSearch) -> tuple[dict, dict]:
 
 def _wants_json() -> bool:
     return (
-        request.path.startswith(("/api/", "/events", "/healthz"))
+        request.path.startswith(("/api/", "/events", "/healthz", "/metrics"))
         or request.accept_mimetypes.best == "application/json"
     )
 

@@ -63,6 +63,7 @@ class DisplayComponent:
     def handle_match(self, data: dict) -> None:
         """Answers to uploads go to their waiting search; camera results to the kiosk."""
         message = MatchesMessage.from_json(data)  # MessageError: logged and dropped by Ipc
+        self.web.metrics.observe(message)
         if self.searches.deliver(message):
             return
         if message.source == "upload":

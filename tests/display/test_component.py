@@ -24,6 +24,7 @@ from tests.conftest import REPO
 from tests.display.app_helpers import match_message, write_clip
 from tests.display.conftest import catalog_image, catalog_item
 from tests.kiosk_helpers import DISPLAY, recipe
+from tests.support.waiting import wait_until
 
 
 def get_json(url: str) -> dict:
@@ -61,6 +62,20 @@ def test_a_camera_match_on_ipc_reaches_the_state_twin(kiosk):
         "display": "running",
     }
     assert state["warnings"] == []
+
+
+def test_every_match_heard_on_ipc_is_counted_in_the_metrics(kiosk):
+    def camera_searches() -> float:
+        with urllib.request.urlopen(kiosk.url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return float(re.search(r'^visualsearch_searches_total\{source="camera"\} (\S+)$', text, re.M)[1])
+
+    before = camera_searches()
+    faiss_ids = [catalog_item(kiosk.bundle, "hat-001")["faiss_id"]]
+    kiosk.local_search.ipc.publish_json(
+        messages.MATCHES, match_message(kiosk.bundle, faiss_ids, query_id="m1")
+    )
+    wait_until(lambda: camera_searches() == before + 1, 20, "the match counted in /metrics")
 
 
 def test_a_malformed_match_on_ipc_is_dropped_and_the_next_one_shown(kiosk):
