@@ -43,12 +43,22 @@ from cloud_sync.cli.options import expected_errors, model_option
     default=None,
     help="Version number (default: UTC time YYYYMMDDHHMMSS).",
 )
+@click.option(
+    "--previous",
+    metavar="BUNDLE_OR_VERSION",
+    default=None,
+    help="An earlier bundle (folder, or s3://BUCKET/PREFIX/indexes/VERSION): rows whose image "
+    "bytes and model are unchanged keep its vectors and thumbnails; only the others are featurized.",
+)
 @expected_errors
 def build_index(
-    catalog, model_dir, out, index, search_params, metric, memory_mb, skip_bad_rows, index_version
+    catalog, model_dir, out, index, search_params, metric, memory_mb, skip_bad_rows, index_version, previous
 ):
     """Featurize a catalog and write a versioned index bundle."""
     from cloud_sync.indexing.build_index import build_bundle
+    from cloud_sync.indexing.previous_build import open_previous
+
+    previous_build = open_previous(previous) if previous else None
 
     def report(problems):
         for problem in problems:
@@ -65,12 +75,17 @@ def build_index(
             skip_bad_rows=skip_bad_rows,
             memory_budget=memory_mb * 1024 * 1024,
             index_version=index_version,
+            previous=previous_build,
             on_problems=report,
             on_stale=lambda path: click.echo(f"removed {path} (left by an interrupted build)", err=True),
         )
     except ValueError as exc:  # faiss factory or memory budget
         raise click.UsageError(str(exc)) from None
     m = result.manifest
+    if previous_build is not None:
+        if result.counts.other_model:
+            click.echo(f"{previous}: built with another model; every row featurized", err=True)
+        click.echo(str(result.counts))
     click.echo(
         f"wrote {out}: {m['item_count']} items, index {m['index']['factory']} "
         f"({m['index']['search_params'] or 'exact'}), metric {m['metric']}, "

@@ -9,24 +9,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import faiss
-import numpy as np
 
 from cloud_sync.indexing.catalog import CatalogItem, CatalogProblem, read_catalog
-from cloud_sync.indexing.embed import featurize_catalog
-from components.common.bundle import INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS, THUMBNAIL_DIR, write_manifest
+from cloud_sync.indexing.reuse import PreviousBuild
+from cloud_sync.indexing.rows import Engine, ReuseCounts, featurize_rows, local_engine
+from components.common.bundle import INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS, write_manifest
 from components.common.errors import BundleError, CatalogError
 from components.common.files import can_replace, staged_dir
 from components.common.items import write_items
 from components.featurizer.model import Featurizer
-from components.featurizer.preprocess import shrink
 from components.local_search.faiss_index import build_index as build_faiss_index
 from components.local_search.faiss_index import set_search_params
 from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
-
-THUMBNAIL_MAX_SIDE = 224
-THUMBNAIL_JPEG_QUALITY = 82
 
 
 @dataclass
@@ -34,6 +29,7 @@ class BuildResult:
     bundle: Path
     manifest: dict
     problems: list[CatalogProblem]
+    counts: ReuseCounts  # rows reused from --previous, featurized, removed
 
 
 def build_bundle(
@@ -52,6 +48,8 @@ def build_bundle(
     on_problems: Callable[[list[CatalogProblem]], None] | None = None,
     on_stale: Callable[[Path], None] | None = None,
     catalog_digest: str = "",
+    previous: PreviousBuild | None = None,
+    engine: Engine = local_engine,
 ) -> BuildResult:
     """Build a bundle at `out`. Written to a temporary directory and renamed at the end,
     so a failed build leaves an existing bundle at `out` untouched; `on_stale` hears of
@@ -64,19 +62,10 @@ def build_bundle(
     catalog = read_catalog(catalog_path)
     featurizer = featurizer or Featurizer(model_dir)
     with staged_dir(out, on_stale=on_stale) as staging:
-        (staging / THUMBNAIL_DIR).mkdir()
-        thumbnails: list[str] = []
-
-        def save_thumbnail(item: CatalogItem, image: np.ndarray) -> None:
-            rel = f"{THUMBNAIL_DIR}/{len(thumbnails)}.jpg"
-            cv2.imwrite(
-                str(staging / rel),
-                shrink(image, longest=THUMBNAIL_MAX_SIDE),
-                [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_JPEG_QUALITY],
-            )
-            thumbnails.append(rel)
-
-        result = featurize_catalog(catalog, featurizer, on_image=save_thumbnail, progress=progress)
+        # vectors, thumbnails and reuse/ files (see rows.py); engine: local or Ray
+        result = featurize_rows(
+            catalog, featurizer, staging, previous=previous, engine=engine, progress=progress
+        )
         if result.problems and on_problems is not None:
             on_problems(result.problems)
         if result.problems and not skip_bad_rows:
@@ -99,7 +88,7 @@ def build_bundle(
         except RuntimeError as exc:
             raise BundleError(f"--search-params {params!r} do not apply to {factory}: {exc}") from None
         faiss.write_index(faiss_index, str(staging / INDEX_FILE))
-        write_items(staging / ITEMS_FILE, item_rows(result.items, thumbnails))
+        write_items(staging / ITEMS_FILE, item_rows(result.items, result.thumbnails))
         manifest = write_manifest(
             staging,
             {
@@ -123,7 +112,7 @@ def build_bundle(
                 **calibrated_min_score(featurizer.spec),
             },
         )
-    return BuildResult(out, manifest, result.problems)
+    return BuildResult(out, manifest, result.problems, result.counts)
 
 
 def item_rows(items: list[CatalogItem], thumbnails: list[str]) -> list[dict]:

@@ -6,6 +6,8 @@ A directory holding `manifest.json` and the files it lists (each with size and s
     index.faiss          the faiss index; row i is items.faiss_id = i
     items.sqlite         item metadata
     thumbnails/<i>.jpg   small pictures so the kiosk shows items offline
+    reuse/               for the next build only (`build-index --previous`): listed under
+                         the manifest's `reuse`, not `files`, so devices never fetch it
 
 Both the cloud side (writing) and the device (verifying) use this module, so the format
 cannot drift between them.
@@ -24,6 +26,7 @@ MANIFEST = "manifest.json"
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.sqlite"
 THUMBNAIL_DIR = "thumbnails"
+REUSE_DIR = "reuse"
 METRICS = ("cosine", "l2")
 
 
@@ -46,8 +49,16 @@ def file_entries(bundle_dir: Path) -> dict[str, dict]:
 
 
 def write_manifest(bundle_dir: Path, manifest: dict) -> dict:
-    """Add the file list to `manifest` and write it; returns the full manifest."""
-    manifest = {**manifest, "format_version": FORMAT_VERSION, "files": file_entries(bundle_dir)}
+    """Add the file lists to `manifest` and write it; returns the full manifest.
+    `files` is what devices download and verify; `reuse` (files under reuse/) only what the
+    next `build-index --previous` reads."""
+    entries = file_entries(bundle_dir)
+    reuse = {rel: entry for rel, entry in entries.items() if rel.startswith(REUSE_DIR + "/")}
+    files = {rel: entry for rel, entry in entries.items() if rel not in reuse}
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "files": files}
+    manifest.pop("reuse", None)
+    if reuse:
+        manifest["reuse"] = reuse
     (bundle_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
