@@ -1,5 +1,7 @@
 """`bench sync`: publish two index versions to a local S3 (moto) and time the device's swap
-while a thread searches without pause. Figures only; the tests check behaviour."""
+while a thread searches without pause. Version 2 is the catalog with one item's picture
+changed, so the figures show what a one-item change costs: bytes uploaded and downloaded
+against the full version. Figures only; the tests check behaviour."""
 
 from __future__ import annotations
 
@@ -78,10 +80,10 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
     server = _local_s3()
     try:
         bundles = []
-        for version in (1, 2):
+        for version, source in ((1, catalog), (2, _one_picture_changed(catalog, work / "catalog-v2"))):
             bundles.append(
                 build_bundle(
-                    catalog, model_dir, work / f"v{version}", index_version=version, progress=False
+                    source, model_dir, work / f"v{version}", index_version=version, progress=False
                 ).manifest
             )
         size = sum(e["size"] for e in bundles[0]["files"].values())
@@ -116,12 +118,14 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
         searcher = _Searcher(serving, vectors)
         searcher.start()
         time.sleep(1.0)
-        publish_bundle(work / "v2", BUCKET, PREFIX, s3=s3)
+        published = publish_bundle(work / "v2", BUCKET, PREFIX, s3=s3)
+        fetched_before = sync.store.bytes_fetched
         triggered = time.perf_counter()
         sync.trigger()  # what the IoT Core index-updated message does
         _wait(lambda: serving.bundle.version == 2, 120, sync)
         swapped = time.perf_counter()
         yield f"notified -> serving v2 (download, verify, load, swap): {swapped - triggered:.2f} s"
+        yield from _change_figures(bundles, published, sync.store.bytes_fetched - fetched_before, work / "v2")
         time.sleep(seconds_after)
         searcher.stop.set()
         searcher.join()
@@ -130,6 +134,37 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _one_picture_changed(catalog: Path, out: Path) -> Path:
+    """A copy of the catalog with its first picture mirrored: one item's vector, thumbnail
+    and metadata row change, nothing else."""
+    import cv2
+
+    shutil.copytree(catalog, out)
+    pictures = sorted(p for p in out.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not pictures:
+        raise VisualSearchError(f"{catalog}: no .jpg or .png picture to change for version 2")
+    image = cv2.imread(str(pictures[0]))
+    if image is None:
+        raise VisualSearchError(f"{pictures[0]}: not a readable picture")
+    cv2.imwrite(str(pictures[0]), image[:, ::-1])
+    return out
+
+
+def _change_figures(bundles: list[dict], published, downloaded: int, v2: Path) -> Iterator[str]:
+    from components.common.bundle import MANIFEST
+
+    old, new = ({e["sha256"] for e in b["files"].values()} for b in bundles)
+    full = sum(e["size"] for e in bundles[1]["files"].values()) + (v2 / MANIFEST).stat().st_size
+    changed = sorted(rel for rel, e in bundles[1]["files"].items() if e["sha256"] not in old)
+    yield (
+        f"one item changed: v2 is {full / 1e6:.2f} MB in {len(new)} distinct files; publish-index uploaded "
+        f"{len(published.uploaded)} file(s), the device downloaded {downloaded / 1e6:.3f} MB "
+        f"({100 * downloaded / full:.1f} % of the full version)"
+    )
+    sizes = ", ".join(f"{rel} {bundles[1]['files'][rel]['size'] / 1e6:.3f} MB" for rel in changed[:5])
+    yield f"  files that changed: {sizes}" + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
 
 
 def _wait(condition, timeout: float, sync) -> None:

@@ -2,7 +2,9 @@
 
 A version counts as complete when its manifest.json is in S3 and every file the manifest
 lists is there with the listed size (publish-index writes the manifest last, so a missing
-manifest means an upload that stopped half-way).
+manifest means an upload that stopped half-way): under its content-addressed key, or, for a
+version published before files were content-addressed, under the version's own prefix
+(s3_layout.layout_of tells which from the keys there).
 
 LATEST only moves by a conditional write (S3 `If-Match` on the ETag read when the move was
 decided, `If-None-Match: *` when there was none): two operators publishing or rolling back at
@@ -24,15 +26,27 @@ from components.common import messages
 from components.common.bundle import MANIFEST
 from components.common.errors import BundleError
 from components.common.messages import IOT_INDEX_UPDATED
-from components.common.s3_layout import Pointer, bundle_key, indexes_prefix, latest_key, version_prefix
+from components.common.s3_layout import (
+    CONTENT_LAYOUT,
+    OBJECTS,
+    Pointer,
+    bundle_key,
+    file_key,
+    indexes_prefix,
+    latest_key,
+    layout_of,
+    objects_prefix,
+    version_prefix,
+)
 
 
 @dataclass
 class IndexVersion:
     index_version: int
-    files: int  # objects under the version's prefix
-    size: int  # their bytes
+    files: int  # files of the version (the manifest and those it lists, or the keys found)
+    size: int  # their bytes (objects shared with other versions count in each)
     complete: bool
+    layout: str = CONTENT_LAYOUT
     problem: str = ""  # why it is not complete
     item_count: int | None = None
     model_fingerprint: str = ""
@@ -108,13 +122,17 @@ def list_indexes(bucket: str, prefix: str, *, s3) -> IndexListing:
         except BundleError as exc:
             pointer, pointer_problem = None, str(exc)
         sizes_by_version: dict[int, dict[str, int]] = {}
+        objects: dict[str, int] = {}
         root = indexes_prefix(prefix)
         for obj in list_objects(s3, bucket, root):
-            head, _, rel = obj["Key"][len(root) :].partition("/")
+            key = obj["Key"]
+            head, _, rel = key[len(root) :].partition("/")
             if head.isdigit() and rel:
                 sizes_by_version.setdefault(int(head), {})[rel] = obj["Size"]
+            elif head == OBJECTS:
+                objects[key] = obj["Size"]
         versions = [
-            _describe(s3, bucket, prefix, version, sizes)
+            _describe(s3, bucket, prefix, version, sizes, objects)
             for version, sizes in sorted(sizes_by_version.items())
         ]
     for version in versions:
@@ -122,16 +140,25 @@ def list_indexes(bucket: str, prefix: str, *, s3) -> IndexListing:
     return IndexListing(versions, pointer, pointer_problem)
 
 
-def _describe(s3, bucket: str, prefix: str, version: int, sizes: dict[str, int]) -> IndexVersion:
+def _describe(
+    s3, bucket: str, prefix: str, version: int, sizes: dict[str, int], objects: dict[str, int]
+) -> IndexVersion:
     described = IndexVersion(
-        index_version=version, files=len(sizes), size=sum(sizes.values()), complete=False
+        index_version=version,
+        files=len(sizes),
+        size=sum(sizes.values()),
+        complete=False,
+        layout=layout_of(set(sizes)),
     )
     try:
         raw, manifest = _remote_manifest(s3, bucket, prefix, version)
-        _check_complete(manifest, sizes, bucket, prefix, version)
+        _check_complete(manifest, sizes, objects, bucket, prefix, version)
     except BundleError as exc:
         described.problem = str(exc)
         return described
+    if described.layout == CONTENT_LAYOUT:
+        described.files = len(manifest["files"]) + 1
+        described.size = len(raw) + sum(entry["size"] for entry in manifest["files"].values())
     described.complete = True
     described.item_count = manifest.get("item_count")
     described.model_fingerprint = str(manifest.get("model", {}).get("fingerprint", ""))
@@ -159,8 +186,22 @@ def _remote_manifest(s3, bucket: str, prefix: str, version: int) -> tuple[bytes,
     return raw, manifest
 
 
-def _check_complete(manifest: dict, sizes: dict[str, int], bucket: str, prefix: str, version: int) -> None:
-    wrong = [rel for rel, entry in manifest["files"].items() if sizes.get(rel) != entry.get("size")]
+def _check_complete(
+    manifest: dict, sizes: dict[str, int], objects: dict[str, int], bucket: str, prefix: str, version: int
+) -> None:
+    """Every listed file is stored with its size: under the version prefix (`sizes`, keys
+    relative to it) or as a content-addressed object (`objects`, full keys)."""
+    layout = layout_of(set(sizes))
+    stored = sizes if layout != CONTENT_LAYOUT else objects
+    wrong = []
+    for rel, entry in manifest["files"].items():
+        try:
+            key = file_key(prefix, version, rel, str(entry.get("sha256")), layout)
+        except BundleError:
+            wrong.append(rel)
+            continue
+        if stored.get(key if layout == CONTENT_LAYOUT else rel) != entry.get("size"):
+            wrong.append(rel)
     if wrong:
         shown = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
         raise BundleError(
@@ -192,13 +233,19 @@ def rollback_index(bucket: str, prefix: str, version: int, *, s3) -> RollbackRes
                 f"list-indexes shows the versions there"
             )
         raw, manifest = _remote_manifest(s3, bucket, prefix, version)
-        _check_complete(manifest, sizes, bucket, prefix, version)
+        layout = layout_of(set(sizes))
+        objects = {}
+        if layout == CONTENT_LAYOUT:
+            root = objects_prefix(prefix)
+            objects = {obj["Key"]: obj["Size"] for obj in list_objects(s3, bucket, root)}
+        _check_complete(manifest, sizes, objects, bucket, prefix, version)
         pointer = Pointer(
             index_version=version,
             manifest_sha256=hashlib.sha256(raw).hexdigest(),
             published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             item_count=int(manifest.get("item_count") or 0),
             model_fingerprint=str(manifest.get("model", {}).get("fingerprint", "")),
+            layout=layout,
         )
         unchanged = previous is not None and (previous.index_version, previous.manifest_sha256) == (
             pointer.index_version,

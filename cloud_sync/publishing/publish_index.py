@@ -5,6 +5,10 @@ the manifest (size and sha256) first, then manifest.json, then the pointer. A ve
 immutable once its manifest is in S3, so a device that has downloaded version N never finds
 different bytes under N later.
 
+Data files go to content-addressed keys (`indexes/objects/<sha256[:2]>/<sha256>`, see
+s3_layout.py), shared by every version: a file that an earlier version already put there is
+found by its checksum and not uploaded again, so a one-item change uploads a few objects.
+
 Each object is sent with an S3 SHA-256 checksum (S3 rejects bytes damaged in transit) and the
 manifest's sha256 as `x-amz-meta-sha256`; HEAD with checksums then proves the stored object
 is the one the manifest lists, without downloading it again.
@@ -38,7 +42,7 @@ from cloud_sync.publishing.index_versions import (
 )
 from components.common.bundle import MANIFEST, manifest_digest, verify_bundle
 from components.common.errors import BundleError
-from components.common.s3_layout import Pointer, bundle_key, latest_key, version_prefix
+from components.common.s3_layout import Pointer, bundle_key, latest_key, object_key, version_prefix
 
 UPLOAD_WORKERS = 8
 # Objects below this go up in one PUT, so S3's ChecksumSHA256 is the sha256 of the whole file
@@ -82,9 +86,10 @@ def publish_bundle(
         _check_version_is_publishable(s3, bucket, prefix, version, digest, previous, force)
         files = dict(manifest["files"])
         files[MANIFEST] = {"size": (bundle_dir / MANIFEST).stat().st_size, "sha256": digest}
-        uploader = _Uploader(s3, bucket, prefix, version, bundle_dir, files, on_progress)
-        uploader.run([rel for rel in files if rel != MANIFEST])
-        uploader.run([MANIFEST])  # last: a manifest in S3 means every file it lists is there
+        uploader = _Uploader(s3, bucket, bundle_dir, files, on_progress)
+        uploader.run(_data_objects(prefix, manifest["files"]))
+        # last: a manifest in S3 means every file it lists is there
+        uploader.run({bundle_key(prefix, version, MANIFEST): [MANIFEST]})
         pointer = Pointer(
             index_version=version,
             manifest_sha256=digest,
@@ -164,31 +169,39 @@ def _check_version_is_publishable(
         )
 
 
-class _Uploader:
-    """Puts the files of one version that S3 does not already hold, each checked after upload."""
+def _data_objects(prefix: str, files: dict) -> dict[str, list[str]]:
+    """{object key: the bundle files with those bytes} (identical files share one object)."""
+    objects: dict[str, list[str]] = {}
+    for rel, entry in files.items():
+        objects.setdefault(object_key(prefix, entry["sha256"]), []).append(rel)
+    return objects
 
-    def __init__(self, s3, bucket, prefix, version, bundle_dir: Path, files: dict, on_progress):
-        self.s3, self.bucket, self.prefix, self.version = s3, bucket, prefix, version
+
+class _Uploader:
+    """Puts the objects of one version that S3 does not already hold, each checked after upload."""
+
+    def __init__(self, s3, bucket, bundle_dir: Path, files: dict, on_progress):
+        self.s3, self.bucket = s3, bucket
         self.bundle_dir, self.files, self.on_progress = bundle_dir, files, on_progress
         self.uploaded: list[str] = []
         self.skipped: list[str] = []
         self._lock = threading.Lock()
-        self._files_done = self._bytes_done = 0
+        self._done = self._bytes_done = 0
         self._bytes_total = sum(entry["size"] for entry in files.values())
 
-    def run(self, rels: list[str]) -> None:
+    def run(self, objects: dict[str, list[str]]) -> None:
         pool = ThreadPoolExecutor(UPLOAD_WORKERS)
         try:
-            futures = [pool.submit(self._put_if_needed, rel) for rel in rels]
+            futures = [pool.submit(self._put_if_needed, key, rels) for key, rels in objects.items()]
             for future in as_completed(futures):
                 future.result()  # the first failure stops the publish; LATEST is not moved
         finally:
             pool.shutdown(cancel_futures=True)
 
-    def _put_if_needed(self, rel: str) -> None:
-        entry, key = self.files[rel], bundle_key(self.prefix, self.version, rel)
+    def _put_if_needed(self, key: str, rels: list[str]) -> None:
+        rel, entry = rels[0], self.files[rels[0]]
         if stored_object_matches(self.s3, self.bucket, key, entry):
-            self._file_done(rel, entry["size"], uploaded=False)
+            self._files_done(rels, skipped=True)
             return
         path = self.bundle_dir / rel
         extra = {
@@ -210,23 +223,25 @@ class _Uploader:
                 f"manifest's size and sha256 (did {path} change during the upload?); "
                 f"LATEST was not moved"
             )
-        self._file_done(rel, 0, uploaded=True)
+        self._files_done(rels, skipped=False)
 
     def _add_bytes(self, count: int) -> None:
         with self._lock:
             self._bytes_done += count
             self._report()
 
-    def _file_done(self, rel: str, skipped_bytes: int, uploaded: bool) -> None:
+    def _files_done(self, rels: list[str], skipped: bool) -> None:
+        """`rels` are in S3 now; a skipped object's bytes count as done, an uploaded one's
+        first copy was counted while it went up."""
         with self._lock:
-            (self.uploaded if uploaded else self.skipped).append(rel)
-            self._files_done += 1
-            self._bytes_done += skipped_bytes
+            (self.skipped if skipped else self.uploaded).extend(rels)
+            self._done += len(rels)
+            self._bytes_done += sum(self.files[rel]["size"] for rel in rels[0 if skipped else 1 :])
             self._report()
 
     def _report(self) -> None:
         if self.on_progress is not None:
-            self.on_progress(Progress(self._files_done, len(self.files), self._bytes_done, self._bytes_total))
+            self.on_progress(Progress(self._done, len(self.files), self._bytes_done, self._bytes_total))
 
 
 def stored_object_matches(s3, bucket: str, key: str, entry: dict) -> bool:

@@ -3,7 +3,8 @@
     <index_dir>/
       CURRENT            {"current": <name>, "previous": <name> | null}, replaced atomically
       versions/<name>/   complete bundles that passed verification; name = <version>-<digest[:16]>
-      staging/<name>/    the download in progress; files already checked are reused on resume
+      staging/<name>/    the download in progress; files already checked are reused on resume,
+                         and files the kept bundles hold (same sha256) are linked, not fetched
       rejected.json      bundles refused, by manifest digest, so they are not fetched again
 
 A version directory only ever appears by renaming a complete staging directory (same file
@@ -20,7 +21,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from components.common.bundle import MANIFEST, read_manifest, sha256_file
 from components.common.errors import BundleError, VisualSearchError
@@ -55,7 +56,9 @@ class BundleStore:
         self.versions = self.root / "versions"
         self.staging = self.root / "staging"
         self.files_fetched = 0  # by stage(), over this object's life
-        self.files_reused = 0
+        self.bytes_fetched = 0
+        self.files_reused = 0  # left in staging by an interrupted download
+        self.files_linked = 0  # taken from a kept bundle (linked, or copied across file systems)
 
     # --- what is served --------------------------------------------------------------
     def marker(self) -> dict:
@@ -74,6 +77,9 @@ class BundleStore:
 
     def current_dir(self) -> Path | None:
         return self._existing(self.marker()["current"])
+
+    def previous_dir(self) -> Path | None:
+        return self._existing(self.marker()["previous"])
 
     def find(self, index_version: int, manifest_sha256: str) -> Path | None:
         """The kept, verified bundle of this exact version and manifest, if any."""
@@ -136,39 +142,57 @@ class BundleStore:
         manifest_sha256: str,
         where: str,
         *,
-        fetch: Callable[[str, Path], None],
+        fetch: Callable[[str, str, Path], None],
         check: Callable[[dict], None],
+        reuse_from: Iterable[Path] = (),
     ) -> Path:
-        """Download a bundle with `fetch(relative path, target file)` and commit it; returns
-        its version directory. Files an interrupted download left are reused when their sha256
-        matches; each file is checked once fetched (a mismatch is fetched once more, then the
-        bundle is refused). `check(manifest)` runs before anything big is fetched."""
+        """Download a bundle with `fetch(relative path, sha256, target file)` and commit it;
+        returns its version directory. Files an interrupted download left are reused, and files
+        the bundles in `reuse_from` hold are linked, when their sha256 matches; every file is
+        checked once in place (a fetched mismatch is fetched once more, then the bundle is
+        refused). `check(manifest)` runs before anything big is fetched."""
         staging = self.staging_for(index_version, manifest_sha256)
-        self._stage_file(fetch, staging, MANIFEST, None, manifest_sha256, where, "LATEST")
+        self._stage_file(fetch, staging, MANIFEST, None, manifest_sha256, where, "LATEST", {})
         manifest = read_manifest(staging)
         check(manifest)
         files = manifest["files"]
+        held = _files_by_sha256(reuse_from)
+        missing = {e["sha256"]: e["size"] for e in files.values() if e["sha256"] not in held}
         log.info(
-            "downloading index version %s: %d files, %.1f MB from %s",
+            "index version %s: %d files, %.1f MB; %.1f MB not on the device, from %s",
             index_version,
             len(files),
             sum(entry["size"] for entry in files.values()) / 1e6,
+            sum(missing.values()) / 1e6,
             where,
         )
         for rel, entry in files.items():
-            self._stage_file(fetch, staging, rel, entry["size"], entry["sha256"], where, "the manifest")
+            self._stage_file(fetch, staging, rel, entry["size"], entry["sha256"], where, "the manifest", held)
         return self.commit(staging, keep=set(files) | {MANIFEST})
 
     def _stage_file(
-        self, fetch, staging: Path, rel: str, size: int | None, sha256: str, where: str, listed_in: str
+        self,
+        fetch,
+        staging: Path,
+        rel: str,
+        size: int | None,
+        sha256: str,
+        where: str,
+        listed_in: str,
+        held: dict[str, list[Path]],
     ) -> None:
         target = inside(staging, rel)
         if file_matches(target, size, sha256):
             self.files_reused += 1
             return
+        for source in held.get(sha256, ()):
+            if _link_or_copy(source, target) and file_matches(target, size, sha256):
+                self.files_linked += 1
+                return
         for _ in range(2):  # a second try tells a glitch in transfer from a bad object at the source
-            fetch(rel, target)
+            fetch(rel, sha256, target)
             self.files_fetched += 1
+            self.bytes_fetched += target.stat().st_size if target.is_file() else 0
             if file_matches(target, size, sha256):
                 return
         target.unlink(missing_ok=True)
@@ -253,6 +277,40 @@ def check_model(manifest: dict, expected: str | None) -> None:
             f"index version {manifest['index_version']} was built for model {actual[:12]}, "
             f"but the featurizer runs model {expected[:12]}"
         )
+
+
+def _files_by_sha256(bundle_dirs: Iterable[Path]) -> dict[str, list[Path]]:
+    """{sha256: files with those bytes, as their manifests say} over the given bundles; the
+    bytes are checked again once linked, so a damaged kept file is only a missed reuse."""
+    held: dict[str, list[Path]] = {}
+    for bundle_dir in {Path(p).resolve() for p in bundle_dirs if p is not None}:
+        try:
+            files = read_manifest(bundle_dir)["files"]
+        except (BundleError, OSError):
+            continue
+        for rel, entry in files.items():
+            try:
+                held.setdefault(str(entry["sha256"]), []).append(inside(bundle_dir, rel))
+            except (BundleError, KeyError, TypeError):
+                continue
+    return held
+
+
+def _link_or_copy(source: Path, target: Path) -> bool:
+    """A hard link (bundle files are never written in place, so sharing an inode is safe),
+    or a copy where the source is on another file system; False when neither works."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+        return True
+    except OSError:
+        pass
+    try:
+        shutil.copyfile(source, target)
+        return True
+    except OSError:
+        return False
 
 
 def file_matches(path: Path, size: int | None, sha256: str) -> bool:

@@ -4,8 +4,10 @@ One background thread. It checks `<prefix>/indexes/LATEST` at start, every poll 
 (a conditional GET: If-None-Match with the last ETag, so an unchanged pointer costs one
 304) and at once when `trigger()` is called (the IoT Core index-updated message). A new
 version is downloaded into the store's staging directory, every file checked against the
-manifest, the whole bundle verified and loaded, and only then swapped in. S3 failures back
-off exponentially with jitter while the device keeps serving what it has.
+manifest, the whole bundle verified and loaded, and only then swapped in. Files are stored
+in S3 under their sha256 (s3_layout.py): those the device already holds, in its kept bundles
+or the one it serves, are linked from disk instead of downloaded, and checked all the same.
+S3 failures back off exponentially with jitter while the device keeps serving what it has.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from components.common import s3_layout
 from components.common.backoff import Backoff
-from components.common.bundle import manifest_digest, read_manifest
+from components.common.bundle import MANIFEST, manifest_digest, read_manifest
 from components.common.errors import BundleError
 from components.local_search.bundle_store import BundleStore, ModelMismatch, check_model
 from components.local_search.search import IndexBundle
@@ -292,14 +294,25 @@ class IndexSync:
             return None
 
     def _download(self, pointer: s3_layout.Pointer, expected: str | None) -> Path:
-        version = pointer.index_version
+        """Stage the bundle LATEST names, taking every file the device already holds (in the
+        kept bundles or the one served) from disk and fetching only the others."""
+        version, layout = pointer.index_version, pointer.layout
         where = f"s3://{self.bucket}/{s3_layout.version_prefix(self.prefix, version)}"
+        served = self.serving.bundle
+        kept = [self.store.current_dir(), self.store.previous_dir(), served.path if served else None]
+
+        def key(rel: str, sha256: str) -> str:
+            if rel == MANIFEST:
+                return s3_layout.bundle_key(self.prefix, version, rel)
+            return s3_layout.file_key(self.prefix, version, rel, sha256, layout)
+
         return self.store.stage(
             version,
             pointer.manifest_sha256,
             where,
-            fetch=lambda rel, target: self._get(s3_layout.bundle_key(self.prefix, version, rel), target),
+            fetch=lambda rel, sha256, target: self._get(key(rel, sha256), target),
             check=lambda manifest: check_model(manifest, expected),
+            reuse_from=[path for path in kept if path is not None],
         )
 
     def _get(self, key: str, target: Path) -> None:

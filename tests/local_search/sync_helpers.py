@@ -55,8 +55,16 @@ def with_fingerprint(bundle_dir: Path, out: Path, fingerprint: str) -> Path:
     return out
 
 
-def upload(s3, bucket: str, prefix: str, bundle_dir: Path, *, flip: str | None = None) -> s3_layout.Pointer:
-    """Put every file of the bundle under its version's keys (with one byte of `flip` inverted)."""
+def upload(
+    s3,
+    bucket: str,
+    prefix: str,
+    bundle_dir: Path,
+    *,
+    flip: str | None = None,
+    layout: str = s3_layout.CONTENT_LAYOUT,
+) -> s3_layout.Pointer:
+    """Put every file of the bundle where `layout` stores it (with one byte of `flip` inverted)."""
     manifest = read_manifest(bundle_dir)
     version = manifest["index_version"]
     for path in sorted(p for p in Path(bundle_dir).rglob("*") if p.is_file()):
@@ -64,12 +72,17 @@ def upload(s3, bucket: str, prefix: str, bundle_dir: Path, *, flip: str | None =
         data = bytearray(path.read_bytes())
         if rel == flip:
             data[len(data) // 2] ^= 0xFF
-        s3.put_object(Bucket=bucket, Key=s3_layout.bundle_key(prefix, version, rel), Body=bytes(data))
+        if rel == MANIFEST:
+            key = s3_layout.bundle_key(prefix, version, rel)
+        else:
+            key = s3_layout.file_key(prefix, version, rel, manifest["files"][rel]["sha256"], layout)
+        s3.put_object(Bucket=bucket, Key=key, Body=bytes(data))
     return s3_layout.Pointer(
         index_version=version,
         manifest_sha256=manifest_digest(bundle_dir),
         item_count=manifest["item_count"],
         model_fingerprint=manifest["model"]["fingerprint"],
+        layout=layout,
     )
 
 
@@ -77,9 +90,9 @@ def point_latest(s3, bucket: str, prefix: str, pointer: s3_layout.Pointer) -> No
     s3.put_object(Bucket=bucket, Key=s3_layout.latest_key(prefix), Body=pointer.to_json())
 
 
-def publish(s3, bucket: str, prefix: str, bundle_dir: Path, *, flip: str | None = None) -> s3_layout.Pointer:
+def publish(s3, bucket: str, prefix: str, bundle_dir: Path, **upload_options) -> s3_layout.Pointer:
     """What publish-index does, in its order: the files first, LATEST last."""
-    pointer = upload(s3, bucket, prefix, bundle_dir, flip=flip)
+    pointer = upload(s3, bucket, prefix, bundle_dir, **upload_options)
     point_latest(s3, bucket, prefix, pointer)
     return pointer
 

@@ -35,7 +35,7 @@ def put(store: BundleStore, bundle: Path) -> Path:
 def copier(bundle: Path, calls: list, damage: dict | None = None):
     """A `fetch` that copies from a local bundle (optionally damaging some files each time)."""
 
-    def fetch(rel: str, target: Path) -> None:
+    def fetch(rel: str, sha256: str, target: Path) -> None:
         calls.append(rel)
         data = bytearray((bundle / rel).read_bytes())
         if rel in (damage or {}):

@@ -8,7 +8,14 @@ import boto3
 import pytest
 
 from components.common import messages, s3_layout
-from components.common.bundle import INDEX_FILE, MANIFEST, manifest_digest
+from components.common.bundle import (
+    INDEX_FILE,
+    MANIFEST,
+    manifest_digest,
+    read_manifest,
+    verify_bundle,
+    write_manifest,
+)
 from components.local_search.bundle_store import BundleStore, version_name
 from components.local_search.index_sync import Backoff, IndexSync
 from components.local_search.serving import ServingIndex
@@ -135,6 +142,61 @@ def test_rollback_to_the_kept_previous_version_needs_no_download(tmp_path, s3, s
     assert sync.serving.bundle.version == 1 and data_gets(sync) == before
     assert "kept on the device" in sync.reports[-1][1]
     assert sync.store.current_dir().name == version_name(1, first.manifest_sha256)
+
+
+def one_picture_changed(bundle_dir, out, version: int):
+    """A copy of a bundle as the next version, with one item's thumbnail changed."""
+    shutil.copytree(bundle_dir, out)
+    thumbnail = out / "thumbnails" / "0.jpg"
+    thumbnail.write_bytes(thumbnail.read_bytes() + b"re-shot")
+    manifest = read_manifest(out)
+    write_manifest(out, {**{k: v for k, v in manifest.items() if k != "files"}, "index_version": version})
+    return out
+
+
+def test_a_one_item_change_downloads_only_that_file_and_verifies_all(tmp_path, s3, s3_bucket, bundles):
+    sync = make_sync(tmp_path / "indexes", s3_bucket)
+    publish(s3, s3_bucket, PREFIX, bundles[1])
+    sync.check_once()
+    changed = one_picture_changed(bundles[1], tmp_path / "changed", version=4)
+    publish(s3, s3_bucket, PREFIX, changed)
+    before, fetched_bytes = len(data_gets(sync)), sync.store.bytes_fetched
+    sync.check_once()
+    assert sync.serving.bundle.version == 4
+    files = read_manifest(changed)["files"]
+    picture = s3_layout.object_key(PREFIX, files["thumbnails/0.jpg"]["sha256"])
+    assert data_gets(sync)[before:] == [s3_layout.bundle_key(PREFIX, 4, MANIFEST), picture]
+    assert sync.store.files_linked == len(files) - 1
+    assert (
+        sync.store.bytes_fetched - fetched_bytes
+        == (changed / MANIFEST).stat().st_size + (files["thumbnails/0.jpg"]["size"])
+    )
+    verify_bundle(sync.store.current_dir())  # every file in place, whether fetched or kept
+
+
+def test_a_file_damaged_on_the_device_is_downloaded_not_linked(tmp_path, s3, s3_bucket, bundles):
+    sync = make_sync(tmp_path / "indexes", s3_bucket)
+    publish(s3, s3_bucket, PREFIX, bundles[1])
+    sync.check_once()
+    kept = sync.store.current_dir() / "items.sqlite"
+    kept.write_bytes(kept.read_bytes()[:-1] + b"?")
+    publish(s3, s3_bucket, PREFIX, one_picture_changed(bundles[1], tmp_path / "changed", version=4))
+    sync.check_once()
+    assert sync.serving.bundle.version == 4
+    assert any(
+        key.endswith(read_manifest(bundles[1])["files"]["items.sqlite"]["sha256"]) for key in data_gets(sync)
+    )
+    verify_bundle(sync.store.current_dir())
+
+
+def test_a_version_published_with_the_previous_layout_is_still_followed(tmp_path, s3, s3_bucket, bundles):
+    pointer = upload(s3, s3_bucket, PREFIX, bundles[2], layout=s3_layout.VERSION_LAYOUT)
+    old_latest = {"schema": 1, "index_version": 2, "manifest_sha256": pointer.manifest_sha256}
+    s3.put_object(Bucket=s3_bucket, Key=s3_layout.latest_key(PREFIX), Body=json.dumps(old_latest).encode())
+    sync = make_sync(tmp_path / "indexes", s3_bucket)
+    sync.check_once()
+    assert sync.serving.bundle.version == 2 and not sync.refusal
+    assert all(key.startswith(s3_layout.version_prefix(PREFIX, 2)) for key in data_gets(sync))
 
 
 def test_a_bundle_for_another_model_is_refused_until_that_model_runs(tmp_path, s3, s3_bucket, bundles):

@@ -13,7 +13,7 @@ from cloud_sync.indexing.build_index import build_bundle
 from cloud_sync.publishing.publish_index import publish_bundle
 from components.common.bundle import MANIFEST, manifest_digest, read_manifest, write_manifest
 from components.common.messages import IOT_INDEX_UPDATED
-from components.common.s3_layout import Pointer, bundle_key, latest_key
+from components.common.s3_layout import VERSION_LAYOUT, Pointer, bundle_key, latest_key, object_key
 from tests.conftest import demo_image
 from tests.support.network import free_port
 
@@ -59,6 +59,14 @@ def s3_client_recording_puts(puts: list[str]):
     return s3
 
 
+def stored_key(bundle, rel: str) -> str:
+    """Where publish-index puts one file of `bundle`: data files under their sha256."""
+    manifest = read_manifest(bundle)
+    if rel == MANIFEST:
+        return bundle_key(PREFIX, manifest["index_version"], rel)
+    return object_key(PREFIX, manifest["files"][rel]["sha256"])
+
+
 def pointer(bucket) -> Pointer:
     raw = boto3.client("s3").get_object(Bucket=bucket, Key=latest_key(PREFIX))["Body"].read()
     return Pointer.from_json(raw)
@@ -78,7 +86,7 @@ def test_publish_uploads_every_file_then_points_latest_at_it(s3_bucket, make_bun
     )
     s3 = boto3.client("s3")
     for rel in [*read_manifest(bundle)["files"], MANIFEST]:
-        body = s3.get_object(Bucket=s3_bucket, Key=bundle_key(PREFIX, 5, rel))["Body"].read()
+        body = s3.get_object(Bucket=s3_bucket, Key=stored_key(bundle, rel))["Body"].read()
         assert body == (bundle / rel).read_bytes(), rel
     head = s3.head_object(Bucket=s3_bucket, Key=latest_key(PREFIX))
     assert head["ContentType"] == "application/json"
@@ -87,7 +95,7 @@ def test_publish_uploads_every_file_then_points_latest_at_it(s3_bucket, make_bun
 def test_manifest_then_latest_are_written_after_every_data_file(s3_bucket, make_bundle):
     bundle, puts = make_bundle(5), []
     publish_bundle(bundle, s3_bucket, PREFIX, s3=s3_client_recording_puts(puts))
-    data_keys = {bundle_key(PREFIX, 5, rel) for rel in read_manifest(bundle)["files"]}
+    data_keys = {stored_key(bundle, rel) for rel in read_manifest(bundle)["files"]}
     assert set(puts[:-2]) == data_keys
     assert puts[-2:] == [bundle_key(PREFIX, 5, MANIFEST), latest_key(PREFIX)]
 
@@ -95,7 +103,8 @@ def test_manifest_then_latest_are_written_after_every_data_file(s3_bucket, make_
 def test_a_failed_upload_leaves_latest_and_the_manifest_untouched(s3_bucket, make_bundle):
     assert run("publish-index", make_bundle(5), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
     s3 = boto3.client("s3")
-    failing_key = bundle_key(PREFIX, 6, "thumbnails/3.jpg")
+    changed = make_bundle(6, altered=True)
+    failing_key = stored_key(changed, "thumbnails/0.jpg")
 
     def fail(params, **_):
         if params["Key"] == failing_key:
@@ -103,7 +112,7 @@ def test_a_failed_upload_leaves_latest_and_the_manifest_untouched(s3_bucket, mak
 
     s3.meta.events.register("provide-client-params.s3.PutObject", fail)
     with pytest.raises(Exception, match="upload failed"):
-        publish_bundle(make_bundle(6), s3_bucket, PREFIX, s3=s3)
+        publish_bundle(changed, s3_bucket, PREFIX, s3=s3)
     assert pointer(s3_bucket).index_version == 5
     assert "Contents" not in s3.list_objects_v2(Bucket=s3_bucket, Prefix=bundle_key(PREFIX, 6, MANIFEST))
 
@@ -111,7 +120,7 @@ def test_a_failed_upload_leaves_latest_and_the_manifest_untouched(s3_bucket, mak
 def test_a_file_changed_after_the_check_is_caught_before_latest_moves(s3_bucket, make_bundle):
     bundle = make_bundle(5)
     s3 = boto3.client("s3")
-    changed = bundle_key(PREFIX, 5, "items.sqlite")
+    changed = stored_key(bundle, "items.sqlite")
 
     def change_file_before_its_upload(params, **_):
         if params["Key"] == changed:
@@ -138,6 +147,57 @@ def test_republishing_the_same_bundle_uploads_nothing_and_leaves_latest(s3_bucke
     assert "LATEST already names it, left as is" in again.output
 
 
+def test_a_one_item_change_uploads_only_that_file_and_the_manifest(s3_bucket, make_bundle):
+    publish_bundle(make_bundle(5), s3_bucket, PREFIX, s3=boto3.client("s3"))
+    changed, puts = make_bundle(6, altered=True), []
+    result = publish_bundle(changed, s3_bucket, PREFIX, s3=s3_client_recording_puts(puts))
+    assert result.uploaded == [MANIFEST, "thumbnails/0.jpg"] and len(result.skipped) == 7
+    assert puts == [
+        stored_key(changed, "thumbnails/0.jpg"),
+        stored_key(changed, MANIFEST),
+        latest_key(PREFIX),
+    ]
+    assert pointer(s3_bucket).index_version == 6
+
+
+def publish_with_the_previous_layout(s3_bucket, bundle) -> None:
+    """What publish-index wrote before files were content-addressed: every file under its
+    version's prefix, and a schema 1 LATEST."""
+    s3, manifest = boto3.client("s3"), read_manifest(bundle)
+    version = manifest["index_version"]
+    for rel in [*manifest["files"], MANIFEST]:
+        s3.put_object(
+            Bucket=s3_bucket, Key=bundle_key(PREFIX, version, rel), Body=(bundle / rel).read_bytes()
+        )
+    old_pointer = {"schema": 1, "index_version": version, "manifest_sha256": manifest_digest(bundle)}
+    s3.put_object(Bucket=s3_bucket, Key=latest_key(PREFIX), Body=json.dumps(old_pointer).encode())
+
+
+def test_versions_of_the_previous_layout_stay_listed_and_can_be_rolled_back_to(s3_bucket, make_bundle):
+    old = make_bundle(5)
+    publish_with_the_previous_layout(s3_bucket, old)
+    assert pointer(s3_bucket).layout == VERSION_LAYOUT
+    assert run("publish-index", make_bundle(6), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
+    listing = json.loads(run("list-indexes", "--bucket", s3_bucket, "--prefix", PREFIX, "--json").output)
+    assert [(v["index_version"], v["complete"], v["layout"]) for v in listing["versions"]] == [
+        (5, True, "version"),
+        (6, True, "content"),
+    ]
+    result = run("rollback-index", 5, "--bucket", s3_bucket, "--prefix", PREFIX)
+    assert result.exit_code == 0, result.output
+    latest = pointer(s3_bucket)
+    assert (latest.index_version, latest.layout, latest.manifest_sha256) == (
+        5,
+        VERSION_LAYOUT,
+        manifest_digest(old),
+    )
+
+
+def test_an_unknown_pointer_schema_is_refused_with_what_this_build_reads():
+    with pytest.raises(Exception, match="pointer schema 3 is not supported \\(this build reads 1, 2\\)"):
+        Pointer.from_json(json.dumps({"schema": 3, "index_version": 1, "manifest_sha256": "0" * 64}))
+
+
 def test_an_older_version_needs_force(s3_bucket, make_bundle):
     assert run("publish-index", make_bundle(6), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
     older = make_bundle(5)
@@ -159,7 +219,7 @@ def test_the_same_version_with_other_content_is_refused(s3_bucket, make_bundle):
     assert "version 6 is already published" in result.output and "immutable" in result.output
     assert "--index-version" in result.output
     s3 = boto3.client("s3")
-    stored = s3.get_object(Bucket=s3_bucket, Key=bundle_key(PREFIX, 6, "thumbnails/0.jpg"))["Body"].read()
+    stored = s3.get_object(Bucket=s3_bucket, Key=stored_key(original, "thumbnails/0.jpg"))["Body"].read()
     assert stored == (original / "thumbnails" / "0.jpg").read_bytes()
     assert pointer(s3_bucket).manifest_sha256 == manifest_digest(original)
 
@@ -231,12 +291,10 @@ def test_rollback_to_a_complete_version(s3_bucket, make_bundle):
 
 
 def test_rollback_refuses_missing_and_incomplete_versions(s3_bucket, make_bundle):
-    for version in (5, 6):
-        assert (
-            run("publish-index", make_bundle(version), "--bucket", s3_bucket, "--prefix", PREFIX).exit_code
-            == 0
-        )
-    boto3.client("s3").delete_object(Bucket=s3_bucket, Key=bundle_key(PREFIX, 5, "thumbnails/2.jpg"))
+    bundles = [make_bundle(version) for version in (5, 6)]
+    for bundle in bundles:
+        assert run("publish-index", bundle, "--bucket", s3_bucket, "--prefix", PREFIX).exit_code == 0
+    boto3.client("s3").delete_object(Bucket=s3_bucket, Key=stored_key(bundles[0], "thumbnails/2.jpg"))
     incomplete = run("rollback-index", 5, "--bucket", s3_bucket, "--prefix", PREFIX)
     assert incomplete.exit_code == 1
     assert "version 5 is incomplete" in incomplete.output and "thumbnails/2.jpg" in incomplete.output
