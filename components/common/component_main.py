@@ -23,24 +23,46 @@ One settings lifecycle for all three components (`run_component(name, settings_c
 5. The nucleus goes away (it stopped or crashed, closing the IPC connection): the component is
    stopped and the process exits 1, rather than outlive it holding ports and devices; a
    nucleus that comes back starts its components again.
+
+Logs go to stdout (the nucleus keeps them in /greengrass/v2/logs/<ComponentName>.log) and, given
+`log_file` (`work_log_file(name)`: `<work dir>/logs/<ComponentName>.log`), to a file of their own
+that rotates at LOG_FILE_BYTES, keeping LOG_FILE_BACKUPS old ones: on a device it survives a
+nucleus log cleanup, and under `visual-search demo` it is where each component's log is kept.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Callable
 
 from components.common.errors import VisualSearchError
 from components.common.settings import SettingsError, changed_settings, check_settings, needs_rebuild
 
 POLL_S = 0.5  # how soon a stop request is seen while waiting for configuration updates
+LOG_FILE_BYTES = 5 * 1024 * 1024
+LOG_FILE_BACKUPS = 3  # at most 20 MiB of logs per component
+WORK_DIR_ENV = "VISUAL_SEARCH_WORK_DIR"  # each recipe sets it to {work:path}
+
+
+def work_log_file(greengrass_name: str) -> Path:
+    """`<work dir>/logs/<ComponentName>.log`, the work dir being $VISUAL_SEARCH_WORK_DIR or the
+    current directory (where the nucleus starts a component)."""
+    return Path(os.environ.get(WORK_DIR_ENV) or os.getcwd()) / "logs" / f"{greengrass_name}.log"
 
 
 def run_component(
-    name: str, settings_cls, build: Callable, ipc=None, stop: threading.Event | None = None
+    name: str,
+    settings_cls,
+    build: Callable,
+    ipc=None,
+    stop: threading.Event | None = None,
+    log_file: Path | None = None,
 ) -> int:
     """Run one component until SIGTERM (or until `stop` is set, when given); return the exit code.
 
@@ -48,10 +70,10 @@ def run_component(
     for the settings marked live. An expected error (bad setting, missing model or bundle) is
     logged in one line and gives 1.
     """
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stdout, format=f"%(asctime)s {name} %(levelname)s %(message)s"
-    )
+    log_format = f"%(asctime)s {name} %(levelname)s %(message)s"
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format=log_format)
     log = logging.getLogger(name)
+    file_handler = _open_log_file(log_file, log_format, log) if log_file else None
     if stop is None:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,6 +103,25 @@ def run_component(
     finally:
         host.stop()
         ipc.close()
+        if file_handler is not None:
+            logging.getLogger().removeHandler(file_handler)
+            file_handler.close()
+
+
+def _open_log_file(path: Path, log_format: str, log: logging.Logger):
+    """Add a rotating file of the logs to the root logger; a disk that refuses it costs the file,
+    never the component."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+    except OSError as exc:
+        log.warning("logging to stdout only: cannot write %s (%s)", path, exc.strerror or exc)
+        return None
+    handler.setFormatter(logging.Formatter(log_format))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 class ComponentHost:

@@ -8,9 +8,9 @@ import sys
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 from pathlib import Path
 
-from components.common.component_main import run_component
+from components.common.component_main import run_component, work_log_file
 from components.featurizer.component import FeaturizerComponent
-from components.featurizer.settings import COMPONENT, FeaturizerSettings
+from components.featurizer.settings import COMPONENT, GREENGRASS_NAME, FeaturizerSettings
 
 ARTIFACT_ROOT = Path(__file__).resolve().parents[2]  # what the artifact zip unpacks to
 
@@ -24,4 +24,4 @@ def build(ipc, settings: FeaturizerSettings) -> FeaturizerComponent:
     return FeaturizerComponent(ipc, settings, Featurizer(model_dir))
 
 
-sys.exit(run_component(COMPONENT, FeaturizerSettings, build))
+sys.exit(run_component(COMPONENT, FeaturizerSettings, build, log_file=work_log_file(GREENGRASS_NAME)))

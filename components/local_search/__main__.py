@@ -2,9 +2,9 @@
 
 import sys
 
-from components.common.component_main import run_component
+from components.common.component_main import run_component, work_log_file
 from components.local_search.component import LocalSearchComponent
-from components.local_search.settings import COMPONENT, LocalSearchSettings
+from components.local_search.settings import COMPONENT, GREENGRASS_NAME, LocalSearchSettings
 
 
 def build(ipc, settings: LocalSearchSettings) -> LocalSearchComponent:
@@ -50,4 +50,4 @@ def build(ipc, settings: LocalSearchSettings) -> LocalSearchComponent:
 
 
 if __name__ == "__main__":
-    sys.exit(run_component(COMPONENT, LocalSearchSettings, build))
+    sys.exit(run_component(COMPONENT, LocalSearchSettings, build, log_file=work_log_file(GREENGRASS_NAME)))

@@ -7,6 +7,8 @@ applied only when the component accepts.
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import threading
 import time
 
@@ -217,3 +219,28 @@ def test_a_bad_configuration_at_start_is_one_error_line_and_exit_1(bundle, tmp_p
         )
         assert code == 1 and nucleus.states[LOCAL_SEARCH] == "ERRORED"
     assert "local_search.top_k: 'many' is not an integer" in caplog.text
+
+
+def test_a_component_writes_its_log_to_a_rotating_file_in_its_work_dir(bundle, tmp_path, monkeypatch):
+    from components.common.component_main import work_log_file
+
+    monkeypatch.setenv("VISUAL_SEARCH_WORK_DIR", str(tmp_path))
+    log_file = work_log_file(LOCAL_SEARCH)
+    assert log_file == tmp_path / "logs" / f"{LOCAL_SEARCH}.log"
+    spec = ComponentSpec.from_recipe(recipe(LOCAL_SEARCH))
+    spec.configuration.update(bundle_dir=str(bundle.path), top_k="many")
+    with LocalNucleus(components=[spec]) as nucleus:
+        code = run_component(
+            COMPONENT,
+            LocalSearchSettings,
+            build,
+            ipc=Ipc(nucleus.connect(LOCAL_SEARCH)),
+            stop=threading.Event(),
+            log_file=log_file,
+        )
+    assert code == 1
+    assert "local_search ERROR local_search.top_k: 'many' is not an integer" in log_file.read_text()
+    handlers = [
+        h for h in logging.getLogger().handlers if isinstance(h, logging.handlers.RotatingFileHandler)
+    ]
+    assert handlers == []  # closed with the component: nothing keeps writing to it
