@@ -1,9 +1,10 @@
 """`visual-search demo`: the whole kiosk on this machine, with real IPC between processes.
 
-Builds the demo bundle if it is missing or stale, starts the local nucleus stand-in and the
-three components from `recipes/`, and records every match message. Headless runs stop
-after `--duration` seconds and, on the demo video, score each held item against
-`demo/video/timeline.json`.
+Builds the demo bundle if it is missing or stale (or serves one given with `--bundle`), starts
+the local nucleus stand-in and the three components from `recipes/` with the demo's settings and
+any `--set component.key=value` (checked as a deployment would be), and records every match
+message. Headless runs stop after `--duration` seconds, print the components' warnings and
+errors, and, on the demo video, score each held item against `demo/video/timeline.json`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from components.common import messages
 from components.common.bundle import MANIFEST
 from components.common.errors import VisualSearchError
+from devkit.demo_settings import SHORT_NAMES, configure
 from devkit.nucleus.config import ComponentSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,11 +29,7 @@ DEMO_VIDEO = PROJECT_ROOT / "demo" / "video" / "demo.mp4"
 DEMO_TIMELINE = DEMO_VIDEO.with_name("timeline.json")
 RECORDER = "com.visualsearch.DemoRecorder"
 START_TIMEOUT_S = 180  # loading MXNet and the model in three processes on a busy laptop
-SHORT_NAMES = {
-    "com.visualsearch.Featurizer": "featurizer",
-    "com.visualsearch.LocalSearch": "local_search",
-    "com.visualsearch.Display": "display",
-}
+LOUD_LEVELS = (" WARNING ", " ERROR ", " CRITICAL ")
 
 
 @dataclass
@@ -42,10 +40,35 @@ class DemoOptions:
     port: int = 8080
     work_dir: Path = PROJECT_ROOT / "demo-output"
     loop_video: bool = True
+    bundle: Path | None = None  # a bundle already built (instead of building one from `catalog`)
+    settings: list[str] = field(default_factory=list)  # "component.key=value", as given to --set
+
+
+class LogEcho:
+    """Passes on the component log lines worth a headless user's attention: warnings, errors and
+    what follows them (a traceback), and anything that is not a log line (a crash's stderr)."""
+
+    def __init__(self, echo: Callable[[str], None], everything: bool):
+        self.echo, self.everything = echo, everything
+        self._loud: dict[str, bool] = {}
+
+    def __call__(self, name: str, line: str) -> None:
+        short = SHORT_NAMES.get(name, name)
+        is_log_line = f" {short} " in line[:40]
+        if is_log_line:
+            self._loud[name] = any(level in line[:60] for level in LOUD_LEVELS)
+        if self.everything or not is_log_line or self._loud.get(name):
+            self.echo(f"[{short}] {line}")
+
+
+def log_files(work_dir: Path) -> Path:
+    """Where the components' log files are (`<ComponentName>/logs/<ComponentName>.log` inside)."""
+    return work_dir / "greengrass" / "work"
 
 
 def ensure_bundle(catalog: Path, model: Path, out: Path, echo: Callable[[str], None]) -> Path:
-    """Reuse `out` if it was built from this catalog with this model; otherwise rebuild it."""
+    """Reuse `out` if it was built from this catalog with this model; otherwise rebuild it,
+    reporting each bad catalog row as build-index does (the demo builds without them)."""
     from cloud_sync.indexing.build_index import build_bundle
     from components.featurizer.model import fingerprint
 
@@ -60,9 +83,33 @@ def ensure_bundle(catalog: Path, model: Path, out: Path, echo: Callable[[str], N
     except (OSError, ValueError, KeyError):
         pass
     echo(f"building the demo index from {catalog} with {model} ...")
-    result = build_bundle(catalog, model, out, skip_bad_rows=True, catalog_digest=catalog_digest)
-    echo(f"built {out}: {result.manifest['item_count']} items")
+
+    def report(problems):
+        for problem in problems:
+            echo(f"bad row: {problem}")
+
+    result = build_bundle(
+        catalog, model, out, skip_bad_rows=True, catalog_digest=catalog_digest, on_problems=report
+    )
+    skipped = f", skipped {len(result.problems)} bad row(s)" if result.problems else ""
+    echo(f"built {out}: {result.manifest['item_count']} items{skipped}")
     return out
+
+
+def given_bundle(bundle: Path, model: Path) -> Path:
+    """A bundle built elsewhere: complete, and made with this featurizer (or a one-line error)."""
+    from components.common.bundle import verify_bundle
+    from components.featurizer.model import fingerprint
+
+    if not (bundle / MANIFEST).is_file():
+        raise VisualSearchError(f"--bundle {bundle}: not an index bundle (no {MANIFEST})")
+    try:
+        verify_bundle(bundle, fingerprint(model))
+    except VisualSearchError as exc:
+        raise VisualSearchError(
+            f"--bundle {bundle}: {exc} (is --model the featurizer it was built with?)"
+        ) from None
+    return bundle
 
 
 def catalog_fingerprint(catalog: Path) -> str:
@@ -139,8 +186,7 @@ def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], No
     from cloud_sync.training.assemble import ensure_assembled
     from devkit.nucleus.runner import KioskRunner
 
-    ensure_assembled(options.model, echo)  # the demo model is assembled from its committed head once
-    bundle = ensure_bundle(options.catalog, options.model, options.work_dir / "bundle", echo)
+    bundle = options.bundle or options.work_dir / "bundle"
     overrides = {
         "com.visualsearch.Featurizer": {
             "camera": options.source,
@@ -150,11 +196,13 @@ def start_kiosk(options: DemoOptions, out: Path | None, echo: Callable[[str], No
         "com.visualsearch.LocalSearch": {"bundle_dir": str(bundle)},
         "com.visualsearch.Display": {"port": options.port},
     }
-
-    def on_log(name: str, line: str) -> None:
-        if show_logs:
-            echo(f"[{SHORT_NAMES.get(name, name)}] {line}")
-
+    overrides = configure(overrides, options.settings, PROJECT_ROOT / "recipes")  # before any build
+    ensure_assembled(options.model, echo)  # the demo model is assembled from its committed head once
+    if options.bundle is not None:
+        given_bundle(options.bundle, options.model)
+    else:
+        ensure_bundle(options.catalog, options.model, bundle, echo)
+    on_log = LogEcho(echo, everything=show_logs)
     runner = KioskRunner(
         PROJECT_ROOT / "recipes",
         PROJECT_ROOT,

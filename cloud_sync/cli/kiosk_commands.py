@@ -17,13 +17,36 @@ def bench():
 
 @bench.command("featurizer")
 @model_option
-@click.option("--seconds", default=5.0, show_default=True, type=float, help="Time spent per batch size.")
+@click.option(
+    "--runtime",
+    "runtime_choice",
+    type=click.Choice(["mxnet", "onnxruntime", "all"]),
+    default="all",
+    show_default=True,
+    help="Runtime(s) to time; `all`: every one the model carries and this machine has. MXNet, the "
+    "reference, is always timed too.",
+)
+@click.option(
+    "--seconds", default=5.0, show_default=True, type=float, help="Time spent per runtime and batch size."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {"<runtime>": {"1": images_per_s, "8": ...}, ...}.'
+)
 @expected_errors
-def bench_featurizer(model_dir, seconds):
-    """Images per second at batch 1 and batch 8 (preprocessing included)."""
-    from devkit.bench import bench_featurizer as run
+def bench_featurizer(model_dir, runtime_choice, seconds, as_json):
+    """Images per second of each runtime at batch 1 and 8, and its ratio to MXNet fp32.
 
-    for line in run(model_dir, seconds):
+    The same model on every runtime, in one run; preprocessing of camera-sized frames included."""
+    from devkit.bench import available_runtimes, bench_featurizer, featurizer_speeds
+
+    if runtime_choice == "all":
+        runtimes, notes = available_runtimes(model_dir)
+    else:
+        runtimes, notes = list(dict.fromkeys(["mxnet", runtime_choice])), []
+    if as_json:
+        click.echo(json.dumps(featurizer_speeds(model_dir, runtimes, seconds)[0]))
+        return
+    for line in (*notes, *bench_featurizer(model_dir, runtimes, seconds)):
         click.echo(line)
 
 
@@ -97,16 +120,49 @@ def bench_sync(catalog, model_dir):
         click.echo(line)
 
 
+def _video_source(ctx, param, value):
+    """A stream URL as given (the featurizer opens it); a file or folder must exist."""
+    from components.featurizer.camera import STREAM_PREFIXES
+
+    if value is None or value.lower().startswith(STREAM_PREFIXES):
+        return value
+    if "://" in value:
+        raise click.BadParameter(f"{value}: streams are {', '.join(STREAM_PREFIXES)} URLs")
+    path = Path(value)
+    if not path.exists():
+        raise click.BadParameter(f"{value}: no such file or folder")
+    return str(path.resolve())
+
+
 @click.command()
 @click.option(
     "--video",
-    type=click.Path(exists=True, dir_okay=True, path_type=Path),
+    callback=_video_source,
     default=None,
-    help="Video file or image folder to use as the camera (default: the committed demo video).",
+    help="Video file, image folder or stream URL (rtsp://, rtsps://, http://, https://) to use as "
+    "the camera (default: the committed demo video).",
 )
 @click.option("--camera", type=int, default=None, help="Camera index (e.g. 0) instead of a video.")
 @click.option(
-    "--catalog", type=click.Path(path_type=Path), default=None, help="Catalog folder (default: demo/catalog)."
+    "--catalog",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Catalog folder to build the index from (default: demo/catalog); bad rows are reported "
+    "and left out.",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Serve this index bundle, already built with --model (instead of building one from --catalog).",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="COMPONENT.KEY=VALUE",
+    help="A component setting (docs/settings.md), e.g. display.currency=EUR or local_search.top_k=8; "
+    "repeatable; checked as a deployment would be.",
 )
 @click.option(
     "--model",
@@ -122,7 +178,11 @@ def bench_sync(catalog, model_dir):
     type=click.IntRange(1, 65535),
     help="Display port on 127.0.0.1.",
 )
-@click.option("--headless", is_flag=True, help="Run unattended: no log echo; stop after --duration.")
+@click.option(
+    "--headless",
+    is_flag=True,
+    help="Run unattended: only the components' warnings and errors are printed; stop after --duration.",
+)
 @click.option(
     "--duration", type=click.FloatRange(1), default=None, help="Seconds to run (default: until Ctrl-C)."
 )
@@ -139,7 +199,7 @@ def bench_sync(catalog, model_dir):
     help="Where the demo bundle and component work dirs go (default: demo-output/).",
 )
 @expected_errors
-def demo(video, camera, catalog, model_dir, port, headless, duration, out, work_dir):
+def demo(video, camera, catalog, bundle, settings, model_dir, port, headless, duration, out, work_dir):
     """Run the whole kiosk on this machine: nucleus stand-in, featurizer, local_search, display."""
     import signal
     import threading
@@ -150,13 +210,17 @@ def demo(video, camera, catalog, model_dir, port, headless, duration, out, work_
         raise click.UsageError("give --video or --camera, not both")
     if headless and duration is None:
         raise click.UsageError("--headless needs --duration")
-    source = str(camera) if camera is not None else str((video or kiosk.DEMO_VIDEO).resolve())
+    if bundle is not None and catalog is not None:
+        raise click.UsageError("give --catalog (to build an index) or --bundle (one already built), not both")
+    source = str(camera) if camera is not None else (video or str(kiosk.DEMO_VIDEO.resolve()))
     options = kiosk.DemoOptions(
         source=source,
         port=port,
         catalog=(catalog or kiosk.DEMO_CATALOG).resolve(),
         model=(model_dir or kiosk.DEMO_MODEL).resolve(),
         work_dir=(work_dir or Path("demo-output")).resolve(),
+        bundle=bundle.resolve() if bundle else None,
+        settings=list(settings),
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -164,6 +228,7 @@ def demo(video, camera, catalog, model_dir, port, headless, duration, out, work_
     runner, recorder = kiosk.start_kiosk(options, out, click.echo, show_logs=not headless)
     try:
         click.echo(f"kiosk display: http://127.0.0.1:{port}/   (Ctrl-C stops everything)")
+        click.echo(f"component logs: {kiosk.log_files(options.work_dir)}/<component>/logs/")
 
         def show_states():
             states = ", ".join(

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +52,9 @@ def test_headless_demo_writes_every_match_and_scores_the_held_items(tmp_path):
         )
     assert "right category at rank 1 for" in result.stdout
     assert f"{len(records)} match messages written to {out}" in result.stdout
+    for name in (FEATURIZER, LOCAL_SEARCH, DISPLAY):  # each component's own log, as on a device
+        log_file = tmp_path / "work" / "greengrass" / "work" / name / "logs" / f"{name}.log"
+        assert " INFO running" in log_file.read_text(), name
 
 
 def test_killing_one_component_does_not_stop_the_others(tmp_path):
@@ -101,3 +106,89 @@ def test_an_upload_is_answered_across_the_processes_with_the_default_upload_dir(
     finally:
         runner.stop()
         recorder.close()
+
+
+def test_set_gives_typed_settings_and_names_a_bad_key_or_value():
+    from components.common.errors import VisualSearchError
+    from devkit.demo_settings import configure
+
+    recipes = REPO / "recipes"
+    base = {LOCAL_SEARCH: {"bundle_dir": "/b"}}
+    done = configure(
+        base, ["display.currency=EUR", "local_search.top_k=8", "featurizer.loop_video=false"], recipes
+    )
+    assert done[DISPLAY] == {"currency": "EUR"} and done[FEATURIZER] == {"loop_video": False}
+    assert done[LOCAL_SEARCH] == {"bundle_dir": "/b", "top_k": 8}
+    for given, said in [
+        ("display.curency=EUR", "display: unknown setting(s) curency"),
+        ("local_search.top_k=many", "local_search.top_k: 'many' is not an integer"),
+        ("display.currency=euro", "display.currency: 'euro' is not a 3-letter ISO 4217 code"),
+        ("display.port=70000", "display.port: '70000' is not at most 65535"),
+        ("currency=EUR", "expected component.key=value"),
+        ("nucleus.x=1", "no component 'nucleus'"),
+    ]:
+        with pytest.raises(VisualSearchError, match=re.escape(said)):
+            configure(base, [given], recipes)
+
+
+def test_demo_takes_a_stream_url_as_its_video_and_checks_settings_before_building(monkeypatch):
+    from click.testing import CliRunner
+
+    from cloud_sync.cli.main import main as cli
+
+    started = []
+    monkeypatch.setattr(kiosk, "start_kiosk", lambda options, *a, **k: started.append(options) or 1 / 0)
+    stream = "rtsp://127.0.0.1:8554/counter"
+    result = CliRunner().invoke(cli, ["demo", "--video", stream, "--set", "display.currency=EUR"])
+    assert started and started[0].source == stream and started[0].settings == ["display.currency=EUR"]
+    refused = CliRunner().invoke(cli, ["demo", "--video", "ftp://camera/x"])
+    assert refused.exit_code == 2 and "streams are rtsp://" in refused.output
+    missing = CliRunner().invoke(cli, ["demo", "--video", "no-such.mp4"])
+    assert missing.exit_code == 2 and "no-such.mp4: no such file or folder" in missing.output
+    monkeypatch.undo()
+    bad = CliRunner().invoke(cli, ["demo", "--set", "display.nope=1", "--work-dir", "/nonexistent/x"])
+    assert bad.exit_code == 1 and "error: --set: display: unknown setting(s) nope" in bad.output
+    assert result.exit_code != 0  # the stand-in stopped it
+
+
+def test_demo_catalog_bad_rows_are_reported_and_a_given_bundle_is_checked(tmp_path, tiny_model):
+    from components.common.errors import VisualSearchError
+    from tests.conftest import demo_image
+
+    catalog = tmp_path / "catalog"
+    (catalog / "images").mkdir(parents=True)
+    rows = ["id,image,title,category,price"]
+    for n, category in enumerate(["hat", "shoes", "dress"]):
+        shutil.copy(demo_image(category), catalog / "images" / f"{n}.jpg")
+        rows.append(f"item-{n},images/{n}.jpg,{category},{category},9.99")
+    rows.append("item-9,images/missing.jpg,ghost,hat,1.00")
+    (catalog / "catalog.csv").write_text("\n".join(rows) + "\n")
+    said = []
+    bundle = kiosk.ensure_bundle(catalog, tiny_model, tmp_path / "bundle", said.append)
+    bad = [line for line in said if line.startswith("bad row:")]
+    assert len(bad) == 1 and "missing.jpg" in bad[0]
+    assert said[-1].endswith("3 items, skipped 1 bad row(s)")
+    assert kiosk.given_bundle(bundle, tiny_model) == bundle
+    with pytest.raises(VisualSearchError, match="not an index bundle"):
+        kiosk.given_bundle(catalog, tiny_model)
+    thumbnail = next((bundle / "thumbnails").iterdir())
+    thumbnail.write_bytes(thumbnail.read_bytes() + b"x")
+    with pytest.raises(VisualSearchError, match=r"--bundle .*: .*size"):
+        kiosk.given_bundle(bundle, tiny_model)
+
+
+def test_headless_runs_pass_on_warnings_errors_and_tracebacks_only():
+    said = []
+    echo = kiosk.LogEcho(said.append, everything=False)
+    echo(DISPLAY, "2026-01-01 10:00:00,000 display INFO running")
+    echo(DISPLAY, "2026-01-01 10:00:01,000 display WARNING cannot open bundle")
+    echo(FEATURIZER, "2026-01-01 10:00:02,000 featurizer ERROR camera lost")
+    echo(FEATURIZER, "Traceback (most recent call last):")
+    echo(FEATURIZER, "2026-01-01 10:00:03,000 featurizer INFO camera back")
+    echo(LOCAL_SEARCH, "Segmentation fault")
+    assert said == [
+        "[display] 2026-01-01 10:00:01,000 display WARNING cannot open bundle",
+        "[featurizer] 2026-01-01 10:00:02,000 featurizer ERROR camera lost",
+        "[featurizer] Traceback (most recent call last):",
+        "[local_search] Segmentation fault",
+    ]
