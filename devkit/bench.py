@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from components.featurizer.model import Featurizer
-from components.local_search.search import IndexBundle
+from components.featurizer.model import Featurizer, read_spec
+from components.featurizer.runtimes import MXNET, ONNXRUNTIME, RUNTIMES, onnxruntime_installed, thread_count
 
 
 def _synthetic_frames(count: int, seed: int = 0) -> list[np.ndarray]:
@@ -18,30 +18,71 @@ def _synthetic_frames(count: int, seed: int = 0) -> list[np.ndarray]:
     return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def bench_featurizer(model_dir: str | Path, seconds: float = 5.0) -> Iterator[str]:
-    featurizer = Featurizer(model_dir)
+BATCH_SIZES = (1, 8)
+
+
+def featurizer_speeds(
+    model_dir: str | Path, runtimes: Sequence[str], seconds: float = 5.0
+) -> tuple[dict[str, dict[str, float]], dict[str, Featurizer]]:
+    """Images per second (preprocessing of camera-sized frames included) of the same model on
+    each runtime, at each batch size: `{runtime: {"1": ips, "8": ips}}`.
+
+    The runtimes take turns in short rounds, so a neighbour's load on a shared machine falls on
+    all of them alike rather than on whichever ran at the time."""
+    featurizers = {runtime: Featurizer(model_dir, runtime=runtime) for runtime in runtimes}
+    frames = _synthetic_frames(max(BATCH_SIZES))
+    speeds = {runtime: {} for runtime in runtimes}
+    rounds = 3
+    for batch_size in BATCH_SIZES:
+        batch = frames[:batch_size]
+        done = dict.fromkeys(runtimes, 0)
+        spent = dict.fromkeys(runtimes, 0.0)
+        for featurizer in featurizers.values():
+            featurizer.batch_size = batch_size
+            featurizer.featurize(batch)  # warm-up: first call allocates
+        for _ in range(rounds):
+            for runtime, featurizer in featurizers.items():
+                start = time.perf_counter()
+                while time.perf_counter() - start < seconds / rounds:
+                    featurizer.featurize(batch)
+                    done[runtime] += batch_size
+                spent[runtime] += time.perf_counter() - start
+        for runtime in runtimes:
+            speeds[runtime][str(batch_size)] = done[runtime] / spent[runtime]
+    return speeds, featurizers
+
+
+def available_runtimes(model_dir: str | Path) -> tuple[list[str], list[str]]:
+    """(runtimes this model can run on here, notes on the ones it cannot)."""
+    spec = read_spec(model_dir)
+    usable, notes = [MXNET], []
+    for runtime in spec.runtimes:
+        if runtime == ONNXRUNTIME and not onnxruntime_installed():
+            notes.append(f"{runtime}: not installed, left out")
+        elif runtime in RUNTIMES:
+            usable.append(runtime)
+    return usable, notes
+
+
+def bench_featurizer(model_dir: str | Path, runtimes: Sequence[str], seconds: float = 5.0) -> Iterator[str]:
+    speeds, featurizers = featurizer_speeds(model_dir, runtimes, seconds)
+    featurizer = next(iter(featurizers.values()))
     prep = featurizer.preprocessing
     yield (
         f"featurizer {featurizer.spec.arch or featurizer.spec.name}, input {prep.height}x{prep.width}, "
-        f"{featurizer.dim}-d, fingerprint {featurizer.fingerprint[:12]}"
+        f"{featurizer.dim}-d, fingerprint {featurizer.fingerprint[:12]}, {thread_count()} threads"
     )
-    frames = _synthetic_frames(8)
-    for batch_size in (1, 8):
-        featurizer.batch_size = batch_size
-        batch = frames[:batch_size]
-        featurizer.featurize(batch)  # warm-up: first call allocates
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            featurizer.featurize(batch)
-            done += batch_size
-        elapsed = time.perf_counter() - start
-        yield (
-            f"batch {batch_size}: {done / elapsed:7.1f} images/s "
-            f"({1000 * elapsed / (done / batch_size):.1f} ms per batch, {done} images)"
-        )
+    for runtime, by_batch in speeds.items():
+        figures = []
+        for batch, ips in by_batch.items():
+            ratio = f" ({ips / speeds[MXNET][batch]:.2f}x mxnet)" if MXNET in speeds else ""
+            figures.append(f"batch {batch}: {ips:7.1f} images/s{ratio}")
+        yield f"{runtime:<12} " + "   ".join(figures)
 
 
 def bench_search(bundle_dir: str | Path, queries: int = 2000, k: int = 5) -> Iterator[str]:
+    from components.local_search.search import IndexBundle
+
     bundle = IndexBundle.open(bundle_dir)
     index = bundle.manifest["index"]
     yield (
@@ -70,7 +111,7 @@ def bench_search(bundle_dir: str | Path, queries: int = 2000, k: int = 5) -> Ite
     bundle.close()
 
 
-def _can_reconstruct(bundle: IndexBundle) -> bool:
+def _can_reconstruct(bundle) -> bool:
     try:
         bundle.index.reconstruct(0)
         return True

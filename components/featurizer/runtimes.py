@@ -97,6 +97,9 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = thread_count()
         options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: a kiosk's cores also serve the camera, search and
+        # display (on 2 busy cores it was faster this way too: 39 against 27 images/s).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: its warnings are about graph internals
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
