@@ -1,10 +1,12 @@
 """`evaluate`: how well a featurizer retrieves the right catalog items, per distance metric.
 
 Ground truth is the query's `category` (same-category retrieval), or, when every query row
-has an `item_id` column, that exact catalog item. For each metric the catalog is ranked
-exactly with numpy (ties keep catalog order) and scored with P@1, P@k, R@k and AP@k, next to
-a seeded random ranking. The index (a bundle's, or one built in memory as build-index would)
-is checked against exact search of its own metric: recall@k and median query latency.
+has an `item_id` column, that exact catalog item. A product with several pictures (catalog
+rows sharing an id) is ranked once, at its best picture, so a hit on it counts once.
+For each metric the catalog is ranked exactly with numpy (ties keep catalog order) and scored
+with P@1, P@k, R@k and AP@k, next to a seeded random ranking. The index (a bundle's, or one
+built in memory as build-index would) is checked against exact search of its own metric, picture
+by picture: recall@k and median query latency.
 
 Definitions, per query, averaged over queries (every value lies in [0, 1]):
   P@k  = relevant items in the top k / k
@@ -96,13 +98,33 @@ def random_rankings(n_queries: int, n_catalog: int, depth: int, seed: int = 0) -
     return np.stack([rng.permutation(n_catalog)[:depth] for _ in range(n_queries)])
 
 
+def products_of(items: list[CatalogItem]) -> tuple[np.ndarray, list[CatalogItem]]:
+    """Product of each catalog picture (row), and each product's first picture."""
+    position: dict[str, int] = {}
+    for item in items:
+        position.setdefault(item.id, len(position))
+    first = list({item.id: item for item in reversed(items)}.values())[::-1]
+    return np.array([position[item.id] for item in items], dtype=np.int64), first
+
+
+def product_rankings(rankings: np.ndarray, product_of: np.ndarray, depth: int) -> np.ndarray:
+    """Ranked pictures -> ranked products, each at its best picture, `depth` per query (-1 pads)."""
+    out = np.full((len(rankings), depth), -1, dtype=np.int64)
+    for q, row in enumerate(product_of[rankings]):
+        _, first = np.unique(row, return_index=True)
+        ranked = row[np.sort(first)][:depth]
+        out[q, : len(ranked)] = ranked
+    return out
+
+
 def relevance(rankings: np.ndarray, catalog_labels: list[str], query_labels: list[str]):
     """(Q, depth) bool: is the ranked item relevant; and (Q,) relevant items in the catalog."""
     codes = {label: i for i, label in enumerate(dict.fromkeys(catalog_labels))}
     catalog_codes = np.array([codes[label] for label in catalog_labels])
     query_codes = np.array([codes.get(label, -1) for label in query_labels])
     counts = np.append(np.bincount(catalog_codes, minlength=len(codes)), 0)  # index -1 -> 0
-    return catalog_codes[rankings] == query_codes[:, None], counts[query_codes]
+    ranked = np.where(rankings >= 0, catalog_codes[rankings], -2)  # -1 pads never match
+    return ranked == query_codes[:, None], counts[query_codes]
 
 
 def retrieval_metrics(relevant: np.ndarray, n_relevant: np.ndarray, ks: list[int]) -> dict:
@@ -174,17 +196,17 @@ def index_fidelity(
 
 
 def _bundle_rows(bundle, items: list[CatalogItem]) -> np.ndarray:
-    """Catalog row of each faiss id of `bundle`; the bundle must hold exactly these items."""
-    position = {item.id: i for i, item in enumerate(items)}
+    """Catalog row of each faiss id of `bundle`; the bundle must hold exactly these pictures."""
+    position = {(item.id, item.image): i for i, item in enumerate(items)}
     rows = {}
     for start in range(0, len(bundle), 500):  # SQLite limits the parameters per statement
         rows.update(bundle.items(list(range(start, min(start + 500, len(bundle))))))
-    if len(bundle) != len(items) or any(row["item_id"] not in position for row in rows.values()):
+    if len(bundle) != len(items) or any((r["item_id"], r["image"]) not in position for r in rows.values()):
         raise BundleError(
-            f"{bundle.path}: holds {len(bundle)} items, not the {len(items)} usable "
-            f"items of this catalog; evaluate with the catalog it was built from"
+            f"{bundle.path}: holds {len(bundle)} pictures, not the {len(items)} usable "
+            f"pictures of this catalog; evaluate with the catalog it was built from"
         )
-    return np.array([position[rows[i]["item_id"]] for i in range(len(bundle))])
+    return np.array([position[rows[i]["item_id"], rows[i]["image"]] for i in range(len(bundle))])
 
 
 def _index_for(bundle, catalog: FeaturizedCatalog, dim: int):
@@ -253,12 +275,15 @@ def run_evaluation(
     finally:
         if bundle is not None:
             bundle.close()  # the faiss index stays usable; only the items table closes
-    catalog_labels, query_labels = labels(catalog.items, kind, False), labels(queries.items, kind, True)
-    depth = min(max(ks), len(catalog.items))
+    product_of, products = products_of(catalog.items)
+    catalog_labels, query_labels = labels(products, kind, False), labels(queries.items, kind, True)
+    depth = min(max(ks), len(products))
+    picture_depth = min(depth * int(np.bincount(product_of).max()), len(catalog.items))
     results = {}
     for metric in dict.fromkeys([*metrics, info["metric"]]):
-        ranking, dists = exact_rankings(queries.vectors, catalog.vectors, metric, depth)
-        rel, n_relevant = relevance(ranking, catalog_labels, query_labels)
+        ranking, dists = exact_rankings(queries.vectors, catalog.vectors, metric, picture_depth)
+        ranked_products = product_rankings(ranking, product_of, depth)
+        rel, n_relevant = relevance(ranked_products, catalog_labels, query_labels)
         results[metric] = retrieval_metrics(rel, n_relevant, ks)
         if metric == info["metric"]:
             recall, latency = index_fidelity(
@@ -267,7 +292,7 @@ def run_evaluation(
             results[metric].update(
                 index_recall_at_k=recall, median_query_latency_s=latency, index_factory=info["factory"]
             )
-    ranking = random_rankings(len(queries.items), len(catalog.items), depth, seed)
+    ranking = random_rankings(len(queries.items), len(products), depth, seed)
     results["random"] = retrieval_metrics(*relevance(ranking, catalog_labels, query_labels), ks)
     evaluation = Evaluation(
         results,
@@ -293,16 +318,17 @@ def examples(evaluation: Evaluation, count: int) -> list[Example]:
     for i, query in enumerate(queries.items):
         first.setdefault(query.category or f"#{i}", i)
     chosen = list(first.values())[:count]
-    depth = min(EXAMPLE_MATCHES, len(catalog.items))
+    product_of, _ = products_of(catalog.items)
+    depth = min(EXAMPLE_MATCHES * int(np.bincount(product_of).max()), len(catalog.items))
     ranking, dists = exact_rankings(queries.vectors[chosen], catalog.vectors, "cosine", depth)
     kind = evaluation.ground_truth
     rel, _ = relevance(
         ranking, labels(catalog.items, kind, False), labels([queries.items[i] for i in chosen], kind, True)
     )
-    return [
-        Example(
-            queries.items[q],
-            [(catalog.items[r], float(-d), bool(ok)) for r, d, ok in zip(ranking[j], dists[j], rel[j])],
-        )
-        for j, q in enumerate(chosen)
-    ]
+    shown = []
+    for j, q in enumerate(chosen):
+        _, best = np.unique(product_of[ranking[j]], return_index=True)  # each product at its best picture
+        rows = np.sort(best)[:EXAMPLE_MATCHES]
+        matches = [(catalog.items[ranking[j, r]], float(-dists[j, r]), bool(rel[j, r])) for r in rows]
+        shown.append(Example(queries.items[q], matches))
+    return shown

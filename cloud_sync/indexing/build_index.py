@@ -95,6 +95,7 @@ def build_bundle(
                 "index_version": index_version or _next_version(out),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "item_count": len(result.items),
+                "product_count": len({item.id for item in result.items}),
                 "metric": metric,
                 "index": {"factory": factory, "search_params": params, "reason": reason},
                 "model": {

@@ -4,6 +4,11 @@
   category, price, location, url; any other column is kept as metadata), or
 * a folder of class folders, `<category>/<image>`: id = relative path, title = category.
 
+A product may have several pictures: rows sharing an `id` (each with its `image`), or an
+`images` column listing several (separated by `|` in CSV, a list in JSONL). Each picture is
+one `CatalogItem` (same id and fields); the first row of an id gives the product's fields,
+and a later row may leave them empty but not contradict them.
+
 Rows that cannot be used are never dropped silently: each becomes a `CatalogProblem`
 with its line and reason, and the caller decides whether to fail or skip.
 """
@@ -15,13 +20,14 @@ import json
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from components.common.errors import CatalogError, ImageError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-KNOWN_COLUMNS = ("id", "image", "title", "category", "price", "location", "url")
+KNOWN_COLUMNS = ("id", "image", "images", "title", "category", "price", "location", "url")
+PRODUCT_FIELDS = ("title", "category", "price", "location", "url")  # the same on every row of an id
 URL_TIMEOUT_S = 30  # per connect or read of an image URL
 URL_DEADLINE_S = 120  # for the whole download: a server that trickles bytes is cut off
 MAX_IMAGE_BYTES = 64 * 2**20  # an image URL or S3 object larger than this is not read
@@ -93,6 +99,8 @@ def _csv_rows(path: Path):
     except csv.Error as exc:
         raise CatalogError(f"{path}: the header line cannot be read as CSV ({exc})") from None
     missing = [c for c in ("id", "image") if c not in header]
+    if "images" in header and "image" in missing:
+        missing.remove("image")
     if missing:
         raise CatalogError(
             f"{path}: header lacks column(s) {', '.join(missing)} "
@@ -156,42 +164,76 @@ def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _pictures(row: dict) -> list[str]:
+    """The row's `image`, then each of its `images` (a list, or text split at |)."""
+    listed = row.get("images")
+    if isinstance(listed, list):
+        extra = [_text(v) for v in listed]
+    else:
+        extra = [part.strip() for part in _text(listed).split("|")]
+    return [p for p in dict.fromkeys([_text(row.get("image")), *extra]) if p]
+
+
 def _rows_to_items(rows, file_name: str):
     items: list[CatalogItem] = []
     problems: list[CatalogProblem] = []
-    first_seen: dict[str, str] = {}
+    first: dict[str, tuple[CatalogItem, dict]] = {}  # id -> (its first picture, the fields given there)
+    pictures_seen: dict[tuple[str, str], str] = {}
     for line, row, error in rows:
         where = f"{file_name}:{line}"
         if error:
             problems.append(CatalogProblem(where, error))
             continue
-        item_id, image = _text(row.get("id")), _text(row.get("image"))
+        item_id, pictures = _text(row.get("id")), _pictures(row)
         if not item_id:
             problems.append(CatalogProblem(where, "missing id"))
             continue
-        if item_id in first_seen:
-            problems.append(
-                CatalogProblem(where, f"duplicate id {item_id!r} (first at {first_seen[item_id]})")
-            )
-            continue
-        if not image:
+        if not pictures:
             problems.append(CatalogProblem(where, f"id {item_id!r}: missing image"))
             continue
-        first_seen[item_id] = where
-        extra = {k: v for k, v in row.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
-        items.append(
-            CatalogItem(
+        given = {name: _text(row.get(name)) for name in PRODUCT_FIELDS}
+        given.update({k: v for k, v in row.items() if k not in KNOWN_COLUMNS and v not in (None, "")})
+        if item_id in first:
+            product, product_given = first[item_id]
+            clash = next(
+                (
+                    k
+                    for k, v in given.items()
+                    if v not in ("", None) and product_given.get(k) not in (v, "", None)
+                ),
+                None,
+            )
+            if clash is not None:
+                problems.append(
+                    CatalogProblem(
+                        where,
+                        f"id {item_id!r}: {clash} {given[clash]!r} differs from {product_given[clash]!r} at "
+                        f"{product.where} (rows of one product share its fields; leave them empty)",
+                    )
+                )
+                continue
+        else:
+            product = CatalogItem(
                 id=item_id,
-                image=image,
-                title=_text(row.get("title")) or item_id,
-                category=_text(row.get("category")),
-                price=_text(row.get("price")),
-                location=_text(row.get("location")),
-                url=_text(row.get("url")),
-                extra=extra,
+                image="",
+                title=given["title"] or item_id,
+                **{name: given[name] for name in PRODUCT_FIELDS if name != "title"},
+                extra={k: v for k, v in given.items() if k not in PRODUCT_FIELDS},
                 where=where,
             )
-        )
+            first[item_id] = (product, given)
+        for picture in pictures:
+            if (item_id, picture) in pictures_seen:
+                problems.append(
+                    CatalogProblem(
+                        where,
+                        f"id {item_id!r}: picture {picture!r} listed twice (first at "
+                        f"{pictures_seen[item_id, picture]})",
+                    )
+                )
+                continue
+            pictures_seen[item_id, picture] = where
+            items.append(replace(product, image=picture, extra=dict(product.extra), where=where))
     return items, problems
 
 

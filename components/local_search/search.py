@@ -18,7 +18,8 @@ import numpy as np
 from components.common.bundle import INDEX_FILE, verify_bundle
 from components.common.errors import BundleError
 from components.common.items import ItemStore, connect_items
-from components.local_search.faiss_index import search_within, set_search_params, similarity
+from components.local_search.faiss_index import set_search_params, similarity
+from components.local_search.filtered_search import search_within
 
 Ranked = list[tuple[int, float]]  # (faiss id, score), best first
 

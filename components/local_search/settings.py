@@ -51,9 +51,9 @@ class LocalSearchSettings:
         live=True,
     )
     fold_similarity: float = setting(
-        0.97,
+        0.92,
         "Cosine similarity at or above which two pictures count as near-identical for "
-        "fold_duplicates (measured: docs/formats.md#near-duplicate-folding).",
+        "fold_duplicates (measured: docs/formats.md#search-products-filters-and-folding).",
         min=0.5,
         max=1.0,
         live=True,

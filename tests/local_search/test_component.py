@@ -30,7 +30,11 @@ def kiosk(bundle, request):
     specs = [ComponentSpec.from_recipe(recipe(name)) for name in (FEATURIZER, LOCAL_SEARCH, DISPLAY)]
     min_score = getattr(request, "param", 0.0)
     with LocalNucleus(components=specs) as nucleus:
-        settings = LocalSearchSettings(bundle_dir=str(bundle.path), min_score=min_score, smoothing_window=3)
+        # the tiny test model puts every photo within cosine 0.94-0.99 of every other: folding
+        # near-duplicates would fold them all (folding is tested with the default model)
+        settings = LocalSearchSettings(
+            bundle_dir=str(bundle.path), min_score=min_score, smoothing_window=3, fold_duplicates=False
+        )
         component = LocalSearchComponent(Ipc(nucleus.connect(LOCAL_SEARCH)), settings, bundle)
         component.start()
         matches = Inbox.subscribe(nucleus, DISPLAY, messages.MATCHES)
@@ -65,6 +69,24 @@ def test_a_feature_message_comes_back_as_ranked_matches_with_metadata(kiosk, bun
     assert top["title"] and top["price"] and top["location"] and top["thumbnail"].startswith("thumbnails/")
     assert len(result["matches"]) == 5 and result["index_version"] == bundle.version
     assert set(result["timings_ms"]) >= {"search", "featurize", "capture_to_publish"}
+
+
+def test_the_hard_filters_of_a_feature_message_restrict_the_search_and_bad_ones_are_said(
+    kiosk, bundle, tiny_model
+):
+    featurizer_ipc, matches, _, component = kiosk
+    vector = Featurizer(tiny_model).featurize([read_image(demo_image("shoes", 0))])[0]
+    filtered = feature(
+        vector, bundle.model_fingerprint, query_id="hats", labels="category=hat", keywords="grey"
+    )
+    featurizer_ipc.publish_json(messages.FEATURES, filtered.to_json())
+    result = matches.next(where=lambda m: m["query_id"] == "hats")
+    assert result["matches"] and all(m["title"] == "Grey hat" for m in result["matches"])
+    assert (result["keywords"], result["labels"]) == ("grey", "category=hat")
+    bad = feature(vector, bundle.model_fingerprint, query_id="bad", labels="colour=")
+    featurizer_ipc.publish_json(messages.FEATURES, bad.to_json())
+    refused = matches.next(where=lambda m: m["query_id"] == "bad")
+    assert refused["no_match"] and "colour= has no value" in refused["filter_error"]
 
 
 @pytest.mark.parametrize("kiosk", [0.999], indirect=True)

@@ -9,6 +9,7 @@ from components.common.errors import BundleError
 from components.featurizer.model import Featurizer
 from components.featurizer.preprocess import read_image
 from components.local_search.search import IndexBundle
+from components.local_search.settings import LocalSearchSettings
 from tests.conftest import DEMO_CATALOG, demo_image
 
 
@@ -95,3 +96,82 @@ def test_search_is_safe_from_several_threads(bundle_dir):
         )
     expected = [bundle.search(vectors[i : i + 1], k=1)[0][0].item["item_id"] for i in range(40)]
     assert results == expected
+
+
+@pytest.mark.parametrize(
+    "factory, params", [("Flat", ""), ("HNSW32", "efSearch=64"), ("IVF8,Flat", "nprobe=8")]
+)
+@pytest.mark.parametrize("every", [7, 1])  # a small allowed set (HNSW: exact) and all of them (selector)
+def test_a_filtered_search_finds_the_best_allowed_vectors_however_far_down(factory, params, every):
+    from components.local_search.faiss_index import build_index, set_search_params
+    from components.local_search.filtered_search import EXACT_SUBSET_MAX, search_within
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((EXACT_SUBSET_MAX + 500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_index(vectors, factory, "cosine")
+    set_search_params(index, params)
+    allowed = np.arange(3, len(vectors), every, dtype=np.int64)
+    scores, ids = search_within(index, vectors[:4], 5, allowed)
+    exact = vectors[:4] @ vectors[allowed].T
+    best = allowed[np.argsort(-exact, axis=1)[:, :5]]
+    assert np.isin(ids, allowed).all()
+    assert (ids == best).mean() >= 0.9  # graph and inverted-list search may miss a near-tie
+    empty_scores, empty_ids = search_within(index, vectors[:1], 5, np.zeros(0, np.int64))
+    assert (empty_ids == -1).all()
+
+
+DEFAULT_MODEL = DEMO_CATALOG.parent.parent / "models" / "demo-featurizer"
+
+
+def _catalog_bundle(tmp_path, tiny_model, rows, pictures):
+    from tests.conftest import write_csv_catalog
+
+    catalog = write_csv_catalog(tmp_path / "catalog", rows, pictures)
+    build_bundle(catalog, tiny_model, tmp_path / "bundle", progress=False)
+    return IndexBundle.open(tmp_path / "bundle")
+
+
+def test_a_catalog_with_three_photos_per_product_returns_each_product_at_most_once(tmp_path, tiny_model):
+    """Issue 13: a row is an image, not a product."""
+    pictures = {
+        f"{c}-{n}.jpg": demo_image(c, n) for c in ("hat", "shoes", "dress", "skirt") for n in range(3)
+    }
+    rows = [{"id": f"{name[:-6]}-product", "image": name, "title": name[:-6]} for name in pictures]
+    bundle = _catalog_bundle(tmp_path, tiny_model, rows, pictures)
+    assert len(bundle) == 12 and bundle.manifest["product_count"] == 4
+    featurizer = Featurizer(tiny_model)
+    vector = featurizer.featurize([read_image(demo_image("hat", 1))])
+    [matches] = bundle.search(vector, k=5)
+    assert [m.item["item_id"] for m in matches][:1] == ["hat-product"]
+    assert sorted(m.item["item_id"] for m in matches) == sorted(
+        f"{c}-product" for c in ("hat", "shoes", "dress", "skirt")
+    )
+    assert matches[0].score == pytest.approx(1.0, abs=1e-4) and matches[0].item["image"] == "hat-1.jpg"
+    [hats] = bundle.search(vector, k=5, allowed=bundle.filter_ids(keywords="hat"))
+    assert [m.item["item_id"] for m in hats] == ["hat-product"]
+
+
+def test_five_ids_sharing_one_picture_show_it_once_with_the_others_as_variants(tmp_path):
+    """Issue 13: one row per size filled all five result slots with the same picture at 100 %."""
+    pictures = {
+        "tee.jpg": demo_image("t-shirt", 0),
+        **{f"other-{n}.jpg": demo_image("shoes", n) for n in range(6)},
+    }
+    sizes = [
+        {"id": f"tee-{size}", "image": "tee.jpg", "title": f"T-shirt {size}", "price": "9.99"}
+        for size in "SMLX"
+    ]
+    rows = [*sizes, {"id": "tee-XXL", "image": "tee.jpg", "title": "T-shirt XXL", "price": "11.99"}]
+    rows += [{"id": f"shoe-{n}", "image": f"other-{n}.jpg", "title": f"Shoe {n}"} for n in range(6)]
+    bundle = _catalog_bundle(tmp_path, DEFAULT_MODEL, rows, pictures)
+    vector = Featurizer(DEFAULT_MODEL).featurize([read_image(demo_image("t-shirt", 0))])
+    [folded] = bundle.search(vector, k=5, fold_similarity=LocalSearchSettings().fold_similarity)
+    assert len(folded) == 5 and [m.item["image"] for m in folded].count("tee.jpg") == 1
+    tee = folded[0]
+    assert tee.item["image"] == "tee.jpg" and len(tee.variants) == 4
+    assert {v.item["title"] for v in tee.variants} | {tee.item["title"]} == {
+        f"T-shirt {s}" for s in ["S", "M", "L", "X", "XXL"]
+    }
+    [unfolded] = bundle.search(vector, k=5)
+    assert [m.item["image"] for m in unfolded] == ["tee.jpg"] * 5

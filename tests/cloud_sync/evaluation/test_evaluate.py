@@ -70,6 +70,17 @@ def test_relevance_compares_labels_and_counts_relevant_items():
     assert n_rel.tolist() == [2, 0]
 
 
+def test_a_product_with_several_pictures_is_ranked_once_at_its_best_picture():
+    from cloud_sync.evaluation.evaluate import product_rankings
+
+    product_of = np.array([0, 0, 1, 2, 1, 0])  # pictures of products 0, 1, 2
+    ranked = product_rankings(np.array([[1, 0, 4, 3, 5, 2], [5, 0, 1, 4, 2, 3]]), product_of, depth=3)
+    assert ranked.tolist() == [[0, 1, 2], [0, 1, 2]]
+    assert product_rankings(np.array([[0, 1, 5]]), product_of, depth=2).tolist() == [[0, -1]]
+    rel, _ = relevance(np.array([[0, -1]]), ["a", "b", "c"], ["a"])
+    assert rel.tolist() == [[True, False]]  # padding is never a hit
+
+
 def test_hamming_uses_sign_bits_and_ties_keep_catalog_order():
     query = np.array([[0.5, -0.1, 0.2]], np.float32)  # bits 1 0 1
     catalog = np.array([[0.1, 0.3, 0.9], [-1, -1, -1], [0.7, -0.2, 0.0]], np.float32)  # 111 000 100
@@ -228,7 +239,7 @@ def test_evaluate_with_the_bundle_of_this_catalog(sets):
 
 @pytest.mark.parametrize(
     "bundle, reason",
-    [("other-model-bundle", "built for model"), ("other-catalog-bundle", "not the 60 usable items")],
+    [("other-model-bundle", "built for model"), ("other-catalog-bundle", "not the 60 usable pictures")],
 )
 def test_a_bundle_of_another_model_or_catalog_is_a_one_line_error(sets, bundle, reason):
     result = run(sets, "--bundle", str(sets / bundle), "--json", str(sets / f"{bundle}.json"))
@@ -272,6 +283,27 @@ def test_item_id_queries_find_their_own_catalog_item(sets, tmp_path):
     cosine = json.loads((tmp_path / "out.json").read_text())["cosine"]
     assert cosine["precision_at_1"] == 1.0 and cosine["recall_at_k"] == {"1": 1.0, "3": 1.0}
     assert "ground truth: same item" in result.stdout
+
+
+def test_a_product_hit_counts_once_however_many_pictures_it_has(tiny_model, tmp_path):
+    """Issue 13: three pictures of the right product must not make P@3 = 1 for one product."""
+    from cloud_sync.evaluation.evaluate import run_evaluation
+    from tests.conftest import demo_image, write_csv_catalog
+
+    pictures = {f"{c}-{n}.jpg": demo_image(c, n) for c in ("hat", "shoes", "dress") for n in range(3)}
+    rows = [{"id": name.split("-")[0], "image": name, "category": name.split("-")[0]} for name in pictures]
+    catalog = write_csv_catalog(tmp_path / "catalog", rows, pictures)
+    queries = write_csv_catalog(
+        tmp_path / "queries",
+        [{"id": "q", "image": "q.jpg", "item_id": "hat"}],
+        {"q.jpg": demo_image("hat", 1)},
+    )
+    evaluation = run_evaluation(catalog, queries, tiny_model, metrics=("cosine",), ks=(1, 3), progress=False)
+    cosine = evaluation.results["cosine"]
+    assert cosine["precision_at_1"] == 1.0 and cosine["recall_at_k"]["3"] == 1.0
+    assert cosine["precision_at_k"]["3"] == pytest.approx(1 / 3)  # one relevant product among three
+    shown = [item.id for item, _, _ in evaluation.examples[0].matches]
+    assert sorted(shown) == ["dress", "hat", "shoes"]
 
 
 def test_queries_without_category_are_an_error(sets, tmp_path):

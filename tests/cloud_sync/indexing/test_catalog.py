@@ -32,9 +32,10 @@ def test_bad_csv_rows_are_each_reported_with_their_line(tmp_path):
         [
             {"id": "a", "image": "a.jpg", "title": "A"},
             {"id": "", "image": "b.jpg", "title": "no id"},
-            {"id": "a", "image": "c.jpg", "title": "dup"},
+            {"id": "a", "image": "c.jpg", "title": "another title"},
             {"id": "d", "image": "", "title": "no image"},
             {"id": "e", "image": "e.jpg", "title": ""},
+            {"id": "a", "image": "a.jpg", "title": ""},
         ],
     )
     catalog = read_catalog(root)
@@ -42,9 +43,39 @@ def test_bad_csv_rows_are_each_reported_with_their_line(tmp_path):
     assert catalog.items[1].title == "e"  # a missing title falls back to the id
     assert [str(p) for p in catalog.problems] == [
         "catalog.csv:3: missing id",
-        "catalog.csv:4: duplicate id 'a' (first at catalog.csv:2)",
+        "catalog.csv:4: id 'a': title 'another title' differs from 'A' at catalog.csv:2 "
+        "(rows of one product share its fields; leave them empty)",
         "catalog.csv:5: id 'd': missing image",
+        "catalog.csv:7: id 'a': picture 'a.jpg' listed twice (first at catalog.csv:2)",
     ]
+
+
+def test_rows_sharing_an_id_or_an_images_column_are_one_product_with_several_pictures(tmp_path):
+    """product.md: rows that share an id are one product (all photos indexed)."""
+    root = write_csv_catalog(
+        tmp_path / "c",
+        [
+            {"id": "hat-1", "image": "front.jpg", "title": "Red hat", "price": "9.99", "colour": "red"},
+            {"id": "hat-1", "image": "back.jpg", "title": "", "price": "", "colour": ""},
+            {"id": "hat-1", "image": "worn.jpg", "title": "Red hat", "price": "9.99", "colour": "red"},
+            {"id": "shoe-1", "image": "", "images": "left.jpg | right.jpg", "title": "Shoe"},
+        ],
+    )
+    catalog = read_catalog(root)
+    assert not catalog.problems
+    assert [(i.id, i.image, i.title, i.price) for i in catalog.items] == [
+        ("hat-1", "front.jpg", "Red hat", "9.99"),
+        ("hat-1", "back.jpg", "Red hat", "9.99"),
+        ("hat-1", "worn.jpg", "Red hat", "9.99"),
+        ("shoe-1", "left.jpg", "Shoe", ""),
+        ("shoe-1", "right.jpg", "Shoe", ""),
+    ]
+    assert all(i.extra == {"colour": "red"} for i in catalog.items[:3]) and catalog.items[3].extra == {}
+    jsonl = tmp_path / "j"
+    jsonl.mkdir()
+    row = {"id": "bag", "images": ["a.jpg", "b.jpg"], "title": "Bag"}
+    (jsonl / "catalog.jsonl").write_text(json.dumps(row) + "\n")
+    assert [i.image for i in read_catalog(jsonl).items] == ["a.jpg", "b.jpg"]
 
 
 def test_jsonl_catalog_and_its_bad_lines(tmp_path):
