@@ -51,15 +51,41 @@ def bench_featurizer(model_dir, runtime_choice, seconds, as_json):
 
 
 @bench.command("search")
-@click.option("--bundle", required=True, type=click.Path(path_type=Path))
+@click.option("--bundle", type=click.Path(path_type=Path), help="Bundle whose index is timed.")
+@click.option(
+    "--synthetic",
+    type=click.IntRange(1000),
+    help="Instead of --bundle: build the index `auto` picks for this many synthetic vectors shaped "
+    "like real ones, and print build time, index size, recall@10 and latency.",
+)
+@click.option(
+    "--real-vectors",
+    type=click.Path(path_type=Path),
+    help="With --synthetic: a bundle built from photos with --index Flat, whose vectors seed the "
+    "synthetic ones (default: demo/catalog, built now with --model).",
+)
+@model_option
+@click.option(
+    "--memory-budget-mb", default=512, show_default=True, type=click.IntRange(1), help="For --synthetic."
+)
 @click.option("--queries", default=2000, show_default=True, type=click.IntRange(10))
-@click.option("--k", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--k", default=5, show_default=True, type=click.IntRange(1), help="For --bundle.")
 @expected_errors
-def bench_search(bundle, queries, k):
-    """Query latency percentiles of a bundle's index (metadata join included)."""
-    from devkit.bench import bench_search as run
+def bench_search(bundle, synthetic, real_vectors, model_dir, memory_budget_mb, queries, k):
+    """Query latency percentiles of a bundle's index (metadata join included), or, with
+    --synthetic N, of the index `auto` builds for an N-item catalog."""
+    if (bundle is None) == (synthetic is None):
+        raise click.UsageError("give either --bundle or --synthetic")
+    if bundle is not None:
+        from devkit.bench import bench_search as run
 
-    for line in run(bundle, queries, k):
+        lines = run(bundle, queries, k)
+    else:
+        from devkit.bench_index import bench_synthetic, seed_vectors
+
+        vectors = seed_vectors(real_vectors, model_dir)
+        lines = bench_synthetic(vectors, synthetic, memory_budget=memory_budget_mb * 2**20, queries=queries)
+    for line in lines:
         click.echo(line)
 
 

@@ -20,7 +20,7 @@ from components.common.files import can_replace, staged_dir
 from components.common.items import write_items
 from components.featurizer.model import Featurizer
 from components.local_search.faiss_index import build_index as build_faiss_index
-from components.local_search.faiss_index import set_search_params
+from components.local_search.faiss_index import set_search_params, tune_on_catalog
 from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
 
 
@@ -83,6 +83,9 @@ def build_bundle(
         if search_params is not None:
             params = search_params
         faiss_index = build_faiss_index(result.vectors, factory, metric)
+        if index == "auto" and search_params is None:
+            tuned, note = tune_on_catalog(faiss_index, factory, result.vectors, metric)
+            params, reason = tuned or params, reason + note
         try:
             set_search_params(faiss_index, params)
         except RuntimeError as exc:

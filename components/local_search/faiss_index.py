@@ -1,9 +1,26 @@
-"""Build, tune and score faiss indexes from the factory strings stored in bundle manifests."""
+"""Build, tune and score faiss indexes from the factory strings stored in bundle manifests.
+
+A factory string may start with a PCA ("PCA384,IVF4096,SQ8"): faiss keeps the projection in
+the index file (an IndexPreTransform), so whoever loads index.faiss applies it to queries
+without knowing about it. The PCA is trained on the vectors and their negatives, which makes
+it uncentred: a centred projection shifts every vector by the mean and would change inner
+products (cosine), an uncentred one keeps the largest share of each vector, mean included.
+"""
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import faiss
 import numpy as np
+
+# search parameter -> values tried, cheapest first, when tuning to a recall target
+SEARCH_LADDERS = {
+    "nprobe": (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256),
+    "efSearch": (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512),
+}
+TUNING_K = 10
+TUNING_RECALL = 0.95
 
 
 def faiss_metric(metric: str) -> int:
@@ -11,16 +28,43 @@ def faiss_metric(metric: str) -> int:
     return {"cosine": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}[metric]
 
 
+def new_index(dim: int, factory: str, metric: str) -> faiss.Index:
+    try:
+        return faiss.index_factory(dim, factory, faiss_metric(metric))
+    except RuntimeError as exc:
+        raise ValueError(f"faiss cannot build {factory!r}: {str(exc).strip().splitlines()[-1]}") from None
+
+
+def train_index(index: faiss.Index, sample: np.ndarray) -> None:
+    """Train `index` on `sample` (a PCA in front on the sample and its negatives, see above)."""
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    if index.is_trained:
+        return
+    outer = faiss.downcast_index(index)
+    if not isinstance(outer, faiss.IndexPreTransform):
+        index.train(sample)
+        return
+    for i in range(outer.chain.size()):
+        transform = faiss.downcast_VectorTransform(outer.chain.at(i))
+        if not transform.is_trained:
+            both = np.concatenate([sample, -sample]) if isinstance(transform, faiss.PCAMatrix) else sample
+            transform.train(both)
+        sample = transform.apply_py(sample)
+    outer.index.train(sample)
+    outer.is_trained = True
+
+
+def add_vectors(index: faiss.Index, vectors: np.ndarray) -> None:
+    """Add vectors; they get the next ids (0..n-1 in the order added)."""
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+
 def build_index(vectors: np.ndarray, factory: str, metric: str) -> faiss.Index:
     """Create the index named by `factory`, train it if needed, add `vectors` as ids 0..n-1."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    try:
-        index = faiss.index_factory(vectors.shape[1], factory, faiss_metric(metric))
-    except RuntimeError as exc:
-        raise ValueError(f"faiss cannot build {factory!r}: {str(exc).strip().splitlines()[-1]}") from None
-    if not index.is_trained:
-        index.train(vectors)
-    index.add(vectors)
+    index = new_index(vectors.shape[1], factory, metric)
+    train_index(index, vectors)
+    add_vectors(index, vectors)
     return index
 
 
@@ -40,3 +84,87 @@ def similarity(distances: np.ndarray, metric: str) -> np.ndarray:
         return distances
     return 1.0 - distances / 2.0
 
+
+def exact_neighbours(queries: np.ndarray, chunks: Iterable[np.ndarray], k: int, metric: str) -> np.ndarray:
+    """Ids of the exact top `k` of each query over vectors given in chunks (ids count on
+    across chunks), so the whole catalog never has to be in memory at once."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    offset = 0
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+        if metric == "cosine":
+            scores = queries @ chunk.T
+        else:
+            scores = -((queries**2).sum(1)[:, None] - 2 * queries @ chunk.T + (chunk**2).sum(1)[None, :])
+        scores = np.concatenate([best_scores, scores], axis=1)
+        ids = np.concatenate(
+            [best_ids, np.broadcast_to(np.arange(offset, offset + len(chunk)), scores[:, k:].shape)], axis=1
+        )
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        best_scores = np.take_along_axis(scores, top, axis=1)
+        best_ids = np.take_along_axis(ids, top, axis=1)
+        offset += len(chunk)
+    return best_ids
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Share of the true top-k that the index returned in its top-k."""
+    k = truth.shape[1]
+    hits = sum(len(set(f[:k].tolist()) & set(t.tolist())) for f, t in zip(found, truth))
+    return hits / truth.size
+
+
+def tune_search_params(
+    index: faiss.Index,
+    factory: str,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    target: float = TUNING_RECALL,
+) -> tuple[str, float]:
+    """The cheapest search parameter value whose recall@k (k = truth's width) reaches
+    `target`, else the value with the best recall: (params string, its recall)."""
+    name = "nprobe" if "IVF" in factory else "efSearch" if "HNSW" in factory else None
+    k = truth.shape[1]
+    if name is None:
+        return "", recall_at_k(index.search(queries, k)[1], truth)
+    nlist = faiss.extract_index_ivf(index).nlist if name == "nprobe" else None
+    best = ("", -1.0)
+    for value in SEARCH_LADDERS[name]:
+        if nlist is not None and value > nlist:
+            break
+        params = f"{name}={value}"
+        set_search_params(index, params)
+        recall = recall_at_k(index.search(queries, k)[1], truth)
+        if recall > best[1]:
+            best = (params, recall)
+        if recall >= target:
+            return params, recall
+    set_search_params(index, best[0])
+    return best
+
+
+def tuning_queries(vectors: np.ndarray, count: int, metric: str, seed: int = 0) -> np.ndarray:
+    """Queries near the data, as camera features are: stored vectors with noise of half
+    their spread added in each dimension (normalised again for cosine)."""
+    rng = np.random.default_rng(seed)
+    picked = vectors[rng.integers(0, len(vectors), count)]
+    noisy = picked + 0.5 * vectors.std(axis=0) * rng.standard_normal(picked.shape).astype(np.float32)
+    if metric == "cosine":
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    return noisy.astype(np.float32)
+
+
+def tune_on_catalog(
+    index: faiss.Index, factory: str, vectors: np.ndarray, metric: str, queries: int = 200
+) -> tuple[str, str]:
+    """Tune `index`'s search parameter on queries near the catalog's own vectors:
+    (params string, a note for the manifest's reason)."""
+    if "IVF" not in factory and "HNSW" not in factory:
+        return "", ""
+    k = min(TUNING_K, len(vectors))
+    probe = tuning_queries(vectors, queries, metric)
+    truth = exact_neighbours(probe, [vectors], k, metric)
+    params, recall = tune_search_params(index, factory, probe, truth)
+    return params, f"; {params} measured recall@{k} {recall:.3f} on {queries} queries near the catalog"

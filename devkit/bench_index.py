@@ -1,0 +1,161 @@
+"""`bench search --synthetic N`: the device index `auto` picks for an N-item catalog, built
+from synthetic vectors shaped like real ones, with its size, recall@10 and latency.
+
+Real vectors of the featurizer (read from a bundle built from photos) seed the synthetic
+catalog: each synthetic item is a real vector moved part of the way towards one of its
+nearest real neighbours, plus noise drawn with the real vectors' own covariance (so the
+spectrum a PCA sees, and the clusters an IVF sees, are those of real features), normalised
+again. Queries are further draws, held out from the catalog. The catalog is generated in
+chunks from (seed, chunk number), so N x dim floats never sit in memory at once: the index
+is filled chunk by chunk and exact search runs over the regenerated chunks.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import faiss
+import numpy as np
+
+from components.common.errors import VisualSearchError
+from components.local_search import faiss_index
+from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
+from components.local_search.search import IndexBundle
+
+CHUNK = 50_000
+NEIGHBOURS = 10  # real neighbours an item may be mixed with
+NOISE_COMPONENTS = 512  # covariance directions the noise is drawn in
+NOISE_SCALE = 0.5  # noise std, relative to the real vectors' spread
+TRAIN_POINTS_PER_LIST = 40
+K = 10
+
+
+class SyntheticCatalog:
+    """Deterministic synthetic vectors derived from `real` (unit rows), chunk by chunk."""
+
+    def __init__(self, real: np.ndarray, seed: int = 0):
+        if len(real) < NEIGHBOURS + 1:
+            raise VisualSearchError(f"need at least {NEIGHBOURS + 1} real vectors, got {len(real)}")
+        self.real, self.seed = np.ascontiguousarray(real, dtype=np.float32), seed
+        self.dim = real.shape[1]
+        centred = self.real - self.real.mean(axis=0)
+        values, vectors = np.linalg.eigh(centred.T @ centred / len(real))
+        top = np.argsort(values)[::-1][: min(NOISE_COMPONENTS, self.dim)]
+        self.noise_basis = (vectors[:, top] * np.sqrt(np.clip(values[top], 0, None))).T.astype(np.float32)
+        similar = self.real @ self.real.T
+        np.fill_diagonal(similar, -np.inf)
+        self.neighbours = np.argsort(-similar, axis=1)[:, :NEIGHBOURS]
+
+    def draw(self, count: int, stream: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, stream])
+        base = rng.integers(0, len(self.real), count)
+        other = self.neighbours[base, rng.integers(0, NEIGHBOURS, count)]
+        mix = rng.uniform(0.0, 0.5, (count, 1)).astype(np.float32)
+        noise = rng.standard_normal((count, len(self.noise_basis)), dtype=np.float32) @ self.noise_basis
+        vectors = (1 - mix) * self.real[base] + mix * self.real[other] + NOISE_SCALE * noise
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def chunks(self, total: int) -> Iterator[np.ndarray]:
+        for number, start in enumerate(range(0, total, CHUNK)):
+            yield self.draw(min(CHUNK, total - start), stream=number)
+
+    def queries(self, count: int, stream: int) -> np.ndarray:
+        """Held out: streams far above any chunk number the catalog uses."""
+        return self.draw(count, stream=10**9 + stream)
+
+
+DEMO_CATALOG = Path("demo/catalog")
+
+
+def seed_vectors(bundle_dir: str | Path | None, model_dir: str | Path) -> np.ndarray:
+    """The real vectors of `bundle_dir`, or of the demo catalog featurized now."""
+    if bundle_dir is not None:
+        return real_vectors(bundle_dir)
+    from cloud_sync.indexing.build_index import build_bundle
+
+    with tempfile.TemporaryDirectory(prefix="bench-seed-") as work:
+        out = Path(work) / "bundle"
+        build_bundle(DEMO_CATALOG, model_dir, out, index="Flat", index_version=1, progress=False)
+        return real_vectors(out)
+
+
+def real_vectors(bundle_dir: str | Path) -> np.ndarray:
+    bundle = IndexBundle.open(bundle_dir)
+    try:
+        return bundle.index.reconstruct_n(0, len(bundle))
+    except RuntimeError:
+        raise VisualSearchError(
+            f"{bundle_dir}: its index ({bundle.manifest['index']['factory']}) does not give its vectors "
+            f"back; build the seed bundle with --index Flat"
+        ) from None
+    finally:
+        bundle.close()
+
+
+def bench_synthetic(
+    real: np.ndarray,
+    count: int,
+    *,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    queries: int = 1000,
+    factory: str | None = None,
+    seed: int = 0,
+) -> Iterator[str]:
+    catalog = SyntheticCatalog(real, seed)
+    dim = catalog.dim
+    choice = choose_index(count, dim, memory_budget)[0]
+    factory = factory or choice.factory
+    yield (
+        f"synthetic catalog: {count} x {dim}-d from {len(real)} real vectors; index {factory} "
+        f"(auto: {choice.reason}; estimated {choice.estimated_bytes / 2**20:.0f} MiB of "
+        f"{memory_budget / 2**20:.0f} MiB)"
+    )
+    started = time.perf_counter()
+    index = faiss_index.new_index(dim, factory, "cosine")
+    if not index.is_trained:
+        nlist = faiss.extract_index_ivf(index).nlist if "IVF" in factory else 1
+        train = min(count, max(TRAIN_POINTS_PER_LIST * nlist, 20_000))
+        faiss_index.train_index(index, np.concatenate(list(catalog.chunks(train))))
+        yield f"  trained on {train} vectors: {time.perf_counter() - started:.0f} s"
+    for number, chunk in enumerate(catalog.chunks(count)):
+        faiss_index.add_vectors(index, chunk)
+        if (number + 1) % 4 == 0 or index.ntotal == count:
+            yield f"  added {index.ntotal}/{count}: {time.perf_counter() - started:.0f} s"
+    built = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="bench-index-") as work:
+        path = Path(work) / "index.faiss"
+        faiss.write_index(index, str(path))
+        size = path.stat().st_size
+        del index
+        index = faiss.read_index(str(path))  # what a device loads
+    yield f"build: {built:.0f} s; index.faiss {size / 2**20:.1f} MiB ({size} bytes)"
+
+    tune, test = catalog.queries(200, stream=0), catalog.queries(queries, stream=1)
+    started = time.perf_counter()
+    truth = faiss_index.exact_neighbours(np.concatenate([tune, test]), catalog.chunks(count), K, "cosine")
+    yield f"exact top-{K} of {len(tune) + len(test)} queries: {time.perf_counter() - started:.0f} s"
+    params, tuned = faiss_index.tune_search_params(index, factory, tune, truth[: len(tune)])
+    recall = faiss_index.recall_at_k(index.search(test, K)[1], truth[len(tune) :])
+    yield (
+        f"search params {params or '(exact)'} (recall@{K} {tuned:.3f} on {len(tune)} tuning queries); "
+        f"recall@{K} {recall:.3f} on {len(test)} held-out queries"
+    )
+    yield from _latency(index, test)
+
+
+def _latency(index: faiss.Index, queries: np.ndarray) -> Iterator[str]:
+    index.search(queries[:10], K)  # warm-up
+    latencies = []
+    for query in queries:
+        start = time.perf_counter()
+        index.search(query[None, :], K)
+        latencies.append(time.perf_counter() - start)
+    ms = 1000 * np.asarray(latencies)
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    yield (
+        f"single-query latency (k={K}, {faiss.omp_get_max_threads()} threads, {len(ms)} queries): "
+        f"p50 {p50:.3f} ms, p95 {p95:.3f} ms, p99 {p99:.3f} ms"
+    )
