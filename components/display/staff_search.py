@@ -131,9 +131,8 @@ class StaffSearch:
             "height": saved.height,
             "duration_s": saved.duration_s,
             "upload_url": f"/uploads/{query_id}" if saved.kind == "image" else "",
-            "frames": [t for t in (safe_thumbnail(a.thumbnail) for a in outcome.answers) if t][:12]
-            if saved.kind == "video"
-            else [],
+            "frames": _frames(outcome.answers) if saved.kind == "video" else [],
+            "clip_frames": max((a.clip_frames for a in outcome.answers), default=0),
         }
         note = ""
         if outcome.timed_out:
@@ -155,6 +154,15 @@ class StaffSearch:
         store = self.catalog.require()
         ids = store.keyword_search(keywords, limit=len(store))
         return {item["item_id"] for item in store.items(ids).values()}
+
+
+def _frames(answers) -> list[dict]:
+    """The clip frames searched (those showing an item), each with its time and whether it
+    found a match above min_score (only those are merged into the results)."""
+    return [
+        {"thumbnail": safe_thumbnail(a.thumbnail), "source_time": a.source_time, "matched": not a.no_match}
+        for a in answers[:12]
+    ]
 
 
 def _result(

@@ -31,7 +31,13 @@ from components.common.messages import (
 )
 from components.featurizer import camera
 from components.featurizer.camera import ClipError, Frame
-from components.featurizer.frames import crop_to_box, distinct_frames, load_query_image, thumbnail_b64
+from components.featurizer.frames import (
+    crop_to_box,
+    distinct_frames,
+    frames_with_item,
+    load_query_image,
+    thumbnail_b64,
+)
 from components.featurizer.query_files import confined_path, resolve_upload_dir
 from components.featurizer.settings import COMPONENT, FeaturizerSettings
 from components.featurizer.trigger import Decision, SearchTrigger, StillTrigger
@@ -230,14 +236,18 @@ class FeaturizerComponent:
         )
 
     def featurize_query(self, query: QueryMessage, received: float) -> list[FeatureMessage]:
-        """A photo -> one message; a clip -> one per kept sampled frame, `part` i of `parts`."""
+        """A photo -> one message; a clip -> one per sampled frame that shows an item and is
+        not a near-duplicate of the one kept before it, `part` i of `parts`."""
         s = self.settings
         upload_dir = resolve_upload_dir(s.upload_dir)
+        sampled = 0
         if query.kind == "video":
             if not query.image_path:
                 raise ClipError("a video query needs image_path (the clip file on the device)")
             clip = confined_path(query.image_path, upload_dir)  # QueryFileRefused: not read
             frames = camera.sample_clip(str(clip), s.clip_every_s, s.clip_max_frames)
+            sampled = len(frames)
+            frames = [frames[i] for i in frames_with_item([f.image for f in frames], s)]
         else:
             frames = [Frame(load_query_image(query, upload_dir), received)]
         started = time.perf_counter()
@@ -253,6 +263,9 @@ class FeaturizerComponent:
                 source="upload",
                 part=part,
                 parts=len(kept),
+                clip_frames=sampled,
+                keywords=query.keywords,
+                labels=query.labels,
             )
             for part, i in enumerate(kept, start=1)
         ]

@@ -13,7 +13,10 @@ from components.common.images import decode_image
 from components.common.messages import MessageError, QueryMessage
 from components.featurizer.preprocess import shrink
 from components.featurizer.query_files import read_query_file
+from components.featurizer.settings import TriggerSettings
+from components.featurizer.trigger import changed_mask, small_view
 
+MAX_ITEM_FRACTION = 0.5  # of the view an item may cover (see trigger.py: beyond it, another scene)
 CROP_MARGIN = 0.12  # of the item's box on each side: the catalog photos show some background
 
 
@@ -24,6 +27,26 @@ def distinct_frames(vectors: np.ndarray, max_similarity: float) -> list[int]:
         if not kept or float(vector @ vectors[kept[-1]]) <= max_similarity:
             kept.append(i)
     return kept
+
+
+def frames_with_item(frames: list[np.ndarray], settings: TriggerSettings) -> list[int]:
+    """Indices of the clip frames that show an item, by the camera trigger's presence test.
+
+    As the kiosk camera does, a clip is taken to start on the empty scene, seen from a fixed
+    camera, with items covering less than half of it. The first frame is that empty scene when
+    the last frame shows the same scene (the clip starts and ends empty), some frame differs
+    from it (an item came in) and none differs over more than half of the view (a cut to
+    another scene, not an item). Otherwise the empty scene is not known and every frame is
+    kept; local_search's min_score still drops frames that match nothing."""
+    views = [small_view(frame) for frame in frames]
+    if len(views) < 3:
+        return list(range(len(views)))
+    changed = [float(changed_mask(view, views[0], settings.pixel_threshold).mean()) for view in views]
+    with_item = [i for i, fraction in enumerate(changed) if fraction > settings.present_fraction]
+    ends_empty = len(views) - 1 not in with_item
+    if not ends_empty or not with_item or max(changed) > MAX_ITEM_FRACTION:
+        return list(range(len(views)))
+    return with_item
 
 
 def load_query_image(query: QueryMessage, upload_dir: Path) -> np.ndarray:

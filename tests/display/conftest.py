@@ -61,7 +61,14 @@ class Kiosk:
         self.display.start()  # first, so it hears local_search announce its bundle
         self.local_search = LocalSearchComponent(
             Ipc(nucleus.connect(LOCAL_SEARCH)),
-            LocalSearchSettings(bundle_dir=str(bundle.path), top_k=10, min_score=0.0, smoothing_window=1),
+            # fold_duplicates off: the tiny test model puts every photo within cosine 0.94-0.99
+            LocalSearchSettings(
+                bundle_dir=str(bundle.path),
+                top_k=10,
+                min_score=0.0,
+                smoothing_window=1,
+                fold_duplicates=False,
+            ),
             bundle,
         )
         self.local_search.start()

@@ -180,6 +180,8 @@ def test_a_clip_upload_merges_its_parts(client, tmp_path):
     result = upload(client, clip.read_bytes(), "clip.mp4", "video/mp4").json
     assert result["query"]["kind"] == "video" and result["parts"] == result["parts_answered"] == 2
     assert [(c["faiss_id"], c["score"]) for c in result["matches"]] == [(21, 0.95), (20, 0.6), (40, 0.4)]
+    page = upload(client, clip.read_bytes(), "clip.mp4", "video/mp4", url="/search").data.decode()
+    assert "2 frames searched; 2 matched and were merged" in page and page.count('class="frame"') == 2
 
 
 def test_keywords_alone_and_as_hard_or_soft_filter(client, demo_bundle):

@@ -113,6 +113,9 @@ def test_a_clip_is_answered_in_parts_and_merged(kiosk, tmp_path):
     assert code == 200 and result["query"]["kind"] == "video"
     assert result["parts"] == result["parts_answered"] >= 2, result["parts"]
     assert len(result["query"]["frames"]) == result["parts"]  # a thumbnail of each distinct frame
+    frames = result["query"]["frames"]
+    assert [f["source_time"] for f in frames] == sorted(f["source_time"] for f in frames)
+    assert all(f["thumbnail"] and f["matched"] for f in frames) and "clip_frames" in result["query"]
     # the re-encoded, resized frames are not the catalog photos, so the untrained test model
     # ranks freely: what is checked is the merge (one card per item, best score first)
     ids = [m["item_id"] for m in result["matches"]]

@@ -194,6 +194,53 @@ def test_a_clip_is_answered_in_parts_one_per_distinct_second(start_kiosk, tmp_pa
     assert not [m for m in kiosk.features.drain(0.5) if m["query_id"] == "clip-1"]
 
 
+def video_frame(second: float) -> np.ndarray:
+    capture = cv2.VideoCapture(str(DEMO_VIDEO))
+    capture.set(cv2.CAP_PROP_POS_MSEC, 1000 * second)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok, f"no frame at {second} s of {DEMO_VIDEO}"
+    return cv2.resize(frame, (320, 240))
+
+
+def test_a_clip_that_starts_and_ends_on_the_empty_scene_reports_only_the_frames_with_the_item(
+    start_kiosk, tmp_path
+):
+    """Issue 13: 3 of 6 'distinct frames' of a clip were the empty counter, merged into the results."""
+    kiosk = start_kiosk(realtime=True, clip_every_s=1.0, clip_duplicate_similarity=0.9999)
+    empty, item, other = video_frame(0.5), video_frame(4.0), video_frame(9.0)  # demo video: empty, then items
+    path = kiosk.uploads / "counter.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (320, 240))
+    for frame in (empty, empty, item, other, empty, empty):
+        for _ in range(5):
+            writer.write(frame)
+    writer.release()
+    ask(kiosk, query_id="counter", image_path=str(path), kind="video", labels="category=hat")
+    parts = sorted(
+        (kiosk.features.next(where=lambda m: m["query_id"] == "counter") for _ in range(2)),
+        key=lambda m: m["part"],
+    )
+    assert [(p["part"], p["parts"], p["source_time"]) for p in parts] == [(1, 2, 2.0), (2, 2, 3.0)]
+    assert {p["clip_frames"] for p in parts} == {6} and {p["labels"] for p in parts} == {"category=hat"}
+    assert not [m for m in kiosk.features.drain(0.5) if m["query_id"] == "counter"]
+
+
+def test_clip_frames_are_all_kept_when_the_empty_scene_is_not_known():
+    from components.featurizer.frames import frames_with_item
+
+    settings = FeaturizerSettings()
+    empty, item = video_frame(0.5), video_frame(4.0)
+    assert frames_with_item([empty, item, item, empty], settings) == [1, 2]
+    assert frames_with_item([item, empty, empty], settings) == [0, 1, 2]  # starts on an item: scene unknown
+    assert frames_with_item([empty, empty, empty], settings) == [
+        0,
+        1,
+        2,
+    ]  # nothing came in: min_score decides
+    hat, shoes = (cv2.resize(read_image(demo_image(c)), (320, 240)) for c in ("hat", "shoes"))
+    assert frames_with_item([hat, shoes, hat], settings) == [0, 1, 2]  # cuts between photos, no empty scene
+
+
 def test_a_clip_with_no_decodable_frame_is_reported_by_name(start_kiosk, tmp_path):
     kiosk = start_kiosk(realtime=True)
     (kiosk.uploads / "broken.mp4").write_bytes(b"\x00" * 2048)
