@@ -82,7 +82,9 @@ class DisplayMetrics:
 
     def _latency_lines(self) -> list[str]:
         name = "search_latency_seconds"
-        lines = _header(name, "histogram", "Time from capture (camera frame or upload) to the match published.")
+        lines = _header(
+            name, "histogram", "Time from capture (camera frame or upload) to the match published."
+        )
         cumulative = 0
         for bound, count in zip(LATENCY_BUCKETS_S, self._buckets):
             cumulative += count

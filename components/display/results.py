@@ -34,7 +34,10 @@ def thumbnail_url(thumbnail: str, index_version) -> str:
 def card(match: Match, index_version) -> dict:
     """What a page shows for one matched item (similarity as a 0-100 bar)."""
     item = {name: getattr(match, name) for name in ITEM_FIELDS}
-    return _card(match.rank, match.score, match.faiss_id, item, index_version)
+    shown = _card(match.rank, match.score, match.faiss_id, item, index_version)
+    # near-identical products folded into this one by local_search (other sizes, colours)
+    shown["also"] = [v.title or v.item_id for v in match.variants]
+    return shown
 
 
 def keyword_cards(ids: list[int], items: dict[int, dict], index_version) -> list[dict]:
@@ -62,6 +65,7 @@ def _card(
         "similarity_percent": bar,
         "thumbnail_url": thumbnail_url(str(item.get("thumbnail") or ""), index_version),
         "keyword_match": keyword_match,
+        "also": [],
     }
 
 

@@ -15,6 +15,7 @@ import json
 
 import pytest
 
+from components.common.messages import Variant
 from components.display.server import WebServer
 from tests.conftest import DEMO_QUERIES, REPO
 from tests.display.app_helpers import Clock, make_display, matches_for, status
@@ -163,17 +164,23 @@ def test_every_card_is_complete_on_each_screen(tmp_path, demo_bundle, browser, c
             assert browser.evaluate("document.getElementById('online').textContent") == "Online"
 
 
-def test_a_long_title_is_clamped_and_the_price_stays_on_the_card(tmp_path, demo_bundle, browser):
+def test_a_long_title_is_clamped_and_the_price_and_folded_variants_stay_on_the_card(
+    tmp_path, demo_bundle, browser
+):
     with served(tmp_path, demo_bundle) as (display, url, _):
         everyone_running(display, demo_bundle)
         faiss_ids = [catalog_item(demo_bundle, item_id)["faiss_id"] for item_id in TEN[:5]]
         message = matches_for(demo_bundle, faiss_ids, query_id="long")
-        first = dataclasses.replace(message.matches[0], title=LONG_TITLE, price="1249.5")
+        folded = [Variant(900 + n, f"v{n}", title=f"Same photo, size {size}") for n, size in enumerate("SML")]
+        first = dataclasses.replace(message.matches[0], title=LONG_TITLE, price="1249.5", variants=folded)
         display.state.handle_match(dataclasses.replace(message, matches=[first, *message.matches[1:]]))
         for size in SCREENS:
             problems = look(browser, url + "/", size, "long-title")
             assert problems == [], f"{size}: {problems}"
             assert browser.evaluate("document.querySelector('.card .price').textContent") == "$1,249.50"
+            assert browser.evaluate("document.querySelector('.card .also').textContent") == (
+                "Also: Same photo, size S, Same photo, size M, Same photo, size L"
+            )
 
 
 def test_the_idle_screen_is_a_hint_without_an_empty_picture_frame(tmp_path, demo_bundle, browser):

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from components.common.messages import Match, MatchesMessage
+from components.common.messages import Match, MatchesMessage, Variant
 from components.display.events import EventHub, TooManyClients
 from components.display.results import (
     apply_keywords,
@@ -74,6 +74,12 @@ def test_card_has_a_thumbnail_url_and_a_bounded_similarity_bar():
     )
     assert thumbnail_url("thumbnails/../manifest.json", 42) == "" and thumbnail_url("/etc/passwd", 42) == ""
     assert thumbnail_url("thumbnails/7.jpg", None) == ""
+
+
+def test_a_card_lists_the_products_folded_into_it_by_title_or_id():
+    folded = [Variant(8, "item-8", title="Red dress, size M"), Variant(9, "item-9")]
+    assert card(replace(m(7, 0.9), variants=folded), 42)["also"] == ["Red dress, size M", "item-9"]
+    assert card(m(7, 0.9), 42)["also"] == []
 
 
 def test_keyword_cards_have_no_similarity_and_never_show_bundle_only_columns():

@@ -78,6 +78,7 @@
     info.appendChild(el("h2", "title", m.title));
     if (m.price) info.appendChild(el("div", "price", formatPrice(m.price)));
     if (m.location) info.appendChild(el("div", "location", m.location));
+    if (m.also && m.also.length) info.appendChild(el("div", "also", "Also: " + m.also.join(", ")));
     if (m.similarity_percent !== null && m.similarity_percent !== undefined) {
       var sim = el("div", "similarity");
       var bar = el("progress");
