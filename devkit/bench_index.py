@@ -27,7 +27,7 @@ from components.local_search.search import IndexBundle
 
 CHUNK = 50_000
 NEIGHBOURS = 10  # real neighbours an item may be mixed with
-NOISE_COMPONENTS = 512  # covariance directions the noise is drawn in
+NOISE_COMPONENTS = 1280  # covariance directions the noise is drawn in (all of a 1280-d model)
 NOISE_SCALE = 0.5  # noise std, relative to the real vectors' spread
 TRAIN_POINTS_PER_LIST = 40
 K = 10
