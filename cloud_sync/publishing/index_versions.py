@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from cloud_sync.aws import aws_errors, client, get_bytes, is_not_found, list_objects, s3_url
 from components.common import messages
 from components.common.bundle import MANIFEST
+from components.common.chunks import is_chunked
 from components.common.errors import BundleError
 from components.common.messages import IOT_INDEX_UPDATED
 from components.common.s3_layout import (
@@ -31,10 +32,11 @@ from components.common.s3_layout import (
     OBJECTS,
     Pointer,
     bundle_key,
-    file_key,
+    chunk_list_key,
     indexes_prefix,
     latest_key,
     layout_of,
+    object_key,
     objects_prefix,
     version_prefix,
 )
@@ -190,17 +192,20 @@ def _check_complete(
     manifest: dict, sizes: dict[str, int], objects: dict[str, int], bucket: str, prefix: str, version: int
 ) -> None:
     """Every listed file is stored with its size: under the version prefix (`sizes`, keys
-    relative to it) or as a content-addressed object (`objects`, full keys)."""
+    relative to it) or as a content-addressed object (`objects`, full keys; a large file's
+    chunk list, which publish-index puts after its chunks)."""
     layout = layout_of(set(sizes))
-    stored = sizes if layout != CONTENT_LAYOUT else objects
     wrong = []
     for rel, entry in manifest["files"].items():
-        try:
-            key = file_key(prefix, version, rel, str(entry.get("sha256")), layout)
-        except BundleError:
-            wrong.append(rel)
-            continue
-        if stored.get(key if layout == CONTENT_LAYOUT else rel) != entry.get("size"):
+        if layout != CONTENT_LAYOUT:
+            present = sizes.get(rel) == entry.get("size")
+        elif not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("size"), int):
+            present = False
+        elif is_chunked(entry["size"]):
+            present = chunk_list_key(prefix, entry["sha256"]) in objects
+        else:
+            present = objects.get(object_key(prefix, entry["sha256"])) == entry["size"]
+        if not present:
             wrong.append(rel)
     if wrong:
         shown = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")

@@ -21,7 +21,6 @@ stays uploaded for rollback-index), an older one is replaced.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import mimetypes
 import threading
@@ -33,7 +32,8 @@ from typing import Callable
 
 from boto3.s3.transfer import TransferConfig
 
-from cloud_sync.aws import aws_errors, get_bytes, head_object, s3_url
+from cloud_sync.aws import aws_errors, get_bytes, s3_url
+from cloud_sync.publishing.chunked_upload import chunk_list_entry, put_chunked, stored_object_matches
 from cloud_sync.publishing.index_versions import (
     PointerMoved,
     latest_etag,
@@ -41,8 +41,17 @@ from cloud_sync.publishing.index_versions import (
     write_pointer,
 )
 from components.common.bundle import MANIFEST, manifest_digest, verify_bundle
+from components.common.chunks import ChunkList, is_chunked
 from components.common.errors import BundleError
-from components.common.s3_layout import Pointer, bundle_key, latest_key, object_key, version_prefix
+from components.common.s3_layout import (
+    CHUNK_LIST_SUFFIX,
+    Pointer,
+    bundle_key,
+    chunk_list_key,
+    latest_key,
+    object_key,
+    version_prefix,
+)
 
 UPLOAD_WORKERS = 8
 # Objects below this go up in one PUT, so S3's ChecksumSHA256 is the sha256 of the whole file
@@ -67,6 +76,7 @@ class PublishResult:
     moved_latest: bool
     uploaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already in S3 with the right checksum
+    bytes_uploaded: int = 0
 
 
 def publish_bundle(
@@ -84,10 +94,11 @@ def publish_bundle(
     with aws_errors(s3_url(bucket, version_prefix(prefix, version))):
         previous, etag = _pointer_or_none(s3, bucket, prefix, force)
         _check_version_is_publishable(s3, bucket, prefix, version, digest, previous, force)
-        files = dict(manifest["files"])
+        # reuse/ files (for `build-index --previous s3://...`) go up too, never chunked
+        files = {**manifest.get("reuse", {}), **manifest["files"]}
         files[MANIFEST] = {"size": (bundle_dir / MANIFEST).stat().st_size, "sha256": digest}
-        uploader = _Uploader(s3, bucket, bundle_dir, files, on_progress)
-        uploader.run(_data_objects(prefix, manifest["files"]))
+        uploader = _Uploader(s3, bucket, prefix, bundle_dir, files, on_progress)
+        uploader.run(_data_objects(prefix, files, chunkable=set(manifest["files"])))
         # last: a manifest in S3 means every file it lists is there
         uploader.run({bundle_key(prefix, version, MANIFEST): [MANIFEST]})
         pointer = Pointer(
@@ -104,6 +115,7 @@ def publish_bundle(
         moved_latest=not unchanged,
         uploaded=sorted(uploader.uploaded),
         skipped=sorted(uploader.skipped),
+        bytes_uploaded=uploader.bytes_uploaded,
     )
 
 
@@ -169,24 +181,30 @@ def _check_version_is_publishable(
         )
 
 
-def _data_objects(prefix: str, files: dict) -> dict[str, list[str]]:
-    """{object key: the bundle files with those bytes} (identical files share one object)."""
+def _data_objects(prefix: str, files: dict, chunkable: set[str]) -> dict[str, list[str]]:
+    """{object key: the bundle files with those bytes} (identical files share one object; a
+    large file that devices download is stored as chunks, under its chunk list's key)."""
     objects: dict[str, list[str]] = {}
     for rel, entry in files.items():
-        objects.setdefault(object_key(prefix, entry["sha256"]), []).append(rel)
+        if rel == MANIFEST:
+            continue
+        chunked = rel in chunkable and is_chunked(entry["size"])
+        key = (chunk_list_key if chunked else object_key)(prefix, entry["sha256"])
+        objects.setdefault(key, []).append(rel)
     return objects
 
 
 class _Uploader:
     """Puts the objects of one version that S3 does not already hold, each checked after upload."""
 
-    def __init__(self, s3, bucket, bundle_dir: Path, files: dict, on_progress):
-        self.s3, self.bucket = s3, bucket
+    def __init__(self, s3, bucket, prefix, bundle_dir: Path, files: dict, on_progress):
+        self.s3, self.bucket, self.prefix = s3, bucket, prefix
         self.bundle_dir, self.files, self.on_progress = bundle_dir, files, on_progress
         self.uploaded: list[str] = []
         self.skipped: list[str] = []
         self._lock = threading.Lock()
         self._done = self._bytes_done = 0
+        self.bytes_uploaded = 0
         self._bytes_total = sum(entry["size"] for entry in files.values())
 
     def run(self, objects: dict[str, list[str]]) -> None:
@@ -200,6 +218,9 @@ class _Uploader:
 
     def _put_if_needed(self, key: str, rels: list[str]) -> None:
         rel, entry = rels[0], self.files[rels[0]]
+        if key.endswith(CHUNK_LIST_SUFFIX):
+            self._put_chunked(key, rels)
+            return
         if stored_object_matches(self.s3, self.bucket, key, entry):
             self._files_done(rels, skipped=True)
             return
@@ -225,34 +246,40 @@ class _Uploader:
             )
         self._files_done(rels, skipped=False)
 
+    def _put_chunked(self, key: str, rels: list[str]) -> None:
+        path, entry = self.bundle_dir / rels[0], self.files[rels[0]]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BundleError(
+                f"{path}: cannot read it ({exc.strerror or exc}); LATEST was not moved"
+            ) from None
+        listing = ChunkList.of(data)
+        if listing.sha256 != entry["sha256"]:
+            raise BundleError(f"{path}: changed since the bundle was checked; LATEST was not moved")
+        if stored_object_matches(self.s3, self.bucket, key, chunk_list_entry(listing.to_json())):
+            self._files_done(rels, skipped=True)
+            return
+        sent = put_chunked(self.s3, self.bucket, self.prefix, key, data, listing)
+        with self._lock:
+            self.bytes_uploaded += sent
+        self._files_done(rels, skipped=False, counted=0)
+
     def _add_bytes(self, count: int) -> None:
         with self._lock:
+            self.bytes_uploaded += count
             self._bytes_done += count
             self._report()
 
-    def _files_done(self, rels: list[str], skipped: bool) -> None:
-        """`rels` are in S3 now; a skipped object's bytes count as done, an uploaded one's
-        first copy was counted while it went up."""
+    def _files_done(self, rels: list[str], skipped: bool, counted: int = 1) -> None:
+        """`rels` are in S3 now; their bytes count as done, but for the `counted` first
+        that were counted while they went up."""
         with self._lock:
             (self.skipped if skipped else self.uploaded).extend(rels)
             self._done += len(rels)
-            self._bytes_done += sum(self.files[rel]["size"] for rel in rels[0 if skipped else 1 :])
+            self._bytes_done += sum(self.files[rel]["size"] for rel in rels[0 if skipped else counted :])
             self._report()
 
     def _report(self) -> None:
         if self.on_progress is not None:
             self.on_progress(Progress(self._done, len(self.files), self._bytes_done, self._bytes_total))
-
-
-def stored_object_matches(s3, bucket: str, key: str, entry: dict) -> bool:
-    """Whether S3 holds exactly the bytes a manifest entry describes (size, then sha256)."""
-    head = head_object(s3, bucket, key)
-    if head is None or head.get("ContentLength") != entry["size"]:
-        return False
-    checksum = head.get("ChecksumSHA256") or ""
-    if checksum and "-" not in checksum:
-        return base64.b64decode(checksum).hex() == entry["sha256"]
-    digest = hashlib.sha256()  # multipart or uploaded without a checksum: read it back
-    for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
-        digest.update(chunk)
-    return digest.hexdigest() == entry["sha256"]

@@ -1,11 +1,14 @@
 """Where index bundles live in S3, and the LATEST pointer that names the current one.
 
     s3://<bucket>/<prefix>/indexes/<index_version>/manifest.json
-    s3://<bucket>/<prefix>/indexes/objects/<sha256[:2]>/<sha256>   every file a manifest lists
+    s3://<bucket>/<prefix>/indexes/objects/<sha256[:2]>/<sha256>   every file a manifest lists,
+    s3://<bucket>/<prefix>/indexes/objects/<sha256[:2]>/<sha256>.chunks   or for a large file its
+                                                                  chunk list (each chunk an object)
     s3://<bucket>/<prefix>/indexes/LATEST     {"schema": 2, "index_version", "manifest_sha256", "layout", ...}
 
 Files are stored once under their sha256 and shared by every version that lists them, so a
-new version uploads, and a device downloads, only the files that changed. Versions published
+new version uploads, and a device downloads, only the files that changed; large files
+(chunks.py) as content-defined chunks, so only the chunks around a change. Versions published
 before this layout (pointer schema 1) keep their files under their own version prefix
 (`indexes/<index_version>/<relative path>`); they are still read, listed and rolled back to.
 
@@ -26,6 +29,7 @@ POINTER_SCHEMA = 2
 READABLE_POINTER_SCHEMAS = (1, 2)  # 1: before content-addressed files; always the version layout
 LATEST = "LATEST"
 OBJECTS = "objects"
+CHUNK_LIST_SUFFIX = ".chunks"
 # How a version's files are stored: under their sha256 (shared), or under the version prefix.
 CONTENT_LAYOUT = "content"
 VERSION_LAYOUT = "version"
@@ -65,6 +69,11 @@ def object_key(prefix: str, sha256: str) -> str:
     if not _SHA256.fullmatch(sha256 or ""):
         raise BundleError(f"not a sha256 hex digest: {sha256!r}")
     return objects_prefix(prefix) + f"{sha256[:2]}/{sha256}"
+
+
+def chunk_list_key(prefix: str, sha256: str) -> str:
+    """Key of the chunk list of a large file (components/common/chunks.py)."""
+    return object_key(prefix, sha256) + CHUNK_LIST_SUFFIX
 
 
 def file_key(prefix: str, index_version: int, relative_path: str, sha256: str, layout: str) -> str:

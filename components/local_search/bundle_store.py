@@ -142,12 +142,13 @@ class BundleStore:
         manifest_sha256: str,
         where: str,
         *,
-        fetch: Callable[[str, str, Path], None],
+        fetch: Callable[[str, str, int | None, Path], int | None],
         check: Callable[[dict], None],
         reuse_from: Iterable[Path] = (),
     ) -> Path:
-        """Download a bundle with `fetch(relative path, sha256, target file)` and commit it;
-        returns its version directory. Files an interrupted download left are reused, and files
+        """Download a bundle with `fetch(relative path, sha256, size, target file)`, which
+        returns the bytes it downloaded (None: the whole file), and commit it; returns its
+        version directory. Files an interrupted download left are reused, and files
         the bundles in `reuse_from` hold are linked, when their sha256 matches; every file is
         checked once in place (a fetched mismatch is fetched once more, then the bundle is
         refused). `check(manifest)` runs before anything big is fetched."""
@@ -190,9 +191,11 @@ class BundleStore:
                 self.files_linked += 1
                 return
         for _ in range(2):  # a second try tells a glitch in transfer from a bad object at the source
-            fetch(rel, sha256, target)
+            downloaded = fetch(rel, sha256, size, target)
             self.files_fetched += 1
-            self.bytes_fetched += target.stat().st_size if target.is_file() else 0
+            if downloaded is None:
+                downloaded = target.stat().st_size if target.is_file() else 0
+            self.bytes_fetched += downloaded
             if file_matches(target, size, sha256):
                 return
         target.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -26,8 +27,10 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from components.common import s3_layout
 from components.common.backoff import Backoff
 from components.common.bundle import MANIFEST, manifest_digest, read_manifest
+from components.common.chunks import is_chunked
 from components.common.errors import BundleError
 from components.local_search.bundle_store import BundleStore, ModelMismatch, check_model
+from components.local_search.chunk_fetch import ChunkedFetcher
 from components.local_search.search import IndexBundle
 from components.local_search.serving import ServingIndex
 
@@ -294,26 +297,36 @@ class IndexSync:
             return None
 
     def _download(self, pointer: s3_layout.Pointer, expected: str | None) -> Path:
-        """Stage the bundle LATEST names, taking every file the device already holds (in the
-        kept bundles or the one served) from disk and fetching only the others."""
-        version, layout = pointer.index_version, pointer.layout
-        where = f"s3://{self.bucket}/{s3_layout.version_prefix(self.prefix, version)}"
+        """Stage the bundle LATEST names, taking every file (and every chunk of a large file)
+        the device already holds, in its kept bundles or the one served, from disk."""
+        version, layout, prefix = pointer.index_version, pointer.layout, self.prefix
+        where = f"s3://{self.bucket}/{s3_layout.version_prefix(prefix, version)}"
         served = self.serving.bundle
         kept = [self.store.current_dir(), self.store.previous_dir(), served.path if served else None]
+        kept = [path for path in kept if path is not None]
+        chunked = ChunkedFetcher(self._get_bytes, kept)
 
-        def key(rel: str, sha256: str) -> str:
+        def fetch(rel: str, sha256: str, size: int | None, target: Path) -> int | None:
             if rel == MANIFEST:
-                return s3_layout.bundle_key(self.prefix, version, rel)
-            return s3_layout.file_key(self.prefix, version, rel, sha256, layout)
+                return self._get(s3_layout.bundle_key(prefix, version, rel), target)
+            if layout == s3_layout.CONTENT_LAYOUT and size is not None and is_chunked(size):
+                chunk_key = partial(s3_layout.object_key, prefix)
+                return chunked.fetch(s3_layout.chunk_list_key(prefix, sha256), chunk_key, target)
+            return self._get(s3_layout.file_key(prefix, version, rel, sha256, layout), target)
 
         return self.store.stage(
             version,
             pointer.manifest_sha256,
             where,
-            fetch=lambda rel, sha256, target: self._get(key(rel, sha256), target),
+            fetch=fetch,
             check=lambda manifest: check_model(manifest, expected),
-            reuse_from=[path for path in kept if path is not None],
+            reuse_from=kept,
         )
+
+    def _get_bytes(self, key: str) -> bytes:
+        data = self._s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        self._s3_ok()
+        return data
 
     def _get(self, key: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

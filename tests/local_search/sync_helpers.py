@@ -75,7 +75,8 @@ def upload(
         if rel == MANIFEST:
             key = s3_layout.bundle_key(prefix, version, rel)
         else:
-            key = s3_layout.file_key(prefix, version, rel, manifest["files"][rel]["sha256"], layout)
+            entry = {**manifest.get("reuse", {}), **manifest["files"]}[rel]
+            key = s3_layout.file_key(prefix, version, rel, entry["sha256"], layout)
         s3.put_object(Bucket=bucket, Key=key, Body=bytes(data))
     return s3_layout.Pointer(
         index_version=version,

@@ -174,6 +174,42 @@ def test_a_one_item_change_downloads_only_that_file_and_verifies_all(tmp_path, s
     verify_bundle(sync.store.current_dir())  # every file in place, whether fetched or kept
 
 
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunk files of a kilobyte and more, about every 256 bytes (the test bundles are small)."""
+    from components.common import chunks
+
+    for name, value in (("CHUNKED_MIN_BYTES", 1024), ("MIN_CHUNK", 64), ("MAX_CHUNK", 4096)):
+        monkeypatch.setattr(chunks, name, value)
+    monkeypatch.setattr(chunks, "BOUNDARY_MASK", 255)
+
+
+def test_a_one_row_change_of_a_large_file_downloads_only_the_chunks_around_it(
+    tmp_path, s3, s3_bucket, bundles, small_chunks
+):
+    from cloud_sync.publishing.publish_index import publish_bundle
+
+    sync = make_sync(tmp_path / "indexes", s3_bucket)
+    publish_bundle(bundles[1], s3_bucket, PREFIX, s3=s3)
+    sync.check_once()
+    changed = tmp_path / "changed"
+    shutil.copytree(bundles[1], changed)
+    index = bytearray((changed / INDEX_FILE).read_bytes())
+    index[len(index) // 2 : len(index) // 2 + 8] = bytes(8)  # one stored vector altered
+    (changed / INDEX_FILE).write_bytes(bytes(index))
+    manifest = read_manifest(changed)
+    write_manifest(changed, {**{k: v for k, v in manifest.items() if k != "files"}, "index_version": 4})
+    published = publish_bundle(changed, s3_bucket, PREFIX, s3=s3)
+    assert published.uploaded == [INDEX_FILE, MANIFEST]
+    assert published.bytes_uploaded < len(index) / 2  # the changed chunks, chunk list and manifest
+    fetched = sync.store.bytes_fetched
+    sync.check_once()
+    assert sync.serving.bundle.version == 4
+    assert sync.store.bytes_fetched - fetched < len(index) / 2
+    verify_bundle(sync.store.current_dir())
+    assert (sync.store.current_dir() / INDEX_FILE).read_bytes() == bytes(index)
+
+
 def test_a_file_damaged_on_the_device_is_downloaded_not_linked(tmp_path, s3, s3_bucket, bundles):
     sync = make_sync(tmp_path / "indexes", s3_bucket)
     publish(s3, s3_bucket, PREFIX, bundles[1])

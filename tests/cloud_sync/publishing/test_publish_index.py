@@ -64,7 +64,7 @@ def stored_key(bundle, rel: str) -> str:
     manifest = read_manifest(bundle)
     if rel == MANIFEST:
         return bundle_key(PREFIX, manifest["index_version"], rel)
-    return object_key(PREFIX, manifest["files"][rel]["sha256"])
+    return object_key(PREFIX, {**manifest["reuse"], **manifest["files"]}[rel]["sha256"])
 
 
 def pointer(bucket) -> Pointer:
@@ -76,16 +76,16 @@ def test_publish_uploads_every_file_then_points_latest_at_it(s3_bucket, make_bun
     bundle = make_bundle(5)
     result = run("publish-index", bundle, "--bucket", s3_bucket, "--prefix", PREFIX)
     assert result.exit_code == 0, result.output
-    assert "published version 5 (6 items): uploaded 9 file(s), 0 already in S3" in result.output
+    assert "published version 5 (6 items): uploaded 11 file(s), 0 already in S3" in result.output
     assert f"s3://{s3_bucket}/{PREFIX}/indexes/LATEST now names it" in result.output
-    assert "9/9 files" in result.output  # progress
+    assert "11/11 files" in result.output  # progress: the reuse/ files for --previous go up too
     latest = pointer(s3_bucket)
     assert (latest.index_version, latest.manifest_sha256) == (5, manifest_digest(bundle))
     assert (
         latest.item_count == 6 and latest.model_fingerprint == read_manifest(bundle)["model"]["fingerprint"]
     )
     s3 = boto3.client("s3")
-    for rel in [*read_manifest(bundle)["files"], MANIFEST]:
+    for rel in [*read_manifest(bundle)["files"], *read_manifest(bundle)["reuse"], MANIFEST]:
         body = s3.get_object(Bucket=s3_bucket, Key=stored_key(bundle, rel))["Body"].read()
         assert body == (bundle / rel).read_bytes(), rel
     head = s3.head_object(Bucket=s3_bucket, Key=latest_key(PREFIX))
@@ -95,7 +95,8 @@ def test_publish_uploads_every_file_then_points_latest_at_it(s3_bucket, make_bun
 def test_manifest_then_latest_are_written_after_every_data_file(s3_bucket, make_bundle):
     bundle, puts = make_bundle(5), []
     publish_bundle(bundle, s3_bucket, PREFIX, s3=s3_client_recording_puts(puts))
-    data_keys = {stored_key(bundle, rel) for rel in read_manifest(bundle)["files"]}
+    manifest = read_manifest(bundle)
+    data_keys = {stored_key(bundle, rel) for rel in [*manifest["files"], *manifest["reuse"]]}
     assert set(puts[:-2]) == data_keys
     assert puts[-2:] == [bundle_key(PREFIX, 5, MANIFEST), latest_key(PREFIX)]
 
@@ -140,10 +141,10 @@ def test_republishing_the_same_bundle_uploads_nothing_and_leaves_latest(s3_bucke
     before, puts = pointer(s3_bucket), []
     result = publish_bundle(bundle, s3_bucket, PREFIX, s3=s3_client_recording_puts(puts))
     assert puts == [] and not result.moved_latest and result.uploaded == []
-    assert len(result.skipped) == 9 and pointer(s3_bucket) == before
+    assert len(result.skipped) == 11 and pointer(s3_bucket) == before
     again = run("publish-index", bundle, "--bucket", s3_bucket, "--prefix", PREFIX)
     assert again.exit_code == 0
-    assert "version 5 was already published: uploaded 0 file(s), 9 already in S3" in again.output
+    assert "version 5 was already published: uploaded 0 file(s), 11 already in S3" in again.output
     assert "LATEST already names it, left as is" in again.output
 
 
@@ -151,7 +152,7 @@ def test_a_one_item_change_uploads_only_that_file_and_the_manifest(s3_bucket, ma
     publish_bundle(make_bundle(5), s3_bucket, PREFIX, s3=boto3.client("s3"))
     changed, puts = make_bundle(6, altered=True), []
     result = publish_bundle(changed, s3_bucket, PREFIX, s3=s3_client_recording_puts(puts))
-    assert result.uploaded == [MANIFEST, "thumbnails/0.jpg"] and len(result.skipped) == 7
+    assert result.uploaded == [MANIFEST, "thumbnails/0.jpg"] and len(result.skipped) == 9
     assert puts == [
         stored_key(changed, "thumbnails/0.jpg"),
         stored_key(changed, MANIFEST),
@@ -165,7 +166,7 @@ def publish_with_the_previous_layout(s3_bucket, bundle) -> None:
     version's prefix, and a schema 1 LATEST."""
     s3, manifest = boto3.client("s3"), read_manifest(bundle)
     version = manifest["index_version"]
-    for rel in [*manifest["files"], MANIFEST]:
+    for rel in [*manifest["files"], *manifest["reuse"], MANIFEST]:
         s3.put_object(
             Bucket=s3_bucket, Key=bundle_key(PREFIX, version, rel), Body=(bundle / rel).read_bytes()
         )
