@@ -29,6 +29,8 @@ def main():
     os.environ.setdefault("MXNET_STORAGE_FALLBACK_LOG_VERBOSE", "0")
     # MXNet 1.x uses half the processors when this is unset (one of two cores here)
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    # idle OpenMP threads sleep: spinning ones stall MXNet 20x when another process shares the cores
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 for command in (

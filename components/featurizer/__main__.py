@@ -6,6 +6,9 @@ import sys
 # MXNet 1.x computes on half the processors when this is unset (one of two cores on a kiosk);
 # it must be set before mxnet is imported. A deployment can still set its own.
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+# Idle OpenMP threads sleep: spinning ones stall MXNet (1 instead of 18 images/s at batch 1 on
+# 2 cores) whenever another process (local_search, display, a catalog build) takes a core.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 from components.common.component_main import run_component, work_log_file
