@@ -160,8 +160,8 @@ def _change_figures(bundles: list[dict], published, downloaded: int, v2: Path) -
     changed = sorted(rel for rel, e in bundles[1]["files"].items() if e["sha256"] not in old)
     yield (
         f"one item changed: v2 is {full / 1e6:.2f} MB in {len(new)} distinct files; publish-index uploaded "
-        f"{len(published.uploaded)} file(s), the device downloaded {downloaded / 1e6:.3f} MB "
-        f"({100 * downloaded / full:.1f} % of the full version)"
+        f"{published.bytes_uploaded / 1e6:.3f} MB ({len(published.uploaded)} file(s) changed), the device "
+        f"downloaded {downloaded / 1e6:.3f} MB ({100 * downloaded / full:.1f} % of the full version)"
     )
     sizes = ", ".join(f"{rel} {bundles[1]['files'][rel]['size'] / 1e6:.3f} MB" for rel in changed[:5])
     yield f"  files that changed: {sizes}" + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")

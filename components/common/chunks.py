@@ -22,7 +22,7 @@ import numpy as np
 
 from components.common.errors import BundleError
 
-CHUNKED_MIN_BYTES = 1 << 20
+CHUNKED_MIN_BYTES = 256 << 10
 WINDOW = 48
 BOUNDARY_MASK = (1 << 16) - 1  # about one cut every 64 KiB
 MIN_CHUNK = 16 << 10
