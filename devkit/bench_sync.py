@@ -1,7 +1,8 @@
 """`bench sync`: publish two index versions to a local S3 (moto) and time the device's swap
-while a thread searches without pause. Version 2 is the catalog with one item's picture
-changed, so the figures show what a one-item change costs: bytes uploaded and downloaded
-against the full version. Figures only; the tests check behaviour."""
+while a thread searches without pause. Version 2 is the catalog with one item's picture changed
+and one item removed, built with --previous (only the change is featurized), so the figures
+show what such a change costs: bytes uploaded and downloaded against the full version.
+Figures only; the tests check behaviour."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
     import boto3
 
     from cloud_sync.indexing.build_index import build_bundle
+    from cloud_sync.indexing.previous_build import open_previous
     from cloud_sync.publishing.publish_index import publish_bundle
     from components.local_search.bundle_store import BundleStore
     from components.local_search.index_sync import IndexSync
@@ -79,13 +81,13 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
     work = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     server = _local_s3()
     try:
-        bundles = []
-        for version, source in ((1, catalog), (2, _one_picture_changed(catalog, work / "catalog-v2"))):
-            bundles.append(
-                build_bundle(
-                    source, model_dir, work / f"v{version}", index_version=version, progress=False
-                ).manifest
-            )
+        v1 = build_bundle(catalog, model_dir, work / "v1", index_version=1, progress=False).manifest
+        changed = _one_picture_changed_one_removed(catalog, work / "catalog-v2")
+        previous = open_previous(str(work / "v1"))  # build-index --previous: only the change is featurized
+        v2 = build_bundle(
+            changed, model_dir, work / "v2", index_version=2, progress=False, previous=previous
+        ).manifest
+        bundles = [v1, v2]
         size = sum(e["size"] for e in bundles[0]["files"].values())
         yield (
             f"bundle: {bundles[0]['item_count']} items, {len(bundles[0]['files'])} files, "
@@ -136,19 +138,25 @@ def bench_sync(catalog: Path, model_dir: Path, seconds_after: float = 2.0) -> It
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _one_picture_changed(catalog: Path, out: Path) -> Path:
-    """A copy of the catalog with its first picture mirrored: one item's vector, thumbnail
-    and metadata row change, nothing else."""
+def _one_picture_changed_one_removed(catalog: Path, out: Path) -> Path:
+    """A copy of the catalog with its first picture mirrored and its last item removed (the
+    row of a catalog.csv, else the picture of a class-folder catalog)."""
     import cv2
 
     shutil.copytree(catalog, out)
     pictures = sorted(p for p in out.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if not pictures:
-        raise VisualSearchError(f"{catalog}: no .jpg or .png picture to change for version 2")
+    if len(pictures) < 2:
+        raise VisualSearchError(f"{catalog}: needs two .jpg or .png pictures to change one and remove one")
     image = cv2.imread(str(pictures[0]))
     if image is None:
         raise VisualSearchError(f"{pictures[0]}: not a readable picture")
     cv2.imwrite(str(pictures[0]), image[:, ::-1])
+    table = out / "catalog.csv"
+    if table.is_file():
+        lines = table.read_text().splitlines(keepends=True)
+        table.write_text("".join(lines[:-1]))
+    else:
+        pictures[-1].unlink()
     return out
 
 
@@ -159,9 +167,10 @@ def _change_figures(bundles: list[dict], published, downloaded: int, v2: Path) -
     full = sum(e["size"] for e in bundles[1]["files"].values()) + (v2 / MANIFEST).stat().st_size
     changed = sorted(rel for rel, e in bundles[1]["files"].items() if e["sha256"] not in old)
     yield (
-        f"one item changed: v2 is {full / 1e6:.2f} MB in {len(new)} distinct files; publish-index uploaded "
-        f"{published.bytes_uploaded / 1e6:.3f} MB ({len(published.uploaded)} file(s) changed), the device "
-        f"downloaded {downloaded / 1e6:.3f} MB ({100 * downloaded / full:.1f} % of the full version)"
+        f"one item changed, one removed: v2 is {full / 1e6:.2f} MB in {len(new)} distinct files; "
+        f"publish-index uploaded {published.bytes_uploaded / 1e6:.3f} MB "
+        f"({len(published.uploaded)} file(s) changed), the device downloaded {downloaded / 1e6:.3f} MB "
+        f"({100 * downloaded / full:.1f} % of the full version)"
     )
     sizes = ", ".join(f"{rel} {bundles[1]['files'][rel]['size'] / 1e6:.3f} MB" for rel in changed[:5])
     yield f"  files that changed: {sizes}" + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
