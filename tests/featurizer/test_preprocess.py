@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from components.common.errors import ImageError
-from components.featurizer.preprocess import Preprocessing, preprocess, read_image, shrink
+from components.featurizer.preprocess import Preprocessing, preprocess, read_image, shrink, to_tensor
 from tests.conftest import demo_image
 
 PREP = Preprocessing(height=32, width=48, mean=(0, 0, 0), std=(1, 1, 1))
@@ -25,6 +25,20 @@ def test_colour_order_and_normalisation():
         blue, Preprocessing(height=8, width=8, color_order="BGR", mean=(0, 0, 0), std=(255, 1, 1))
     )
     assert bgr[0].min() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_the_tensor_is_exactly_pixel_minus_mean_over_std(order):
+    """Bundles built earlier hold vectors of this formula: a faster tensor must give the same values."""
+    prep = Preprocessing(height=24, width=24, color_order=order, mean=(120.5, 110, 100), std=(60, 57.5, 58))
+    image = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    crop = image[8:32, 3:27]  # a view, as the centre crop gives
+    pixels = crop[:, :, ::-1] if order == "RGB" else crop
+    expected = (pixels.astype(np.float32).transpose(2, 0, 1) - np.float32(prep.mean).reshape(3, 1, 1)) / (
+        np.float32(prep.std).reshape(3, 1, 1)
+    )
+    tensor = to_tensor(crop, prep)
+    assert np.array_equal(tensor, expected) and tensor.flags["C_CONTIGUOUS"]
 
 
 def test_center_crop_keeps_the_middle_of_a_wide_frame():
