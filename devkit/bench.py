@@ -8,7 +8,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from components.common.errors import ImageError
 from components.featurizer.model import Featurizer, read_spec
+from components.featurizer.preprocess import read_image
 from components.featurizer.runtimes import MXNET, ONNXRUNTIME, RUNTIMES, onnxruntime_installed, thread_count
 
 
@@ -19,6 +21,7 @@ def _synthetic_frames(count: int, seed: int = 0) -> list[np.ndarray]:
 
 
 BATCH_SIZES = (1, 8)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def featurizer_speeds(
@@ -78,6 +81,30 @@ def bench_featurizer(model_dir: str | Path, runtimes: Sequence[str], seconds: fl
             ratio = f" ({ips / speeds[MXNET][batch]:.2f}x mxnet)" if MXNET in speeds else ""
             figures.append(f"batch {batch}: {ips:7.1f} images/s{ratio}")
         yield f"{runtime:<12} " + "   ".join(figures)
+
+
+def runtime_agreement(model_dir: str | Path, runtimes: Sequence[str], folder: str | Path) -> Iterator[str]:
+    """For every image under `folder`: the cosine between each runtime's vector and MXNet's."""
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ImageError(f"{folder}: no images (.jpg, .jpeg, .png) under it")
+    reference = Featurizer(model_dir, runtime=MXNET)
+    others = [Featurizer(model_dir, runtime=r) for r in runtimes if r != MXNET]
+    lowest = {f.runtime: (2.0, "") for f in others}
+    for start in range(0, len(paths), 32):
+        chunk = paths[start : start + 32]
+        images = [read_image(p) for p in chunk]
+        expected = reference.featurize(images)
+        for featurizer in others:
+            cosines = np.sum(featurizer.featurize(images) * expected, axis=1)
+            worst = int(np.argmin(cosines))
+            if cosines[worst] < lowest[featurizer.runtime][0]:
+                lowest[featurizer.runtime] = (float(cosines[worst]), str(chunk[worst]))
+    for runtime, (cosine, path) in lowest.items():
+        yield (
+            f"{runtime}: lowest cosine to MXNet's vector over {len(paths)} images of {folder}: "
+            f"{cosine:.7f} ({path})"
+        )
 
 
 def bench_search(bundle_dir: str | Path, queries: int = 2000, k: int = 5) -> Iterator[str]:

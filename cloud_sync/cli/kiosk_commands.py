@@ -32,17 +32,28 @@ def bench():
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"<runtime>": {"1": images_per_s, "8": ...}, ...}.'
 )
+@click.option(
+    "--agreement",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Instead of timing: featurize every image under this folder on each runtime and print the "
+    "lowest cosine to MXNet's vector.",
+)
 @expected_errors
-def bench_featurizer(model_dir, runtime_choice, seconds, as_json):
+def bench_featurizer(model_dir, runtime_choice, seconds, as_json, agreement):
     """Images per second of each runtime at batch 1 and 8, and its ratio to MXNet fp32.
 
     The same model on every runtime, in one run; preprocessing of camera-sized frames included."""
-    from devkit.bench import available_runtimes, bench_featurizer, featurizer_speeds
+    from devkit.bench import available_runtimes, bench_featurizer, featurizer_speeds, runtime_agreement
 
     if runtime_choice == "all":
         runtimes, notes = available_runtimes(model_dir)
     else:
         runtimes, notes = list(dict.fromkeys(["mxnet", runtime_choice])), []
+    if agreement is not None:
+        for line in (*notes, *runtime_agreement(model_dir, runtimes, agreement)):
+            click.echo(line)
+        return
     if as_json:
         click.echo(json.dumps(featurizer_speeds(model_dir, runtimes, seconds)[0]))
         return

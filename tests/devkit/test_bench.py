@@ -44,3 +44,11 @@ def test_without_onnxruntime_all_is_mxnet_and_onnxruntime_is_a_one_line_error(ti
     assert result.exit_code == 1 and result.output.strip().endswith(
         "onnxruntime: not installed (pip install onnxruntime)"
     )
+
+
+def test_agreement_prints_the_lowest_cosine_of_each_runtime_to_mxnet(tiny_model, class_folders):
+    result = bench("--model", tiny_model, "--agreement", class_folders)
+    assert result.exit_code == 0, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith("onnxruntime: lowest cosine to MXNet's vector over 12 images of ")
+    assert float(line.split(": ")[2].split()[0]) >= 0.9999
