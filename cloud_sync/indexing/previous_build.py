@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from cloud_sync.indexing.reuse import PreviousBuild, parse_reuse_files
+from components.common import s3_layout
 from components.common.bundle import MANIFEST, read_manifest
 from components.common.errors import BundleError
 
@@ -73,19 +74,13 @@ def _get(s3, bucket: str, key: str) -> bytes:
 
 
 def _version_key(prefix: str, version: int, rel: str) -> str:
-    from components.common.s3_layout import bundle_key
-
-    return bundle_key(prefix, version, rel)
+    return s3_layout.bundle_key(prefix, version, rel)
 
 
 def _keys_of_version(s3, bucket: str, prefix: str, version: int, manifest: dict):
-    """key(rel, entry) of each file of the version, in the layout it was published with."""
-    from components.common import s3_layout
-
-    if not hasattr(s3_layout, "layout_of"):  # a build from before content-addressed objects
-        return lambda rel, entry: s3_layout.bundle_key(prefix, version, rel)
+    """key(rel, entry) of each file of the version, in the layout it was published with
+    (reuse/ files are never stored in chunks)."""
     under_version = s3_layout.version_prefix(prefix, version)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=under_version, MaxKeys=2)
-    under = {obj["Key"][len(under_version) :] for obj in listed.get("Contents", [])}
-    layout = s3_layout.layout_of(under)
+    layout = s3_layout.layout_of({obj["Key"][len(under_version) :] for obj in listed.get("Contents", [])})
     return lambda rel, entry: s3_layout.file_key(prefix, version, rel, entry["sha256"], layout)

@@ -94,3 +94,36 @@ def test_a_previous_that_is_not_a_bundle_is_one_line(catalog, tiny_model, tmp_pa
     out = tmp_path / "v2"
     result = run("build-index", catalog, "--model", tiny_model, "--out", out, "--previous", tmp_path)
     assert result.exit_code == 1 and result.output.startswith("error: ") and "manifest.json" in result.output
+
+
+def test_a_published_version_in_s3_is_reused_downloading_only_what_reuse_needs(
+    catalog, tiny_model, tmp_path, s3_bucket
+):
+    from cloud_sync.aws import client
+    from cloud_sync.publishing.publish_index import publish_bundle
+
+    first = tmp_path / "v1"
+    assert (
+        run("build-index", catalog, "--model", tiny_model, "--out", first, "--index-version", 4).exit_code
+        == 0
+    )
+    publish_bundle(first, s3_bucket, "shop", s3=client("s3"))
+    shutil.copyfile(demo_image("shoes", 5), catalog / "img" / "hat1.jpg")
+
+    previous = f"s3://{s3_bucket}/shop/indexes/4"
+    second = tmp_path / "v2"
+    result = run("build-index", catalog, "--model", tiny_model, "--out", second, "--previous", previous)
+    assert result.exit_code == 0, result.output
+    assert "reused 8, featurized 1, removed 0" in result.output
+    assert (
+        verify_bundle(second)["files"]["thumbnails/0.jpg"]
+        == verify_bundle(first)["files"]["thumbnails/0.jpg"]
+    )
+
+    missing = run("build-index", catalog, "--model", tiny_model, "--out", tmp_path / "v3", "--previous",
+                  f"s3://{s3_bucket}/shop/indexes/5")  # fmt: skip
+    assert (
+        missing.exit_code == 1
+        and missing.output.startswith("error: s3://")
+        and "Traceback" not in missing.output
+    )
