@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine and run the main job.
-#   ./setup.sh            create .venv, install the project with test tools, run the main job
+#   ./setup.sh            create .venv, install the project with test tools and Ray, run the main job
 #   ./setup.sh --no-run   set up only (what CI does)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,7 +15,7 @@ if ! "$PYTHON" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= 
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,ray]"  # ray: build-index --engine ray and its tests
 .venv/bin/python -c 'import mxnet, faiss, cv2, awsiot' || { echo "setup: installed packages do not import" >&2; exit 1; }
 # the demo model: the installed ImageNet EfficientNet-Lite0 weights + the committed trained head
 .venv/bin/visual-search assemble-featurizer models/demo-featurizer

@@ -50,14 +50,61 @@ from cloud_sync.cli.options import expected_errors, model_option
     help="An earlier bundle (folder, or s3://BUCKET/PREFIX/indexes/VERSION): rows whose image "
     "bytes and model are unchanged keep its vectors and thumbnails; only the others are featurized.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Featurize here, or on a Ray cluster (needs the `ray` extra: pip install .[ray]).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="Ray cluster to join ('auto': the one this machine belongs to; default: start one here).",
+)
+@click.option(
+    "--ray-actors",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Featurizer actors (one CPU and one model load each).",
+)
+@click.option(
+    "--shards",
+    default=None,
+    help="Folder or s3:// prefix for the Ray engine's Parquet shards of vectors "
+    "(default: a temporary folder here; on a multi-node cluster give an s3:// prefix).",
+)
 @expected_errors
 def build_index(
-    catalog, model_dir, out, index, search_params, metric, memory_mb, skip_bad_rows, index_version, previous
+    catalog,
+    model_dir,
+    out,
+    index,
+    search_params,
+    metric,
+    memory_mb,
+    skip_bad_rows,
+    index_version,
+    previous,
+    engine,
+    ray_address,
+    ray_actors,
+    shards,
 ):
     """Featurize a catalog and write a versioned index bundle."""
     from cloud_sync.indexing.build_index import build_bundle
     from cloud_sync.indexing.previous_build import open_previous
+    from cloud_sync.indexing.rows import local_engine
 
+    if engine == "local" and (ray_address or shards):
+        raise click.UsageError("--ray-address and --shards apply to --engine ray")
+    if engine == "ray":
+        from cloud_sync.indexing.ray_engine import RayEngine
+
+        engine = RayEngine(address=ray_address, actors=ray_actors, shards=shards)
+    else:
+        engine = local_engine
     previous_build = open_previous(previous) if previous else None
 
     def report(problems):
@@ -76,6 +123,7 @@ def build_index(
             memory_budget=memory_mb * 1024 * 1024,
             index_version=index_version,
             previous=previous_build,
+            engine=engine,
             on_problems=report,
             on_stale=lambda path: click.echo(f"removed {path} (left by an interrupted build)", err=True),
         )
