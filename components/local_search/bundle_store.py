@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 
 from components.common.bundle import MANIFEST, read_manifest, sha256_file
 from components.common.errors import BundleError, VisualSearchError
+from components.local_search.held_files import files_by_sha256, inside, link_or_copy
 from components.local_search.search import IndexBundle
 
 log = logging.getLogger("local_search")
@@ -157,7 +158,7 @@ class BundleStore:
         manifest = read_manifest(staging)
         check(manifest)
         files = manifest["files"]
-        held = _files_by_sha256(reuse_from)
+        held = files_by_sha256(reuse_from)
         missing = {e["sha256"]: e["size"] for e in files.values() if e["sha256"] not in held}
         log.info(
             "index version %s: %d files, %.1f MB; %.1f MB not on the device, from %s",
@@ -187,7 +188,7 @@ class BundleStore:
             self.files_reused += 1
             return
         for source in held.get(sha256, ()):
-            if _link_or_copy(source, target) and file_matches(target, size, sha256):
+            if link_or_copy(source, target) and file_matches(target, size, sha256):
                 self.files_linked += 1
                 return
         for _ in range(2):  # a second try tells a glitch in transfer from a bad object at the source
@@ -282,40 +283,6 @@ def check_model(manifest: dict, expected: str | None) -> None:
         )
 
 
-def _files_by_sha256(bundle_dirs: Iterable[Path]) -> dict[str, list[Path]]:
-    """{sha256: files with those bytes, as their manifests say} over the given bundles; the
-    bytes are checked again once linked, so a damaged kept file is only a missed reuse."""
-    held: dict[str, list[Path]] = {}
-    for bundle_dir in {Path(p).resolve() for p in bundle_dirs if p is not None}:
-        try:
-            files = read_manifest(bundle_dir)["files"]
-        except (BundleError, OSError):
-            continue
-        for rel, entry in files.items():
-            try:
-                held.setdefault(str(entry["sha256"]), []).append(inside(bundle_dir, rel))
-            except (BundleError, KeyError, TypeError):
-                continue
-    return held
-
-
-def _link_or_copy(source: Path, target: Path) -> bool:
-    """A hard link (bundle files are never written in place, so sharing an inode is safe),
-    or a copy where the source is on another file system; False when neither works."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-        return True
-    except OSError:
-        pass
-    try:
-        shutil.copyfile(source, target)
-        return True
-    except OSError:
-        return False
-
-
 def file_matches(path: Path, size: int | None, sha256: str) -> bool:
     try:
         return (
@@ -323,14 +290,6 @@ def file_matches(path: Path, size: int | None, sha256: str) -> bool:
         )
     except OSError:
         return False
-
-
-def inside(root: Path, rel: str) -> Path:
-    """`root/rel`, refusing manifest paths that would write outside the bundle."""
-    parts = Path(rel).parts
-    if not rel or Path(rel).is_absolute() or ".." in parts or "\\" in rel:
-        raise BundleError(f"manifest lists an unsafe path {rel!r}")
-    return root.joinpath(*parts)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -30,7 +30,7 @@ from components.common.bundle import MANIFEST, manifest_digest, read_manifest
 from components.common.chunks import is_chunked
 from components.common.errors import BundleError
 from components.local_search.bundle_store import BundleStore, ModelMismatch, check_model
-from components.local_search.chunk_fetch import ChunkedFetcher
+from components.local_search.held_files import ChunkedFetcher
 from components.local_search.search import IndexBundle
 from components.local_search.serving import ServingIndex
 

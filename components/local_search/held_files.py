@@ -1,19 +1,64 @@
-"""A large bundle file rebuilt from its chunk list: chunks the device already holds, in the large
-files of its kept bundles, are copied from disk, the others downloaded (components/common/chunks.py).
+"""What a new bundle can take from the bundles the device holds instead of downloading it.
 
-The file is written beside its target and renamed into place; whether it is right is checked
-by the caller against the manifest's sha256, as for any downloaded file.
+Whole files by sha256 (hard-linked: bundle files are never written in place), and the chunks
+of large files (components/common/chunks.py): a chunked file is rebuilt from its chunk list,
+chunks held in the large files of the kept bundles copied from disk, the others downloaded.
+Whatever is taken is checked by the bundle store against the manifest's sha256, as any
+downloaded file is.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from components.common.bundle import read_manifest
 from components.common.chunks import ChunkList, is_chunked, local_chunks
 from components.common.errors import BundleError
+
+
+def files_by_sha256(bundle_dirs: Iterable[Path]) -> dict[str, list[Path]]:
+    """{sha256: files with those bytes, as their manifests say} over the given bundles; the
+    bytes are checked again once linked, so a damaged kept file is only a missed reuse."""
+    held: dict[str, list[Path]] = {}
+    for bundle_dir in {Path(p).resolve() for p in bundle_dirs if p is not None}:
+        try:
+            files = read_manifest(bundle_dir)["files"]
+        except (BundleError, OSError):
+            continue
+        for rel, entry in files.items():
+            try:
+                held.setdefault(str(entry["sha256"]), []).append(inside(bundle_dir, rel))
+            except (BundleError, KeyError, TypeError):
+                continue
+    return held
+
+
+def link_or_copy(source: Path, target: Path) -> bool:
+    """A hard link (bundle files are never written in place, so sharing an inode is safe),
+    or a copy where the source is on another file system; False when neither works."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+        return True
+    except OSError:
+        pass
+    try:
+        shutil.copyfile(source, target)
+        return True
+    except OSError:
+        return False
+
+
+def inside(root: Path, rel: str) -> Path:
+    """`root/rel`, refusing manifest paths that would write outside the bundle."""
+    parts = Path(rel).parts
+    if not rel or Path(rel).is_absolute() or ".." in parts or "\\" in rel:
+        raise BundleError(f"manifest lists an unsafe path {rel!r}")
+    return root.joinpath(*parts)
 
 
 class ChunkedFetcher:
