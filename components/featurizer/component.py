@@ -120,10 +120,11 @@ class FeaturizerComponent:
             thread.start()
             self._threads.append(thread)
         log.info(
-            "started: camera %s, model %s (%s)",
+            "started: camera %s, model %s (%s) on %s",
             self.settings.camera,
             getattr(self.featurizer, "model_dir", self.settings.model_dir),
             self.featurizer.fingerprint[:12],
+            getattr(self.featurizer, "runtime", "mxnet"),
         )
 
     def stop(self, timeout: float = 10.0) -> None:
