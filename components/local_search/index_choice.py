@@ -22,7 +22,7 @@ FLAT_MAX_ITEMS = 50_000  # exact search stays within a few ms up to here on one 
 HNSW_MAX_ITEMS = 5_000_000  # beyond this HNSW build time on a laptop gets unreasonable
 HNSW_M = 32
 PQ_SUBQUANTIZERS = (64, 32, 16, 8)
-PCA_DIMS = (768, 512, 384, 256, 128)  # tried largest first: more dimensions, better recall
+PCA_DIMS = (1024, 896, 768, 640, 512, 384, 256, 128)  # largest first: more dimensions, better recall
 MIN_TRAIN_POINTS_PER_CENTROID = 39  # faiss warns below this
 PQ_MIN_TRAIN_POINTS = 256 * MIN_TRAIN_POINTS_PER_CENTROID  # 8-bit codebooks: 256 centroids each
 
