@@ -20,7 +20,7 @@ def bench():
 @click.option(
     "--runtime",
     "runtime_choice",
-    type=click.Choice(["mxnet", "onnxruntime", "all"]),
+    type=click.Choice(["mxnet", "onnxruntime", "int8", "all"]),
     default="all",
     show_default=True,
     help="Runtime(s) to time; `all`: every one the model carries and this machine has. MXNet, the "

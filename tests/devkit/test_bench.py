@@ -52,3 +52,9 @@ def test_agreement_prints_the_lowest_cosine_of_each_runtime_to_mxnet(tiny_model,
     (line,) = result.output.splitlines()
     assert line.startswith("onnxruntime: lowest cosine to MXNet's vector over 12 images of ")
     assert float(line.split(": ")[2].split()[0]) >= 0.9999
+
+
+def test_int8_is_refused_in_one_line_as_no_model_carries_it(tiny_model):
+    result = bench("--model", tiny_model, "--runtime", "int8")
+    assert result.exit_code == 1
+    assert result.output.strip().endswith("carries no int8 model (it carries mxnet, onnxruntime)")
