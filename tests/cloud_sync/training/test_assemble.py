@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from cloud_sync.cli.main import main
 from cloud_sync.training.assemble import assemble, is_assembled, write_recipe
+from cloud_sync.training.onnx_export import ONNX_FILE
 from components.common.errors import ModelError
-from components.featurizer.model import fingerprint
+from components.featurizer.model import fingerprint, read_spec
 from tests.conftest import REPO
 
 DEMO_MODEL = REPO / "models" / "demo-featurizer"
@@ -57,6 +58,18 @@ def test_head_and_recipe_assemble_into_the_same_model(tuned, tmp_path):
     assert not is_assembled(out)
     assert assemble(out) == fingerprint(tuned) == recipe["fingerprint"]
     assert is_assembled(out)
+
+
+def test_imported_tuned_and_assembled_models_carry_their_onnx_export(tuned, tmp_path):
+    out = tmp_path / "committed"
+    write_recipe(tuned, out)
+    assemble(out)
+    for model in (tuned.parent / "lite0", tuned, out):
+        spec = read_spec(model)
+        assert spec.preferred_runtime == "onnxruntime" and (model / ONNX_FILE).is_file()
+        assert spec.runtimes["onnxruntime"]["exported_from"] == fingerprint(model)
+    (out / ONNX_FILE).unlink()
+    assert not is_assembled(out)  # assembled again, export included, on next use
 
 
 def test_a_replaced_head_is_refused(tuned, tmp_path):
