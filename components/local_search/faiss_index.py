@@ -47,9 +47,11 @@ def train_index(index: faiss.Index, sample: np.ndarray) -> None:
         return
     for i in range(outer.chain.size()):
         transform = faiss.downcast_VectorTransform(outer.chain.at(i))
-        if not transform.is_trained:
-            both = np.concatenate([sample, -sample]) if isinstance(transform, faiss.PCAMatrix) else sample
-            transform.train(both)
+        if not transform.is_trained and isinstance(transform, faiss.PCAMatrix):
+            transform.train(np.concatenate([sample, -sample]))
+            transform.PCAMat.resize(0)  # every eigenvector (dim x dim floats), needed only to train
+        elif not transform.is_trained:
+            transform.train(sample)
         sample = transform.apply_py(sample)
     outer.index.train(sample)
     outer.is_trained = True

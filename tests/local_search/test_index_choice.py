@@ -17,6 +17,7 @@ from components.local_search.index_choice import (
     flat_bytes,
     hnsw_bytes,
     ivf_nlist,
+    ivf_sq8_bytes,
 )
 
 MB = 1024 * 1024
@@ -112,6 +113,8 @@ def test_a_pca_index_takes_full_queries_from_its_file_and_keeps_cosine_ranking(t
     assert recall_at_k(found, truth) >= 0.9
     true_best = (queries * vectors[found[:, 0]]).sum(axis=1)
     np.testing.assert_allclose(scores[:, 0], true_best, atol=0.05)  # scores stay cosine
+    estimate = ivf_sq8_bytes(len(vectors), 64, 16, 48)  # what the choice weighed against the budget
+    assert (tmp_path / "index.faiss").stat().st_size <= estimate + 4096
 
 
 def test_tuning_takes_the_cheapest_setting_that_reaches_the_recall_target():
