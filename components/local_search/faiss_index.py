@@ -21,7 +21,7 @@ SEARCH_LADDERS = {
 }
 TUNING_K = 10
 TUNING_RECALL = 0.95
-PLATEAU_GAIN = 0.003  # recall gained by the next, wider setting below which tuning stops
+PLATEAU_GAIN = 0.005  # recall short of the best that the cheapest setting may be, below the target
 
 
 def faiss_metric(metric: str) -> int:
@@ -127,28 +127,27 @@ def tune_search_params(
     target: float = TUNING_RECALL,
 ) -> tuple[str, float]:
     """The cheapest search parameter value whose recall@k (k = truth's width) reaches
-    `target`: (params string, its recall). When recall levels off below the target (the
-    codes, not the search, limit it: a PCA or quantisation), the value where it levelled
-    off, since searching wider would only cost time."""
+    `target`: (params string, its recall). When no value reaches it (the codes, not the
+    search, limit recall: a PCA or quantisation), the cheapest within PLATEAU_GAIN of the
+    best recall any value reached, since searching wider would only cost time."""
     name = "nprobe" if "IVF" in factory else "efSearch" if "HNSW" in factory else None
     k = truth.shape[1]
     if name is None:
         return "", recall_at_k(index.search(queries, k)[1], truth)
     nlist = faiss.extract_index_ivf(index).nlist if name == "nprobe" else None
-    best = ("", -1.0)
+    measured: list[tuple[str, float]] = []
     for value in SEARCH_LADDERS[name]:
         if nlist is not None and value > nlist:
             break
         params = f"{name}={value}"
         set_search_params(index, params)
-        recall = recall_at_k(index.search(queries, k)[1], truth)
-        if recall >= target:
-            return params, recall
-        if recall < best[1] + PLATEAU_GAIN:
-            break
-        best = (params, recall)
-    set_search_params(index, best[0])
-    return best
+        measured.append((params, recall_at_k(index.search(queries, k)[1], truth)))
+        if measured[-1][1] >= target:
+            return measured[-1]
+    best = max(recall for _, recall in measured)
+    chosen = next(m for m in measured if m[1] >= best - PLATEAU_GAIN)
+    set_search_params(index, chosen[0])
+    return chosen
 
 
 def tuning_queries(vectors: np.ndarray, count: int, metric: str, seed: int = 0) -> np.ndarray:
