@@ -23,8 +23,11 @@ def chunk_list_entry(body: bytes) -> dict:
     return {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
 
 
-def put_chunked(s3, bucket: str, prefix: str, list_key: str, data: bytes, listing: ChunkList) -> int:
-    """Put the chunks S3 lacks, then the chunk list; returns the bytes uploaded."""
+def put_chunked(
+    s3, bucket: str, prefix: str, list_key: str, data: bytes, listing: ChunkList, held: dict[str, int]
+) -> int:
+    """Put the chunks S3 lacks (`held`: content-addressed keys already there, with their
+    sizes), then the chunk list; returns the bytes uploaded."""
     view, offsets, offset = memoryview(data), {}, 0
     for sha, size in listing.chunks:
         offsets.setdefault(sha, (offset, size))
@@ -33,7 +36,7 @@ def put_chunked(s3, bucket: str, prefix: str, list_key: str, data: bytes, listin
     def put_chunk(sha: str) -> int:
         start, size = offsets[sha]
         key, entry = object_key(prefix, sha), {"size": size, "sha256": sha}
-        if stored_object_matches(s3, bucket, key, entry):
+        if held.get(key) == size:
             return 0
         _put_checked(s3, bucket, key, bytes(view[start : start + size]), entry)
         return size
@@ -55,6 +58,7 @@ def _put_checked(s3, bucket: str, key: str, body: bytes, entry: dict) -> None:
         ContentType="application/octet-stream",
     )
     if not stored_object_matches(s3, bucket, key, entry):
+        s3.delete_object(Bucket=bucket, Key=key)  # only checked objects stay under these keys
         raise BundleError(
             f"{s3_url(bucket, key)}: the uploaded object does not match its sha256; LATEST was not moved"
         )

@@ -11,7 +11,9 @@ found by its checksum and not uploaded again, so a one-item change uploads a few
 
 Each object is sent with an S3 SHA-256 checksum (S3 rejects bytes damaged in transit) and the
 manifest's sha256 as `x-amz-meta-sha256`; HEAD with checksums then proves the stored object
-is the one the manifest lists, without downloading it again.
+is the one the manifest lists, without downloading it again. An object that fails that check
+is deleted, so every object under a content-addressed key passed it: one listing of the
+objects then tells which a version still needs (no HEAD per thumbnail of a 1M-item catalog).
 
 Two operators may publish at once: LATEST moves only if it is still what the version check
 read (a conditional write, see index_versions.py). When it moved meanwhile, the new pointer is
@@ -32,8 +34,8 @@ from typing import Callable
 
 from boto3.s3.transfer import TransferConfig
 
-from cloud_sync.aws import aws_errors, get_bytes, s3_url
-from cloud_sync.publishing.chunked_upload import chunk_list_entry, put_chunked, stored_object_matches
+from cloud_sync.aws import aws_errors, get_bytes, list_objects, s3_url
+from cloud_sync.publishing.chunked_upload import put_chunked, stored_object_matches
 from cloud_sync.publishing.index_versions import (
     PointerMoved,
     latest_etag,
@@ -50,6 +52,7 @@ from components.common.s3_layout import (
     chunk_list_key,
     latest_key,
     object_key,
+    objects_prefix,
     version_prefix,
 )
 
@@ -98,6 +101,7 @@ def publish_bundle(
         files = {**manifest.get("reuse", {}), **manifest["files"]}
         files[MANIFEST] = {"size": (bundle_dir / MANIFEST).stat().st_size, "sha256": digest}
         uploader = _Uploader(s3, bucket, prefix, bundle_dir, files, on_progress)
+        uploader.held = {o["Key"]: o["Size"] for o in list_objects(s3, bucket, objects_prefix(prefix))}
         uploader.run(_data_objects(prefix, files, chunkable=set(manifest["files"])))
         # last: a manifest in S3 means every file it lists is there
         uploader.run({bundle_key(prefix, version, MANIFEST): [MANIFEST]})
@@ -205,6 +209,7 @@ class _Uploader:
         self._lock = threading.Lock()
         self._done = self._bytes_done = 0
         self.bytes_uploaded = 0
+        self.held: dict[str, int] = {}  # content-addressed key -> size, already in S3
         self._bytes_total = sum(entry["size"] for entry in files.values())
 
     def run(self, objects: dict[str, list[str]]) -> None:
@@ -218,10 +223,13 @@ class _Uploader:
 
     def _put_if_needed(self, key: str, rels: list[str]) -> None:
         rel, entry = rels[0], self.files[rels[0]]
+        if key in self.held and (key.endswith(CHUNK_LIST_SUFFIX) or self.held[key] == entry["size"]):
+            self._files_done(rels, skipped=True)
+            return
         if key.endswith(CHUNK_LIST_SUFFIX):
             self._put_chunked(key, rels)
             return
-        if stored_object_matches(self.s3, self.bucket, key, entry):
+        if rel == MANIFEST and stored_object_matches(self.s3, self.bucket, key, entry):
             self._files_done(rels, skipped=True)
             return
         path = self.bundle_dir / rel
@@ -239,6 +247,7 @@ class _Uploader:
                 f"{path}: cannot read it ({exc.strerror or exc}); nothing was published " f"as LATEST"
             ) from None
         if not stored_object_matches(self.s3, self.bucket, key, entry):
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
             raise BundleError(
                 f"{s3_url(self.bucket, key)}: the uploaded object does not match the "
                 f"manifest's size and sha256 (did {path} change during the upload?); "
@@ -257,10 +266,7 @@ class _Uploader:
         listing = ChunkList.of(data)
         if listing.sha256 != entry["sha256"]:
             raise BundleError(f"{path}: changed since the bundle was checked; LATEST was not moved")
-        if stored_object_matches(self.s3, self.bucket, key, chunk_list_entry(listing.to_json())):
-            self._files_done(rels, skipped=True)
-            return
-        sent = put_chunked(self.s3, self.bucket, self.prefix, key, data, listing)
+        sent = put_chunked(self.s3, self.bucket, self.prefix, key, data, listing, self.held)
         with self._lock:
             self.bytes_uploaded += sent
         self._files_done(rels, skipped=False, counted=0)

@@ -129,10 +129,11 @@ def test_a_file_changed_after_the_check_is_caught_before_latest_moves(s3_bucket,
             data[-1] ^= 0xFF
             (bundle / "items.sqlite").write_bytes(bytes(data))
 
-    s3.meta.events.register("provide-client-params.s3.HeadObject", change_file_before_its_upload)
+    s3.meta.events.register("provide-client-params.s3.PutObject", change_file_before_its_upload)
     with pytest.raises(Exception, match="does not match the manifest"):
         publish_bundle(bundle, s3_bucket, PREFIX, s3=s3)
     assert "Contents" not in s3.list_objects_v2(Bucket=s3_bucket, Prefix=latest_key(PREFIX))
+    assert "Contents" not in s3.list_objects_v2(Bucket=s3_bucket, Prefix=changed)  # deleted, not trusted
 
 
 def test_republishing_the_same_bundle_uploads_nothing_and_leaves_latest(s3_bucket, make_bundle):
