@@ -54,7 +54,9 @@ class StaffSearch:
             raise UploadError(
                 400, "type keywords or a label filter, or choose a photo or clip to search with"
             )
-        passing = self._filter(keywords, labels)  # checked before an upload is sent anywhere
+        # checked before an upload is sent anywhere; a plain photo search needs no catalog, so it is
+        # answered even before the display has opened the bundle local_search serves
+        passing = self._filter(keywords, labels) if keywords or labels else set()
         if data is None:
             return self._catalog_only(keywords, labels, passing)
         return self._visual(data, keywords, labels, mode)

@@ -49,11 +49,14 @@ def test_a_camera_match_on_ipc_reaches_the_state_twin(kiosk):
     kiosk.local_search.ipc.publish_json(
         messages.MATCHES, match_message(kiosk.bundle, faiss_ids, query_id="cam-1")
     )
-    for _ in range(100):
+
+    def shown_with_its_catalog():
+        # local_search's status (which names the index) may reach the display after the match
         state = get_json(kiosk.url + "/api/state")
-        if state["current"] and state["current"]["query_id"] == "cam-1":
-            break
-        threading.Event().wait(0.05)
+        current = state["current"] and state["current"]["query_id"] == "cam-1"
+        return state if current and state["index_version"] is not None else None
+
+    state = wait_until(shown_with_its_catalog, timeout=30, what="the match and its catalog on /api/state")
     assert state["mode"] == "match" and state["current"]["matches"][0]["item_id"] == "shirt-002"
     assert state["index_version"] == kiosk.bundle.version and state["items"] == 200
     assert {c["name"]: c["state"] for c in state["components"]} == {

@@ -36,7 +36,8 @@ def test_every_problem_is_printed_and_the_exit_code_is_1(tmp_path):
     )
     assert code == 1 and "OK" not in output
     assert output.splitlines() == [
-        "local_search: unknown setting(s) colour (known: bundle_dir, index_bucket, index_dir, index_prefix, "
+        "local_search: unknown setting(s) colour (known: bundle_dir, fold_duplicates, fold_similarity, "
+        "index_bucket, index_dir, index_prefix, "
         "min_score, poll_interval_s, smoothing_window, status_interval_s, telemetry_interval_s, "
         "telemetry_queue_max, top_k)",
         "local_search.top_k: 0 is not at least 1",
