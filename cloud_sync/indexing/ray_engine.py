@@ -35,6 +35,14 @@ READ_TASK_CPUS = 0.5
 MAX_MODEL_BYTES = 512 * 2**20  # the model directory travels to the actors through the object store
 
 
+def quiet_ray_environment() -> None:
+    """Ray reports usage statistics by default: to Anyscale's server from a cluster it starts,
+    and, from Ray Data, by querying a Prometheus server it assumes on localhost:9090 long after
+    the build. A catalog build sends nothing it was not asked to; RAY_USAGE_STATS_ENABLED=1
+    in the environment still opts in."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
 @dataclass
 class RayEngine:
     address: str | None = None  # None: start a local cluster; "auto": the one this machine is in
@@ -44,6 +52,7 @@ class RayEngine:
     def __call__(self, catalog: Catalog, featurizer: Featurizer, rows: RowResults, progress: bool) -> None:
         if not self.address:  # a cluster of this machine alone: Ray on 127.0.0.1 only
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        quiet_ray_environment()
         import ray
 
         if self.address:

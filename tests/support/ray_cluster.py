@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from cloud_sync.indexing.ray_engine import quiet_ray_environment
 from tests.support.network import free_port
 from tests.support.waiting import wait_until
 
@@ -86,6 +87,7 @@ def _accepts(port: int) -> bool:
 def ray_cluster():
     """Yields the head's address once both nodes have joined. Ray's session folder is a short
     one under /tmp: its Unix socket paths must stay under 108 bytes."""
+    quiet_ray_environment()  # this process is a Ray driver too
     port = free_port()
     address = f"127.0.0.1:{port}"
     folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))

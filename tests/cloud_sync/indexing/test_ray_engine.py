@@ -3,8 +3,11 @@ with the catalog's images and the vector shards in a moto S3 server: the same bu
 --engine local, and the same reuse with --previous."""
 
 import json
+import os
 import secrets
 import sqlite3
+import subprocess
+import sys
 
 import boto3
 import numpy as np
@@ -54,6 +57,26 @@ def vectors_by_id(bundle) -> dict[str, np.ndarray]:
 def item_ids(bundle) -> list[str]:
     with sqlite3.connect(bundle / "items.sqlite") as db:
         return [row[0] for row in db.execute("SELECT item_id FROM items ORDER BY faiss_id")]
+
+
+def test_a_ray_build_sends_no_usage_statistics_unless_asked():
+    # in a child process: Ray reads its authentication settings once, at import, and the
+    # cluster fixture sets them for this process
+    check = (
+        "from cloud_sync.indexing.ray_engine import quiet_ray_environment; quiet_ray_environment(); "
+        "from ray._common.usage.usage_lib import usage_stats_enabled; print(usage_stats_enabled())"
+    )
+
+    def enabled(**env):
+        environment = {k: v for k, v in os.environ.items() if k != "RAY_USAGE_STATS_ENABLED"} | env
+        done = subprocess.run(
+            [sys.executable, "-c", check], env=environment, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert enabled() == "False"
+    assert enabled(RAY_USAGE_STATS_ENABLED="1") == "True"  # an operator who opts in keeps it
 
 
 @pytest.mark.timeout(600)
