@@ -208,23 +208,9 @@ def test_retired_keys_left_on_a_device_are_ignored_at_start_and_in_updates(
     assert device.exit_code == 0
 
 
-def test_a_bad_configuration_at_start_is_one_error_line_and_exit_1(bundle, tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("VISUAL_SEARCH_WORK_DIR", str(tmp_path))
-    spec = ComponentSpec.from_recipe(recipe(LOCAL_SEARCH))
-    spec.configuration.update(bundle_dir=str(bundle.path), top_k="many")
-    with LocalNucleus(components=[spec]) as nucleus:
-        code = run_component(
-            COMPONENT,
-            LocalSearchSettings,
-            build,
-            ipc=Ipc(nucleus.connect(LOCAL_SEARCH)),
-            stop=threading.Event(),
-        )
-        assert code == 1 and nucleus.states[LOCAL_SEARCH] == "ERRORED"
-    assert "local_search.top_k: 'many' is not an integer" in caplog.text
-
-
-def test_a_component_writes_its_log_to_a_rotating_file_in_its_work_dir(bundle, tmp_path, monkeypatch):
+def test_a_bad_configuration_at_start_is_one_error_line_exit_1_and_in_the_work_dir_log(
+    bundle, tmp_path, monkeypatch, caplog
+):
     from components.common.component_main import work_log_file
 
     monkeypatch.setenv("VISUAL_SEARCH_WORK_DIR", str(tmp_path))
@@ -241,7 +227,9 @@ def test_a_component_writes_its_log_to_a_rotating_file_in_its_work_dir(bundle, t
             stop=threading.Event(),
             log_file=log_file,
         )
-    assert code == 1
+        assert code == 1 and nucleus.states[LOCAL_SEARCH] == "ERRORED"
+    assert "local_search.top_k: 'many' is not an integer" in caplog.text
+    # the same line in the rotating log file a device keeps in the component's work dir
     assert "local_search ERROR local_search.top_k: 'many' is not an integer" in log_file.read_text()
     handlers = [
         h for h in logging.getLogger().handlers if isinstance(h, logging.handlers.RotatingFileHandler)
