@@ -249,6 +249,8 @@ def demo(video, camera, catalog, bundle, settings, model_dir, port, headless, du
         raise click.UsageError("--headless needs --duration")
     if bundle is not None and catalog is not None:
         raise click.UsageError("give --catalog (to build an index) or --bundle (one already built), not both")
+    if any(text.partition("=")[0].strip() == "display.port" for text in settings):
+        raise click.UsageError("set the display's port with --port (the demo prints and checks it)")
     source = str(camera) if camera is not None else (video or str(kiosk.DEMO_VIDEO.resolve()))
     options = kiosk.DemoOptions(
         source=source,

@@ -143,6 +143,8 @@ def test_demo_takes_a_stream_url_as_its_video_and_checks_settings_before_buildin
     assert started and started[0].source == stream and started[0].settings == ["display.currency=EUR"]
     refused = CliRunner().invoke(cli, ["demo", "--video", "ftp://camera/x"])
     assert refused.exit_code == 2 and "streams are rtsp://" in refused.output
+    port = CliRunner().invoke(cli, ["demo", "--set", "display.port=9000"])
+    assert port.exit_code == 2 and "with --port" in port.output  # else the printed URL would be wrong
     missing = CliRunner().invoke(cli, ["demo", "--video", "no-such.mp4"])
     assert missing.exit_code == 2 and "no-such.mp4: no such file or folder" in missing.output
     monkeypatch.undo()
