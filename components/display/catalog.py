@@ -71,11 +71,6 @@ class Catalog:
             )
         return bundle
 
-    def keyword_ids(self, text: str, limit: int | None = None) -> list[int]:
-        """faiss ids of items matching every word of `text`, best first (KeywordError: no words, too many)."""
-        bundle = self.require()
-        return bundle.keyword_search(text, limit=limit or len(bundle))
-
     def items(self, faiss_ids: list[int]) -> dict[int, dict]:
         return self.require().items(faiss_ids)
 
