@@ -12,6 +12,7 @@ from components.common.errors import ImageError
 from components.featurizer.model import Featurizer, read_spec
 from components.featurizer.preprocess import read_image
 from components.featurizer.runtimes import MXNET, ONNXRUNTIME, RUNTIMES, onnxruntime_installed, thread_count
+from devkit.latency import one_at_a_time, percentiles
 
 
 def _synthetic_frames(count: int, seed: int = 0) -> list[np.ndarray]:
@@ -123,18 +124,8 @@ def bench_search(bundle_dir: str | Path, queries: int = 2000, k: int = 5) -> Ite
     if base is not None:
         vectors = base[rng.integers(0, len(base), queries)] + 0.05 * vectors / np.sqrt(bundle.index.d)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    bundle.search(vectors[:10], k)  # warm-up
-    latencies = []
-    for vector in vectors:
-        start = time.perf_counter()
-        bundle.search(vector[None, :], k)
-        latencies.append(time.perf_counter() - start)
-    ms = 1000 * np.asarray(latencies)
-    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    yield (
-        f"{queries} queries, k={k}, one at a time with metadata: "
-        f"p50 {p50:.3f} ms, p95 {p95:.3f} ms, p99 {p99:.3f} ms, max {ms.max():.3f} ms"
-    )
+    ms = one_at_a_time(lambda query: bundle.search(query, k), vectors)
+    yield f"{queries} queries, k={k}, one at a time with metadata: {percentiles(ms)}, max {ms.max():.3f} ms"
     bundle.close()
 
 

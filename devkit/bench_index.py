@@ -24,6 +24,7 @@ from components.common.errors import VisualSearchError
 from components.local_search import faiss_index
 from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
 from components.local_search.search import IndexBundle
+from devkit.latency import one_at_a_time, percentiles
 
 CHUNK = 50_000
 NEIGHBOURS = 10  # real neighbours an item may be mixed with
@@ -147,15 +148,8 @@ def bench_synthetic(
 
 
 def _latency(index: faiss.Index, queries: np.ndarray) -> Iterator[str]:
-    index.search(queries[:10], K)  # warm-up
-    latencies = []
-    for query in queries:
-        start = time.perf_counter()
-        index.search(query[None, :], K)
-        latencies.append(time.perf_counter() - start)
-    ms = 1000 * np.asarray(latencies)
-    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    ms = one_at_a_time(lambda query: index.search(query, K), queries)
     yield (
         f"single-query latency (k={K}, {faiss.omp_get_max_threads()} threads, {len(ms)} queries): "
-        f"p50 {p50:.3f} ms, p95 {p95:.3f} ms, p99 {p99:.3f} ms"
+        f"{percentiles(ms)}"
     )
