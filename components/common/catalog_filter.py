@@ -223,25 +223,23 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
 
 
 def _or(tokens, at, text):
-    parts = []
-    while True:
-        part, at = _and(tokens, at, text)
-        parts.append(part)
-        if at < len(tokens) and tokens[at][0] == "OR":
-            at += 1
-            continue
-        return (parts[0] if len(parts) == 1 else AnyOf(tuple(parts))), at
+    return _joined(tokens, at, text, "OR", _and, AnyOf)
 
 
 def _and(tokens, at, text):
+    return _joined(tokens, at, text, "AND", _factor, AllOf)
+
+
+def _joined(tokens, at, text, operator, parse_part, combine):
+    """parts separated by `operator`, each read by `parse_part`: one part alone, or `combine`d."""
     parts = []
     while True:
-        part, at = _factor(tokens, at, text)
+        part, at = parse_part(tokens, at, text)
         parts.append(part)
-        if at < len(tokens) and tokens[at][0] == "AND":
+        if at < len(tokens) and tokens[at][0] == operator:
             at += 1
             continue
-        return (parts[0] if len(parts) == 1 else AllOf(tuple(parts))), at
+        return (parts[0] if len(parts) == 1 else combine(tuple(parts))), at
 
 
 def _factor(tokens, at, text):
