@@ -12,6 +12,7 @@ is filled chunk by chunk and exact search runs over the regenerated chunks.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,9 +21,11 @@ from typing import Iterator
 import faiss
 import numpy as np
 
+from components.common.bundle import INDEX_FILE, RERANK_FILE
 from components.common.errors import VisualSearchError
 from components.local_search import faiss_index
 from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
+from components.local_search.rerank import RerankVectors, reranked_search, write_rerank_vectors
 from components.local_search.search import IndexBundle
 from devkit.latency import one_at_a_time, percentiles
 
@@ -103,19 +106,63 @@ def bench_synthetic(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     queries: int = 1000,
     factory: str | None = None,
+    rerank: int | None = None,
     seed: int = 0,
 ) -> Iterator[str]:
+    """`rerank`: candidates re-ranked from the full vectors (None: as `auto` chose for its own
+    factory, else none)."""
     catalog = SyntheticCatalog(real, seed)
     dim = catalog.dim
     choice = choose_index(count, dim, memory_budget)[0]
+    if rerank is None:
+        rerank = choice.rerank if factory in (None, choice.factory) else 0
     factory = factory or choice.factory
     yield (
-        f"synthetic catalog: {count} x {dim}-d from {len(real)} real vectors; index {factory} "
-        f"(auto: {choice.reason}; estimated {choice.estimated_bytes / 2**20:.0f} MiB of "
+        f"synthetic catalog: {count} x {dim}-d from {len(real)} real vectors; index {factory}"
+        + (f", top {rerank} re-ranked from the full vectors" if rerank else "")
+        + f" (auto: {choice.reason}; estimated {choice.estimated_bytes / 2**20:.0f} MiB of "
         f"{memory_budget / 2**20:.0f} MiB)"
     )
+    with tempfile.TemporaryDirectory(prefix="bench-index-") as work:
+        index = yield from _build(catalog, count, factory, Path(work) / INDEX_FILE)
+
+        def search(found: np.ndarray, k: int) -> np.ndarray:
+            return index.search(found, k)[1]
+
+        if rerank:
+            path = Path(work) / RERANK_FILE
+            started = time.perf_counter()
+            write_rerank_vectors(path, catalog.chunks(count), count, dim)
+            yield (
+                f"{RERANK_FILE}: {path.stat().st_size / 2**20:.1f} MiB on disk, written in "
+                f"{time.perf_counter() - started:.0f} s"
+            )
+            search = reranked_search(index, RerankVectors(path, count, dim), rerank, "cosine")
+
+        tune, test = catalog.queries(200, stream=0), catalog.queries(queries, stream=1)
+        started = time.perf_counter()
+        truth = faiss_index.exact_neighbours(np.concatenate([tune, test]), catalog.chunks(count), K, "cosine")
+        yield f"exact top-{K} of {len(tune) + len(test)} queries: {time.perf_counter() - started:.0f} s"
+        params, tuned = faiss_index.tune_search_params(
+            index, factory, tune, truth[: len(tune)], search=search
+        )
+        recall = faiss_index.recall_at_k(search(test, K), truth[len(tune) :])
+        yield (
+            f"search params {params or '(exact)'} (recall@{K} {tuned:.3f} on {len(tune)} tuning queries); "
+            f"recall@{K} {recall:.3f} on {len(test)} held-out queries"
+        )
+        ms = one_at_a_time(lambda query: search(query, K), test)
+        threads = faiss.omp_get_max_threads()
+        yield f"single-query latency (k={K}, {threads} threads, {len(ms)} queries): {percentiles(ms)}"
+        if rerank:
+            del search
+            yield from _cold_latency(index, path, count, dim, rerank, catalog.queries(queries, stream=2))
+
+
+def _build(catalog: SyntheticCatalog, count: int, factory: str, path: Path):
+    """Train and fill the index chunk by chunk, write it and read it back as a device does."""
     started = time.perf_counter()
-    index = faiss_index.new_index(dim, factory, "cosine")
+    index = faiss_index.new_index(catalog.dim, factory, "cosine")
     if not index.is_trained:
         nlist = faiss.extract_index_ivf(index).nlist if "IVF" in factory else 1
         train = min(count, max(TRAIN_POINTS_PER_LIST * nlist, 20_000))
@@ -126,30 +173,35 @@ def bench_synthetic(
         if (number + 1) % 4 == 0 or index.ntotal == count:
             yield f"  added {index.ntotal}/{count}: {time.perf_counter() - started:.0f} s"
     built = time.perf_counter() - started
-    with tempfile.TemporaryDirectory(prefix="bench-index-") as work:
-        path = Path(work) / "index.faiss"
-        faiss.write_index(index, str(path))
-        size = path.stat().st_size
-        del index
-        index = faiss.read_index(str(path))  # what a device loads
-    yield f"build: {built:.0f} s; index.faiss {size / 2**20:.1f} MiB ({size} bytes)"
+    faiss.write_index(index, str(path))
+    size = path.stat().st_size
+    del index
+    yield f"build: {built:.0f} s; {INDEX_FILE} {size / 2**20:.1f} MiB ({size} bytes), held in memory"
+    return faiss.read_index(str(path))
 
-    tune, test = catalog.queries(200, stream=0), catalog.queries(queries, stream=1)
-    started = time.perf_counter()
-    truth = faiss_index.exact_neighbours(np.concatenate([tune, test]), catalog.chunks(count), K, "cosine")
-    yield f"exact top-{K} of {len(tune) + len(test)} queries: {time.perf_counter() - started:.0f} s"
-    params, tuned = faiss_index.tune_search_params(index, factory, tune, truth[: len(tune)])
-    recall = faiss_index.recall_at_k(index.search(test, K)[1], truth[len(tune) :])
+
+def _cold_latency(index, path: Path, count: int, dim: int, rerank: int, queries: np.ndarray) -> Iterator[str]:
+    """Latency with the re-rank vectors not in the page cache (as after a device restart):
+    the file's cached pages are dropped, then new queries read their candidates from disk."""
+    with open(path, "rb") as handle:
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    search = reranked_search(index, RerankVectors(path, count, dim), rerank, "cosine")
+    read_before = _bytes_read_from_disk()
+    ms = one_at_a_time(lambda query: search(query, K), queries)
+    read = _bytes_read_from_disk() - read_before
     yield (
-        f"search params {params or '(exact)'} (recall@{K} {tuned:.3f} on {len(tune)} tuning queries); "
-        f"recall@{K} {recall:.3f} on {len(test)} held-out queries"
+        f"  with {RERANK_FILE} out of the page cache first ({len(ms)} new queries"
+        + (f", {read / 2**20:.0f} MiB read from disk" if read >= 0 else "")
+        + f"): {percentiles(ms)}"
     )
-    yield from _latency(index, test)
 
 
-def _latency(index: faiss.Index, queries: np.ndarray) -> Iterator[str]:
-    ms = one_at_a_time(lambda query: index.search(query, K), queries)
-    yield (
-        f"single-query latency (k={K}, {faiss.omp_get_max_threads()} threads, {len(ms)} queries): "
-        f"{percentiles(ms)}"
-    )
+def _bytes_read_from_disk() -> int:
+    """This process's storage reads so far (/proc/self/io), or -1 where the OS does not say."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("read_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1

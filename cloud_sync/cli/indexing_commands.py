@@ -24,6 +24,14 @@ from cloud_sync.cli.options import expected_errors, model_option
     default=None,
     help="faiss search parameters, e.g. efSearch=128 (default: chosen with the index).",
 )
+@click.option(
+    "--rerank",
+    type=click.IntRange(0),
+    default=None,
+    metavar="N",
+    help="Re-rank the index's top N from the full vectors, kept on disk at float16 (default: as "
+    "'auto' chose, which does for a PCA or PQ index; with a factory string, none; 0: none).",
+)
 @click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
 @click.option(
     "--memory-mb",
@@ -82,6 +90,7 @@ def build_index(
     out,
     index,
     search_params,
+    rerank,
     metric,
     memory_mb,
     skip_bad_rows,
@@ -118,6 +127,7 @@ def build_index(
             out,
             index=index,
             search_params=search_params,
+            rerank=rerank,
             metric=metric,
             skip_bad_rows=skip_bad_rows,
             memory_budget=memory_mb * 1024 * 1024,
@@ -136,7 +146,9 @@ def build_index(
         click.echo(str(result.counts))
     click.echo(
         f"wrote {out}: {m['item_count']} items, index {m['index']['factory']} "
-        f"({m['index']['search_params'] or 'exact'}), metric {m['metric']}, "
+        f"({m['index']['search_params'] or 'exact'}"
+        + (f", top {m['index']['rerank']['candidates']} re-ranked" if "rerank" in m["index"] else "")
+        + f"), metric {m['metric']}, "
         f"version {m['index_version']}"
         + (f", skipped {len(result.problems)} bad row(s)" if result.problems else "")
     )

@@ -14,7 +14,7 @@ import faiss
 from cloud_sync.indexing.catalog import CatalogItem, CatalogProblem, read_catalog
 from cloud_sync.indexing.reuse import PreviousBuild
 from cloud_sync.indexing.rows import Engine, ReuseCounts, featurize_rows, local_engine
-from components.common.bundle import INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS, write_manifest
+from components.common.bundle import INDEX_FILE, ITEMS_FILE, MANIFEST, METRICS, RERANK_FILE, write_manifest
 from components.common.errors import BundleError, CatalogError
 from components.common.files import can_replace, staged_dir
 from components.common.items import write_items
@@ -22,6 +22,7 @@ from components.featurizer.model import Featurizer
 from components.local_search.faiss_index import build_index as build_faiss_index
 from components.local_search.faiss_index import set_search_params, tune_on_catalog
 from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
+from components.local_search.rerank import RerankVectors, reranked_search, write_rerank_vectors
 
 
 @dataclass
@@ -39,6 +40,7 @@ def build_bundle(
     *,
     index: str = "auto",
     search_params: str | None = None,
+    rerank: int | None = None,
     metric: str = "cosine",
     skip_bad_rows: bool = False,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
@@ -53,10 +55,13 @@ def build_bundle(
 ) -> BuildResult:
     """Build a bundle at `out`. Written to a temporary directory and renamed at the end,
     so a failed build leaves an existing bundle at `out` untouched; `on_stale` hears of
-    staging folders of interrupted builds that were removed."""
+    staging folders of interrupted builds that were removed. `rerank`: candidates the index
+    proposes for the full vectors to re-rank (None: as `auto` chose, else none; 0: none)."""
     out = Path(out)
     if metric not in METRICS:
         raise BundleError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+    if rerank is not None and rerank < 0:
+        raise BundleError(f"--rerank {rerank}: give a number of candidates, or 0 for none")
     if not can_replace(out, lambda path: (path / MANIFEST).is_file()):
         raise BundleError(f"{out}: exists and is not an index bundle; choose another --out")
     catalog = read_catalog(catalog_path)
@@ -78,13 +83,21 @@ def build_bundle(
         if index == "auto":
             choice = choose_index(len(result.items), featurizer.dim, memory_budget)[0]
             factory, params, reason = choice.factory, choice.search_params, choice.reason
+            rerank = choice.rerank if rerank is None else rerank
         else:
             factory, params, reason = index, "", "chosen with --index"
+        rerank = rerank or 0
         if search_params is not None:
             params = search_params
         faiss_index = build_faiss_index(result.vectors, factory, metric)
+        search = None
+        if rerank:
+            count, dim = result.vectors.shape
+            write_rerank_vectors(staging / RERANK_FILE, [result.vectors], count, dim)
+            reranker = RerankVectors(staging / RERANK_FILE, count, dim)
+            search = reranked_search(faiss_index, reranker, rerank, metric)
         if index == "auto" and search_params is None:
-            tuned, note = tune_on_catalog(faiss_index, factory, result.vectors, metric)
+            tuned, note = tune_on_catalog(faiss_index, factory, result.vectors, metric, search=search)
             params, reason = tuned or params, reason + note
         try:
             set_search_params(faiss_index, params)
@@ -100,7 +113,16 @@ def build_bundle(
                 "item_count": len(result.items),
                 "product_count": len({item.id for item in result.items}),
                 "metric": metric,
-                "index": {"factory": factory, "search_params": params, "reason": reason},
+                "index": {
+                    "factory": factory,
+                    "search_params": params,
+                    "reason": reason,
+                    **(
+                        {"rerank": {"file": RERANK_FILE, "candidates": rerank, "dtype": "float16"}}
+                        if rerank
+                        else {}
+                    ),
+                },
                 "model": {
                     "fingerprint": featurizer.fingerprint,
                     "name": featurizer.spec.name,

@@ -4,6 +4,8 @@ A directory holding `manifest.json` and the files it lists (each with size and s
 
     manifest.json
     index.faiss          the faiss index; row i is items.faiss_id = i
+    rerank-vectors.npy   only with a compressed index: every vector at float16, row i =
+                         faiss id i, read from disk to re-rank the index's candidates
     items.sqlite         item metadata
     thumbnails/<i>.jpg   small pictures so the kiosk shows items offline
     reuse/               for the next build only (`build-index --previous`): listed under
@@ -24,6 +26,7 @@ from components.common.errors import BundleError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.faiss"
+RERANK_FILE = "rerank-vectors.npy"
 ITEMS_FILE = "items.sqlite"
 THUMBNAIL_DIR = "thumbnails"
 REUSE_DIR = "reuse"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.common.bundle import INDEX_FILE, ITEMS_FILE, verify_bundle
+from components.common.bundle import INDEX_FILE, ITEMS_FILE, RERANK_FILE, verify_bundle
 from components.common.catalog_filter import (
     KeywordIndex,
     LabelError,
@@ -113,9 +113,10 @@ class ItemStore:
 
     @classmethod
     def open(cls, path: str | Path, expected_fingerprint: str | None = None) -> "ItemStore":
-        """Verify every file but the faiss index, then open the item table read-only."""
+        """Verify every file but the faiss index and its re-rank vectors, then open the item table
+        read-only."""
         path = Path(path).resolve()
-        manifest = verify_bundle(path, expected_fingerprint, skip=(INDEX_FILE,))
+        manifest = verify_bundle(path, expected_fingerprint, skip=(INDEX_FILE, RERANK_FILE))
         return cls(path, manifest, connect_items(path))
 
     @property

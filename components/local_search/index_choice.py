@@ -7,9 +7,12 @@ to a recall target (faiss_index.tune_search_params).
 
 Ranked by how close to exact search they stay: Flat, HNSW (full vectors), then IVF with
 8-bit scalar quantisation (one byte per dimension) on the full dimension or, when that does
-not fit, after a PCA to the largest dimension that fits (a retail catalog of 1M x 1280-d
-vectors: PCA384, 384 MB of codes), then IVF with product quantisation (a few bytes per
-vector, much lower recall) as the last resort.
+not fit, after a PCA, then IVF with product quantisation (a few bytes per vector) as the last
+resort. A PCA or product-quantised index loses too much to rank on its own (recall@10 0.89
+for PCA512+SQ8 at 1M x 1280-d), so it only proposes RERANK_CANDIDATES candidates, which the
+full vectors, kept on disk at float16, re-rank (rerank.py): its codes then need only find the
+neighbours, and PCA256 does (a retail catalog of 1M x 1280-d vectors: 256 MB of codes in
+memory, 2.4 GiB on disk).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ HNSW_MAX_ITEMS = 5_000_000  # beyond this HNSW build time on a laptop gets unrea
 HNSW_M = 32
 PQ_SUBQUANTIZERS = (64, 32, 16, 8)
 PCA_DIMS = (1024, 896, 768, 640, 512, 384, 256, 128)  # largest first: more dimensions, better recall
+RERANK_PCA_DIM = 256  # with re-ranking, more dimensions find no more candidates (docs/formats.md)
+RERANK_CANDIDATES = 50  # compressed-index results re-ranked from the full vectors
 MIN_TRAIN_POINTS_PER_CENTROID = 39  # faiss warns below this
 PQ_MIN_TRAIN_POINTS = 256 * MIN_TRAIN_POINTS_PER_CENTROID  # 8-bit codebooks: 256 centroids each
 
@@ -31,8 +36,14 @@ PQ_MIN_TRAIN_POINTS = 256 * MIN_TRAIN_POINTS_PER_CENTROID  # 8-bit codebooks: 25
 class IndexChoice:
     factory: str
     search_params: str
-    estimated_bytes: int
+    estimated_bytes: int  # in memory
     reason: str
+    rerank: int = 0  # candidates re-ranked from the full vectors on disk (0: none)
+    disk_bytes: int = 0  # the re-rank vectors, float16
+
+
+def rerank_bytes(count: int, dim: int) -> int:
+    return count * dim * 2
 
 
 def flat_bytes(count: int, dim: int) -> int:
@@ -63,8 +74,9 @@ def ivf_sq8_bytes(count: int, dim: int, nlist: int, reduced: int) -> int:
 
 
 def _ivf_sq8(count: int, dim: int, nlist: int, budget: int) -> tuple[str, int, str] | None:
-    """The full dimension, else the largest PCA dimension whose SQ8 index fits."""
-    for reduced in (dim, *(r for r in PCA_DIMS if r < dim)):
+    """The full dimension, else RERANK_PCA_DIM (or the largest PCA dimension below it) whose
+    SQ8 index fits."""
+    for reduced in (dim, *(r for r in PCA_DIMS if r < dim and r <= RERANK_PCA_DIM)):
         size = ivf_sq8_bytes(count, dim, nlist, reduced)
         if size <= budget:
             if reduced == dim:
@@ -73,7 +85,7 @@ def _ivf_sq8(count: int, dim: int, nlist: int, budget: int) -> tuple[str, int, s
                 f"PCA{reduced},IVF{nlist},SQ8",
                 size,
                 f"{count} items: PCA {dim}->{reduced} (kept in the index file), 8-bit codes, "
-                f"{reduced} bytes per vector",
+                f"{reduced} bytes per vector, top {RERANK_CANDIDATES} re-ranked from the full vectors",
             )
     return None
 
@@ -93,9 +105,10 @@ def choose_index(count: int, dim: int, memory_budget: int = DEFAULT_MEMORY_BUDGE
     nprobe = min(nlist, max(16, min(128, nlist // 64)))  # lists visited per query
     candidates: list[IndexChoice] = []
 
-    def offer(factory, params, size, reason):
+    def offer(factory, params, size, reason, rerank=False):
         if size <= memory_budget:
-            candidates.append(IndexChoice(factory, params, size, reason))
+            extra = (RERANK_CANDIDATES, rerank_bytes(count, dim)) if rerank else ()
+            candidates.append(IndexChoice(factory, params, size, reason, *extra))
 
     if count <= FLAT_MAX_ITEMS:
         offer("Flat", "", flat_bytes(count, dim), f"{count} items: exact search is fast enough")
@@ -108,14 +121,16 @@ def choose_index(count: int, dim: int, memory_budget: int = DEFAULT_MEMORY_BUDGE
         )
     sq8 = _ivf_sq8(count, dim, nlist, memory_budget) if count > FLAT_MAX_ITEMS else None
     if sq8 is not None:
-        offer(sq8[0], f"nprobe={nprobe}", sq8[1], sq8[2])
+        offer(sq8[0], f"nprobe={nprobe}", sq8[1], sq8[2], rerank=sq8[0].startswith("PCA"))
     if count >= PQ_MIN_TRAIN_POINTS:
         for m in (m for m in PQ_SUBQUANTIZERS if dim % m == 0):
             offer(
                 f"IVF{nlist},PQ{m}",
                 f"nprobe={nprobe}",
                 ivf_pq_bytes(count, dim, nlist, m),
-                f"{count} items: compressed to {m} bytes per vector",
+                f"{count} items: compressed to {m} bytes per vector, top {RERANK_CANDIDATES} "
+                f"re-ranked from the full vectors",
+                rerank=True,
             )
     if not candidates:
         raise ValueError(

@@ -4,7 +4,8 @@ The index holds one vector per picture; a result is a product (rows sharing an i
 shown once with its best-matching picture. Products whose best-matching pictures are
 near-identical (cosine >= `fold_similarity`: one photo listed under several ids, e.g. one
 per size or colour) are folded into the first of them, the others listed as its variants.
-A hard filter (faiss ids allowed) restricts the vector search itself.
+A hard filter (faiss ids allowed) restricts the vector search itself. A compressed index
+(manifest `index.rerank`) only proposes candidates, which the full vectors re-rank (rerank.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from components.common.errors import BundleError
 from components.common.items import ItemStore, connect_items
 from components.local_search.faiss_index import set_search_params, similarity
 from components.local_search.filtered_search import search_within
+from components.local_search.rerank import RerankVectors
 
 Ranked = list[tuple[int, float]]  # (faiss id, score), best first
 
@@ -47,9 +49,11 @@ class Group:
 class IndexBundle(ItemStore):
     """A bundle opened for search. Thread-safe: searches may run from several threads."""
 
-    def __init__(self, path: Path, manifest: dict, index: faiss.Index, db):
+    def __init__(self, path: Path, manifest: dict, index: faiss.Index, db, reranker: RerankVectors | None):
         super().__init__(path, manifest, db)
         self.index = index
+        self.reranker = reranker
+        self.rerank_candidates = int(manifest["index"]["rerank"]["candidates"]) if reranker else 0
 
     @classmethod
     def open(cls, path: str | Path, expected_fingerprint: str | None = None) -> "IndexBundle":
@@ -66,10 +70,12 @@ class IndexBundle(ItemStore):
                 f"{manifest['item_count']} x {manifest['model']['dim']}"
             )
         set_search_params(index, manifest["index"].get("search_params", ""))
+        rerank = manifest["index"].get("rerank")
+        reranker = RerankVectors(path / rerank["file"], index.ntotal, index.d) if rerank else None
         ivf = faiss.try_extract_index_ivf(index)
-        if ivf is not None:
+        if ivf is not None and reranker is None:
             ivf.make_direct_map()  # so folding can read back the vectors of a few results
-        return cls(path, manifest, index, connect_items(path))
+        return cls(path, manifest, index, connect_items(path), reranker)
 
     @property
     def metric(self) -> str:
@@ -87,10 +93,13 @@ class IndexBundle(ItemStore):
         if vectors.shape[1] != self.index.d:
             raise ValueError(f"query vectors have {vectors.shape[1]} values, index expects {self.index.d}")
         k = max(1, min(int(k), self.index.ntotal))
+        depth = max(k, self.rerank_candidates)
         if allowed is None:
-            distances, ids = self.index.search(vectors, k)
+            distances, ids = self.index.search(vectors, depth)
         else:
-            distances, ids = search_within(self.index, vectors, k, allowed)
+            distances, ids = search_within(self.index, vectors, depth, allowed)
+        if self.reranker is not None:
+            distances, ids = self.reranker.rerank(vectors, ids, k, self.metric)
         return similarity(distances, self.metric), ids
 
     def candidates(
@@ -141,6 +150,8 @@ class IndexBundle(ItemStore):
         """The stored vectors of a few pictures (None for an index that cannot give them back)."""
         if not faiss_ids:
             return np.zeros((0, self.index.d), np.float32)
+        if self.reranker is not None:
+            return self.reranker.vectors(np.array(faiss_ids))
         try:
             return self.index.reconstruct_batch(np.array(faiss_ids, dtype=np.int64))
         except RuntimeError:

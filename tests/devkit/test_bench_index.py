@@ -33,6 +33,21 @@ def test_the_benchmark_prints_build_size_recall_and_percentiles():
     assert all(f"{p} " in lines[-1] for p in ("p50", "p95", "p99"))
 
 
+def test_a_re_ranked_synthetic_index_reports_its_file_on_disk_and_a_cold_cache_run():
+    def run(rerank):
+        return list(bench_synthetic(real_like(), 3000, queries=50, factory="PCA16,IVF16,SQ8", rerank=rerank))
+
+    def held_out_recall(lines):
+        return float(next(line for line in lines if "held-out" in line).split("recall@10 ")[-1].split()[0])
+
+    lines, alone = run(100), run(0)
+    assert "top 100 re-ranked from the full vectors" in lines[0]
+    assert "rerank-vectors.npy: 0.4 MiB on disk" in "\n".join(lines)
+    assert held_out_recall(lines) >= 0.85 and held_out_recall(alone) < 0.7  # 16 of 64 dimensions
+    assert "out of the page cache first" in lines[-1] and "p50 " in lines[-1]
+    assert not any("page cache" in line for line in alone)
+
+
 def test_bench_search_takes_either_a_bundle_or_a_synthetic_size():
     result = CliRunner().invoke(main, ["bench", "search"])
     assert result.exit_code == 2 and "either --bundle or --synthetic" in result.output

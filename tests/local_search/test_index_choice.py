@@ -13,6 +13,7 @@ from components.local_search.faiss_index import (
 )
 from components.local_search.index_choice import (
     FLAT_MAX_ITEMS,
+    RERANK_CANDIDATES,
     choose_index,
     flat_bytes,
     hnsw_bytes,
@@ -45,10 +46,17 @@ def test_memory_budget_pushes_to_pca_then_product_quantisation():
     assert tight.factory.startswith("IVF") and ",PQ" in tight.factory and tight.estimated_bytes <= 128 * MB
 
 
-def test_a_retail_catalog_of_the_default_featurizer_fits_the_default_budget_with_pca():
+def test_a_retail_catalog_of_the_default_featurizer_fits_the_default_budget_with_pca_and_rerank():
     best = choose_index(1_000_000, 1280)[0]
-    assert best.factory == "PCA512,IVF4096,SQ8" and best.estimated_bytes <= 512 * MB
-    assert "PCA 1280->512" in best.reason
+    assert best.factory == "PCA256,IVF4096,SQ8" and best.estimated_bytes <= 512 * MB
+    assert "PCA 1280->256" in best.reason and "re-ranked" in best.reason
+    assert best.rerank == RERANK_CANDIDATES and best.disk_bytes == 1_000_000 * 1280 * 2
+
+
+def test_only_lossy_indexes_are_re_ranked():
+    assert choose_index(1_000, 512)[0].rerank == 0  # Flat
+    hnsw, full_sq8, *pq = choose_index(FLAT_MAX_ITEMS + 1, 512, 1024 * MB)
+    assert hnsw.rerank == 0 and full_sq8.rerank == 0 and all(c.rerank == RERANK_CANDIDATES for c in pq)
 
 
 def test_every_choice_fits_the_budget_and_best_first_is_most_accurate_that_fits():
