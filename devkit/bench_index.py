@@ -125,10 +125,7 @@ def bench_synthetic(
     )
     with tempfile.TemporaryDirectory(prefix="bench-index-") as work:
         index = yield from _build(catalog, count, factory, Path(work) / INDEX_FILE)
-
-        def search(found: np.ndarray, k: int) -> np.ndarray:
-            return index.search(found, k)[1]
-
+        search = faiss_index.plain_search(index)
         if rerank:
             path = Path(work) / RERANK_FILE
             started = time.perf_counter()
@@ -137,7 +134,7 @@ def bench_synthetic(
                 f"{RERANK_FILE}: {path.stat().st_size / 2**20:.1f} MiB on disk, written in "
                 f"{time.perf_counter() - started:.0f} s"
             )
-            search = reranked_search(index, RerankVectors(path, count, dim), rerank, "cosine")
+            search = reranked_search(index, RerankVectors.open(path, count, dim), rerank, "cosine")
 
         tune, test = catalog.queries(200, stream=0), catalog.queries(queries, stream=1)
         started = time.perf_counter()
@@ -185,7 +182,7 @@ def _cold_latency(index, path: Path, count: int, dim: int, rerank: int, queries:
     the file's cached pages are dropped, then new queries read their candidates from disk."""
     with open(path, "rb") as handle:
         os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    search = reranked_search(index, RerankVectors(path, count, dim), rerank, "cosine")
+    search = reranked_search(index, RerankVectors.open(path, count, dim), rerank, "cosine")
     read_before = _bytes_read_from_disk()
     ms = one_at_a_time(lambda query: search(query, K), queries)
     read = _bytes_read_from_disk() - read_before

@@ -27,8 +27,9 @@ from cloud_sync.indexing.catalog import CatalogItem, CatalogProblem, read_catalo
 from cloud_sync.indexing.embed import FeaturizedCatalog, featurize_catalog
 from components.common.errors import BundleError, CatalogError
 from components.featurizer.model import Featurizer
-from components.local_search.faiss_index import build_index, set_search_params
+from components.local_search.faiss_index import Search, build_index, plain_search, set_search_params
 from components.local_search.index_choice import choose_index
+from components.local_search.rerank import RERANK_DTYPE, RerankVectors, reranked_search
 
 METRICS = ("cosine", "l2", "l1", "hamming")
 BLOCK_BYTES = 64 << 20  # bounds the distance blocks held at once
@@ -164,7 +165,7 @@ def labels(items: list[CatalogItem], kind: str, is_query: bool) -> list[str]:
 
 
 def index_fidelity(
-    index,
+    search: Search,
     queries: np.ndarray,
     catalog: np.ndarray,
     metric: str,
@@ -172,7 +173,8 @@ def index_fidelity(
     row_of_id: np.ndarray,
     exact_dists: np.ndarray,
 ) -> tuple[dict, float]:
-    """Recall@k of `index` against exact search, and the median single-query latency (s).
+    """Recall@k of `search` (an index's, as the device searches) against exact search, and
+    the median single-query latency (s).
 
     An index result counts as found when it is as close as the exact k-th item (so equal
     distances in another order are not misses); faiss ids map to catalog rows by `row_of_id`.
@@ -180,12 +182,12 @@ def index_fidelity(
     depth = exact_dists.shape[1]
     found = np.zeros((len(queries), len(ks)))
     latencies = []
-    index.search(queries[:1], depth)  # warm-up
+    search(queries[:1], depth)  # warm-up
     for q, vector in enumerate(queries):
         start = time.perf_counter()
-        _, ids = index.search(vector[None], depth)
+        ids = search(vector[None], depth)[0]
         latencies.append(time.perf_counter() - start)
-        rows = row_of_id[ids[0][ids[0] >= 0]]
+        rows = row_of_id[ids[ids >= 0]]
         dists = np.full(depth, np.inf)
         dists[: len(rows)] = distance_matrix(vector[None], catalog[rows], metric)[0]
         for j, k in enumerate(ks):
@@ -210,10 +212,11 @@ def _bundle_rows(bundle, items: list[CatalogItem]) -> np.ndarray:
 
 
 def _index_for(bundle, catalog: FeaturizedCatalog, dim: int):
-    """(faiss index, catalog row of each faiss id, description): the bundle's, or a new one."""
+    """(search, catalog row of each faiss id, description): the bundle's index (re-ranked
+    if it says so), or a new one chosen as build-index --index auto would."""
     if bundle is not None:
         return (
-            bundle.index,
+            lambda queries, k: bundle.search_ids(queries, k)[1],
             _bundle_rows(bundle, catalog.items),
             {
                 "metric": bundle.metric,
@@ -225,8 +228,13 @@ def _index_for(bundle, catalog: FeaturizedCatalog, dim: int):
     choice = choose_index(len(catalog.items), dim)[0]
     index = build_index(catalog.vectors, choice.factory, "cosine")
     set_search_params(index, choice.search_params)
+    if choice.rerank:
+        reranker = RerankVectors(catalog.vectors.astype(RERANK_DTYPE))
+        search = reranked_search(index, reranker, choice.rerank, "cosine")
+    else:
+        search = plain_search(index)
     return (
-        index,
+        search,
         np.arange(len(catalog.items)),
         {
             "metric": "cosine",
@@ -271,7 +279,7 @@ def run_evaluation(
             raise CatalogError(f"{catalog_set.location}: no usable catalog items")
         if not queries.items:
             raise CatalogError(f"{query_set.location}: no usable queries")
-        index, row_of_id, info = _index_for(bundle, catalog, featurizer.dim)
+        search, row_of_id, info = _index_for(bundle, catalog, featurizer.dim)
     finally:
         if bundle is not None:
             bundle.close()  # the faiss index stays usable; only the items table closes
@@ -287,7 +295,7 @@ def run_evaluation(
         results[metric] = retrieval_metrics(rel, n_relevant, ks)
         if metric == info["metric"]:
             recall, latency = index_fidelity(
-                index, queries.vectors, catalog.vectors, metric, ks, row_of_id, dists
+                search, queries.vectors, catalog.vectors, metric, ks, row_of_id, dists
             )
             results[metric].update(
                 index_recall_at_k=recall, median_query_latency_s=latency, index_factory=info["factory"]

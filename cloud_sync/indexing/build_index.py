@@ -94,7 +94,7 @@ def build_bundle(
         if rerank:
             count, dim = result.vectors.shape
             write_rerank_vectors(staging / RERANK_FILE, [result.vectors], count, dim)
-            reranker = RerankVectors(staging / RERANK_FILE, count, dim)
+            reranker = RerankVectors.open(staging / RERANK_FILE, count, dim)
             search = reranked_search(faiss_index, reranker, rerank, metric)
         if index == "auto" and search_params is None:
             tuned, note = tune_on_catalog(faiss_index, factory, result.vectors, metric, search=search)

@@ -73,6 +73,15 @@ def build_index(vectors: np.ndarray, factory: str, metric: str) -> faiss.Index:
     return index
 
 
+def plain_search(index: faiss.Index) -> Search:
+    """(queries, k) -> ids, straight from the index."""
+
+    def search(queries: np.ndarray, k: int) -> np.ndarray:
+        return index.search(queries, k)[1]
+
+    return search
+
+
 def set_search_params(index: faiss.Index, params: str) -> None:
     """Apply a faiss parameter string such as "efSearch=64" or "nprobe=16"."""
     if params:
@@ -136,7 +145,7 @@ def tune_search_params(
     results are found (default index.search; a re-ranked search measures what it returns)."""
     name = "nprobe" if "IVF" in factory else "efSearch" if "HNSW" in factory else None
     k = truth.shape[1]
-    search = search or (lambda found, depth: index.search(found, depth)[1])
+    search = search or plain_search(index)
     if name is None:
         return "", recall_at_k(search(queries, k), truth)
     nlist = faiss.extract_index_ivf(index).nlist if name == "nprobe" else None

@@ -37,14 +37,20 @@ def write_rerank_vectors(path: Path, chunks: Iterable[np.ndarray], count: int, d
 
 
 class RerankVectors:
-    """The full vectors of a bundle, memory-mapped read-only from its rerank-vectors.npy.
+    """The full vectors of a bundle at float16, memory-mapped read-only from its
+    rerank-vectors.npy (`open`), or held in memory (a catalog evaluated without a bundle).
 
     The mapping is advised as random access: the kernel's default read-ahead would fetch
     neighbouring rows no query asked for (4x the bytes read from disk). Instead, before a
     query's rows are read, each is announced (MADV_WILLNEED), so rows not in the page cache
     are read from disk together rather than one page fault after another (9 ms a query)."""
 
-    def __init__(self, path: Path, count: int, dim: int):
+    def __init__(self, rows: np.ndarray, mapped: mmap.mmap | None = None, offset: int = 0):
+        self.rows = rows
+        self._mapped, self._offset, self._row_bytes = mapped, offset, rows.shape[1] * rows.itemsize
+
+    @classmethod
+    def open(cls, path: Path, count: int, dim: int) -> "RerankVectors":
         try:
             with open(path, "rb") as handle:
                 version = np.lib.format.read_magic(handle)
@@ -66,11 +72,10 @@ class RerankVectors:
             rows = np.frombuffer(mapped, dtype=RERANK_DTYPE, count=count * dim, offset=offset)
         except ValueError:
             raise BundleError(f"{path}: shorter than its header's {shape} vectors") from None
-        self.rows = rows.reshape(count, dim)
-        self._mapped, self._offset, self._row_bytes = mapped, offset, dim * np.dtype(RERANK_DTYPE).itemsize
+        return cls(rows.reshape(count, dim), mapped, offset)
 
     def _prefetch(self, ids: np.ndarray) -> None:
-        if not hasattr(self._mapped, "madvise"):
+        if not hasattr(self._mapped, "madvise"):  # in memory, or an OS without madvise
             return
         for row in ids.tolist():
             start = self._offset + row * self._row_bytes

@@ -71,7 +71,7 @@ class IndexBundle(ItemStore):
             )
         set_search_params(index, manifest["index"].get("search_params", ""))
         rerank = manifest["index"].get("rerank")
-        reranker = RerankVectors(path / rerank["file"], index.ntotal, index.d) if rerank else None
+        reranker = RerankVectors.open(path / rerank["file"], index.ntotal, index.d) if rerank else None
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None and reranker is None:
             ivf.make_direct_map()  # so folding can read back the vectors of a few results

@@ -92,15 +92,15 @@ def test_a_damaged_rerank_file_is_refused_and_the_display_never_reads_it(bundles
 def test_rerank_vectors_refuse_a_file_of_another_shape_or_type(tmp_path):
     path = tmp_path / RERANK_FILE
     write_rerank_vectors(path, [np.ones((3, 4)), np.ones((2, 4))], 5, 4)
-    assert RerankVectors(path, 5, 4).vectors(np.array([4, 0])).dtype == np.float32
+    assert RerankVectors.open(path, 5, 4).vectors(np.array([4, 0])).dtype == np.float32
     with pytest.raises(BundleError, match=r"holds float16 \(5, 4\), expected float16 \(6, 4\)"):
-        RerankVectors(path, 6, 4)
+        RerankVectors.open(path, 6, 4)
     np.save(path, np.array([{"a": 1}], dtype=object))
     with pytest.raises(BundleError, match="holds object"):
-        RerankVectors(path, 1, 4)
+        RerankVectors.open(path, 1, 4)
     path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(BundleError, match=RERANK_FILE):
-        RerankVectors(path, 1, 4)
+        RerankVectors.open(path, 1, 4)
     with pytest.raises(ValueError, match="got 5 vectors, expected 6"):
         write_rerank_vectors(tmp_path / "short.npy", [np.ones((5, 4))], 6, 4)
 
@@ -110,7 +110,7 @@ def test_rerank_orders_candidates_by_the_full_vectors_and_pads_missing_ones(tmp_
     rng = np.random.default_rng(0)
     vectors = unit(rng.standard_normal((50, 16)))
     write_rerank_vectors(tmp_path / "v.npy", [vectors], 50, 16)
-    stored = RerankVectors(tmp_path / "v.npy", 50, 16)
+    stored = RerankVectors.open(tmp_path / "v.npy", 50, 16)
     queries = unit(rng.standard_normal((2, 16)))
     candidates = np.array([[5, 9, 1, 30, -1], [-1, -1, -1, -1, -1]])
     distances, ids = stored.rerank(queries, candidates, 3, metric)
@@ -121,3 +121,15 @@ def test_rerank_orders_candidates_by_the_full_vectors_and_pads_missing_ones(tmp_
         expected = sorted([5, 9, 1, 30], key=lambda i: ((full[i] - queries[0]) ** 2).sum())[:3]
     assert ids[0].tolist() == expected and ids[1].tolist() == [-1, -1, -1]
     assert np.isinf(distances[1]).all()
+
+
+def test_evaluate_measures_a_bundle_as_the_device_searches_it_re_ranked(bundles, tmp_path):
+    recalls = {}
+    for name in ("reranked", "plain"):
+        out = tmp_path / f"{name}.json"
+        args = ["evaluate", "--catalog", DEMO_CATALOG, "--queries", REPO / "demo" / "queries"]
+        args += ["--model", DEMO_MODEL, "--bundle", bundles[0].parent / name, "--json", out]
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        recalls[name] = json.loads(out.read_text())["cosine"]["index_recall_at_k"]["5"]
+    assert recalls["reranked"] >= 0.98 and recalls["plain"] <= recalls["reranked"] - 0.1

@@ -23,7 +23,7 @@ from cloud_sync.evaluation.evaluate import (
 )
 from cloud_sync.indexing.catalog import CatalogItem
 from components.common.errors import CatalogError
-from components.local_search.faiss_index import build_index
+from components.local_search.faiss_index import build_index, plain_search
 
 DATA = Path("/work/shared/data/clothing-dataset-small")
 KS = ["1", "5", "10"]
@@ -122,16 +122,21 @@ def test_index_fidelity_against_exact_search():
     queries = catalog[:5] + 0.01
     _, exact = exact_rankings(queries, catalog, "cosine", 5)
     recall, latency = index_fidelity(
-        build_index(catalog, "Flat", "cosine"), queries, catalog, "cosine", [1, 5], np.arange(50), exact
+        plain_search(build_index(catalog, "Flat", "cosine")),
+        queries,
+        catalog,
+        "cosine",
+        [1, 5],
+        np.arange(50),
+        exact,
     )
     assert recall == {"1": 1.0, "5": 1.0} and 0 <= latency < 1
 
-    class Wrong:  # returns the farthest items first, then nothing
-        def search(self, vectors, k):
-            far = np.argsort(-distance_matrix(vectors, catalog, "cosine")[0])[:k]
-            return None, np.array([[far[0]] + [-1] * (k - 1)])
+    def wrong(vectors, k):  # returns the farthest items first, then nothing
+        far = np.argsort(-distance_matrix(vectors, catalog, "cosine")[0])[:k]
+        return np.array([[far[0]] + [-1] * (k - 1)])
 
-    recall, _ = index_fidelity(Wrong(), queries, catalog, "cosine", [1, 5], np.arange(50), exact)
+    recall, _ = index_fidelity(wrong, queries, catalog, "cosine", [1, 5], np.arange(50), exact)
     assert recall == {"1": 0.0, "5": 0.0}
 
 
