@@ -33,7 +33,6 @@ CHUNK = 50_000
 NEIGHBOURS = 10  # real neighbours an item may be mixed with
 NOISE_COMPONENTS = 1280  # covariance directions the noise is drawn in (all of a 1280-d model)
 NOISE_SCALE = 0.5  # noise std, relative to the real vectors' spread
-TRAIN_POINTS_PER_LIST = 40
 K = 10
 
 
@@ -161,8 +160,7 @@ def _build(catalog: SyntheticCatalog, count: int, factory: str, path: Path):
     started = time.perf_counter()
     index = faiss_index.new_index(catalog.dim, factory, "cosine")
     if not index.is_trained:
-        nlist = faiss.extract_index_ivf(index).nlist if "IVF" in factory else 1
-        train = min(count, max(TRAIN_POINTS_PER_LIST * nlist, 20_000))
+        train = faiss_index.training_size(index, count)
         faiss_index.train_index(index, np.concatenate(list(catalog.chunks(train))))
         yield f"  trained on {train} vectors: {time.perf_counter() - started:.0f} s"
     for number, chunk in enumerate(catalog.chunks(count)):

@@ -20,7 +20,7 @@ from components.common.files import can_replace, staged_dir
 from components.common.items import write_items
 from components.featurizer.model import Featurizer
 from components.local_search.faiss_index import build_index as build_faiss_index
-from components.local_search.faiss_index import set_search_params, tune_on_catalog
+from components.local_search.faiss_index import chunks_of, set_search_params, tune_on_catalog
 from components.local_search.index_choice import DEFAULT_MEMORY_BUDGET, choose_index
 from components.local_search.rerank import RerankVectors, reranked_search, write_rerank_vectors
 
@@ -93,7 +93,7 @@ def build_bundle(
         search = None
         if rerank:
             count, dim = result.vectors.shape
-            write_rerank_vectors(staging / RERANK_FILE, [result.vectors], count, dim)
+            write_rerank_vectors(staging / RERANK_FILE, chunks_of(result.vectors), count, dim)
             reranker = RerankVectors.open(staging / RERANK_FILE, count, dim)
             search = reranked_search(faiss_index, reranker, rerank, metric)
         if index == "auto" and search_params is None:

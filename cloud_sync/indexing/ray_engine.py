@@ -5,10 +5,13 @@
                  -> actors: each loads the featurizer once and featurizes batches
                  -> Parquet shards at `shards`: row, image, image_sha256, problem (empty if
                     none), vector (float32 bytes; empty for reused rows), thumbnail (JPEG bytes)
-                 -> read back here into rows.RowResults, in catalog order
+                 -> read back here, shard by shard, into rows.RowResults (vectors to a
+                    memory-mapped file, in catalog order)
 
-The faiss index is then built from those vectors by the same code as a local build. Ray is an
-extra of the catalog side (`pip install .[ray]`); nothing on a device imports this module.
+The faiss index is then trained on a sample of that file and filled from it chunk by chunk, by
+the same code as a local build, so the driver needs the memory of a few chunks, not of every
+vector. Ray is an extra of the catalog side (`pip install .[ray]`); nothing on a device
+imports this module.
 """
 
 from __future__ import annotations

@@ -33,12 +33,21 @@ class RowRecord:
     thumbnail: str  # relative path in the bundle
 
 
-def write_reuse_files(bundle_dir: Path, records: list[RowRecord], vectors: np.ndarray) -> None:
+def write_reuse_rows(bundle_dir: Path, records: list[RowRecord]) -> None:
     (bundle_dir / REUSE_DIR).mkdir(exist_ok=True)
     with open(bundle_dir / ROWS_FILE, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
-    np.save(bundle_dir / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def disk_array(path: Path, count: int, dim: int) -> np.ndarray:
+    """A new float32 (count, dim) .npy at `path`, memory-mapped for writing: a catalog's
+    vectors then need not fit in memory (an empty one is an ordinary file and array)."""
+    path.parent.mkdir(exist_ok=True)
+    if count == 0:
+        np.save(path, np.zeros((0, dim), np.float32))
+        return np.zeros((0, dim), np.float32)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, dim))
 
 
 @dataclass

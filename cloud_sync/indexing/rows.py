@@ -5,6 +5,10 @@ hashes its bytes, and either marks the row reused (a previous row had the same b
 model is the same) or featurizes it and makes its thumbnail. Reused rows then get the previous
 vector and the previous thumbnail's exact bytes, and the usable rows become faiss ids in
 catalog order, whatever order the engine finished them in.
+
+Vectors go to disk as they arrive (a memory-mapped file per catalog row, then
+reuse/vectors.npy in faiss id order), so a catalog of millions of rows is built with the
+memory of a few chunks, and the index is filled chunk by chunk from that file.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from tqdm import tqdm
 
 from cloud_sync.indexing.catalog import Catalog, CatalogItem, CatalogProblem, read_image_bytes
 from cloud_sync.indexing.embed import featurize_catalog
-from cloud_sync.indexing.reuse import PreviousBuild, RowRecord, write_reuse_files
+from cloud_sync.indexing.reuse import VECTORS_FILE, PreviousBuild, RowRecord, disk_array, write_reuse_rows
 from cloud_sync.indexing.thumbnails import PendingThumbnails, encode_thumbnail
 from components.common.errors import ImageError
 from components.featurizer.model import Featurizer
 
 THUMBNAIL_READERS = 8  # reused thumbnails are small files, often S3 objects: read in parallel
+BY_ROW_FILE = "reuse/.vectors-by-row.npy"  # while rows arrive; removed before the manifest
+COPY_CHUNK = 50_000  # rows copied at once from the per-row file to reuse/vectors.npy
 
 
 @dataclass
@@ -42,7 +48,7 @@ class ReuseCounts:
 @dataclass
 class FeaturizedRows:
     items: list[CatalogItem]  # the usable rows, in catalog order: row i is faiss id i
-    vectors: np.ndarray  # (len(items), dim) float32
+    vectors: np.ndarray  # (len(items), dim) float32, memory-mapped from reuse/vectors.npy
     problems: list[CatalogProblem]
     thumbnails: list[str]  # relative path of items[i]'s thumbnail
     counts: ReuseCounts = field(default_factory=ReuseCounts)
@@ -51,11 +57,12 @@ class FeaturizedRows:
 class RowResults:
     """What an engine found for each row of the catalog (row = position in catalog.items)."""
 
-    def __init__(self, catalog: Catalog, bundle_dir: Path, reusable: dict[str, int]):
+    def __init__(self, catalog: Catalog, bundle_dir: Path, reusable: dict[str, int], dim: int):
         self.catalog = catalog
         self.reusable = reusable  # image sha256 -> row of the previous bundle
         self.sha256 = [""] * len(catalog.items)
-        self.vectors: list[np.ndarray | None] = [None] * len(catalog.items)
+        self.vectors = disk_array(bundle_dir / BY_ROW_FILE, len(catalog.items), dim)
+        self.has_vector = np.zeros(len(catalog.items), dtype=bool)
         self.reused: dict[int, int] = {}  # row -> previous row
         self.problems = list(catalog.problems)
         self.thumbnails = PendingThumbnails(bundle_dir)
@@ -73,6 +80,7 @@ class RowResults:
 
     def featurized(self, row: int, vector: np.ndarray, thumbnail_jpeg: bytes) -> None:
         self.vectors[row] = vector
+        self.has_vector[row] = True
         self.thumbnails.put(row, thumbnail_jpeg)
 
 
@@ -126,25 +134,39 @@ def featurize_rows(
     if previous is not None:
         counts.other_model = previous.fingerprint != featurizer.fingerprint
         reusable = {} if counts.other_model else previous.rows_by_sha256()
-    rows = RowResults(catalog, bundle_dir, reusable)
+    rows = RowResults(catalog, bundle_dir, reusable, featurizer.dim)
     engine(catalog, featurizer, rows, progress)
     if rows.reused:
         _take_over(previous, rows)
-    kept = [row for row, vector in enumerate(rows.vectors) if vector is not None]
+    kept = np.flatnonzero(rows.has_vector)
     items = [catalog.items[row] for row in kept]
-    vectors = np.stack([rows.vectors[row] for row in kept]) if kept else np.zeros((0, featurizer.dim))
-    vectors = vectors.astype(np.float32)
-    thumbnails = rows.thumbnails.finish(kept)
+    vectors = _in_faiss_id_order(rows.vectors, kept, bundle_dir)
+    rows.vectors = None  # unmapped before the file goes
+    (bundle_dir / BY_ROW_FILE).unlink()
+    thumbnails = rows.thumbnails.finish(kept.tolist())
     records = [
         RowRecord(item.id, item.image, rows.sha256[row], thumbnail)
         for item, row, thumbnail in zip(items, kept, thumbnails, strict=True)
     ]
-    write_reuse_files(bundle_dir, records, vectors)
+    write_reuse_rows(bundle_dir, records)
     counts.reused = len(rows.reused)
     counts.featurized = len(kept) - counts.reused
     if previous is not None:
         counts.removed = len(previous.row_keys() - {(item.id, item.image) for item in catalog.items})
     return FeaturizedRows(items, vectors, rows.problems, thumbnails, counts)
+
+
+def _in_faiss_id_order(by_row: np.ndarray, kept: np.ndarray, bundle_dir: Path) -> np.ndarray:
+    """reuse/vectors.npy: the rows `kept`, in order, copied a chunk at a time; returned
+    memory-mapped read-only."""
+    vectors = disk_array(bundle_dir / VECTORS_FILE, len(kept), by_row.shape[1])
+    for start in range(0, len(kept), COPY_CHUNK):
+        vectors[start : start + COPY_CHUNK] = by_row[kept[start : start + COPY_CHUNK]]
+    if isinstance(vectors, np.memmap):
+        vectors.flush()
+        del vectors
+        return np.load(bundle_dir / VECTORS_FILE, mmap_mode="r")
+    return vectors
 
 
 def _take_over(previous: PreviousBuild, rows: RowResults) -> None:
@@ -158,3 +180,4 @@ def _take_over(previous: PreviousBuild, rows: RowResults) -> None:
         list(pool.map(copy_thumbnail, rows.reused.items()))
     for row, previous_row in rows.reused.items():
         rows.vectors[row] = previous.vectors[previous_row]
+        rows.has_vector[row] = True

@@ -9,7 +9,7 @@ products (cosine), an uncentred one keeps the largest share of each vector, mean
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import faiss
 import numpy as np
@@ -22,6 +22,9 @@ SEARCH_LADDERS = {
 TUNING_K = 10
 TUNING_RECALL = 0.96  # the product's target is 0.95; 200 tuning queries measure recall to about +-0.005
 PLATEAU_GAIN = 0.005  # recall short of the best that the cheapest setting may be, below the target
+TRAIN_POINTS_PER_LIST = 40  # k-means wants 39 or more a centroid (faiss warns below)
+MIN_TRAINING_POINTS = 20_000
+ADD_CHUNK = 50_000  # vectors added (or read from disk) at once
 
 Search = Callable[[np.ndarray, int], np.ndarray]  # (queries, k) -> ids, as the device searches
 
@@ -64,12 +67,29 @@ def add_vectors(index: faiss.Index, vectors: np.ndarray) -> None:
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
 
+def training_size(index: faiss.Index, count: int) -> int:
+    """Vectors to train on: TRAIN_POINTS_PER_LIST per IVF list, at least MIN_TRAINING_POINTS
+    (a PCA or PQ wants a few thousand whatever the lists), never more than there are."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return min(count, max(TRAIN_POINTS_PER_LIST * (ivf.nlist if ivf is not None else 1), MIN_TRAINING_POINTS))
+
+
+def chunks_of(vectors: np.ndarray, size: int = ADD_CHUNK) -> Iterator[np.ndarray]:
+    for start in range(0, len(vectors), size):
+        yield np.ascontiguousarray(vectors[start : start + size], dtype=np.float32)
+
+
 def build_index(vectors: np.ndarray, factory: str, metric: str) -> faiss.Index:
-    """Create the index named by `factory`, train it if needed, add `vectors` as ids 0..n-1."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    """Create the index named by `factory`, train it if needed on a sample of `vectors`
+    (evenly drawn, the same every time), add them as ids 0..n-1 chunk by chunk: `vectors`
+    may be memory-mapped from disk and larger than memory."""
     index = new_index(vectors.shape[1], factory, metric)
-    train_index(index, vectors)
-    add_vectors(index, vectors)
+    if not index.is_trained:
+        size = training_size(index, len(vectors))
+        picked = np.sort(np.random.default_rng(0).choice(len(vectors), size, replace=False))
+        train_index(index, vectors[picked])
+    for chunk in chunks_of(vectors):
+        add_vectors(index, chunk)
     return index
 
 
@@ -166,10 +186,12 @@ def tune_search_params(
 
 def tuning_queries(vectors: np.ndarray, count: int, metric: str, seed: int = 0) -> np.ndarray:
     """Queries near the data, as camera features are: stored vectors with noise of half
-    their spread added in each dimension (normalised again for cosine)."""
+    their spread (measured on up to MIN_TRAINING_POINTS of them) added in each dimension
+    (normalised again for cosine)."""
     rng = np.random.default_rng(seed)
-    picked = vectors[rng.integers(0, len(vectors), count)]
-    noisy = picked + 0.5 * vectors.std(axis=0) * rng.standard_normal(picked.shape).astype(np.float32)
+    picked = vectors[np.sort(rng.integers(0, len(vectors), count))]
+    spread = vectors[:: max(1, len(vectors) // MIN_TRAINING_POINTS)].std(axis=0)
+    noisy = picked + 0.5 * spread * rng.standard_normal(picked.shape).astype(np.float32)
     if metric == "cosine":
         noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
     return noisy.astype(np.float32)
@@ -189,6 +211,6 @@ def tune_on_catalog(
         return "", ""
     k = min(TUNING_K, len(vectors))
     probe = tuning_queries(vectors, queries, metric)
-    truth = exact_neighbours(probe, [vectors], k, metric)
+    truth = exact_neighbours(probe, chunks_of(vectors), k, metric)
     params, recall = tune_search_params(index, factory, probe, truth, search=search)
     return params, f"; {params} measured recall@{k} {recall:.3f} on {queries} queries near the catalog"

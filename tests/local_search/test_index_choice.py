@@ -143,3 +143,27 @@ def test_exact_search_needs_no_tuning_and_the_note_names_the_measured_recall():
     assert tune_on_catalog(build_index(vectors, "Flat", "cosine"), "Flat", vectors, "cosine") == ("", "")
     params, note = tune_on_catalog(build_index(vectors, "HNSW32", "cosine"), "HNSW32", vectors, "cosine")
     assert params.startswith("efSearch=") and "recall@10" in note
+
+
+def test_an_index_is_built_from_vectors_on_disk_chunk_by_chunk_and_trained_on_a_sample(tmp_path, monkeypatch):
+    import components.local_search.faiss_index as faiss_index
+
+    vectors = clustered(3000, 32, seed=3)
+    np.save(tmp_path / "vectors.npy", vectors)
+    on_disk = np.load(tmp_path / "vectors.npy", mmap_mode="r")
+    monkeypatch.setattr(faiss_index, "ADD_CHUNK", 700)  # five chunks
+    monkeypatch.setattr(faiss_index, "MIN_TRAINING_POINTS", 1000)
+    trained_on = []
+    real_train = faiss_index.train_index
+    monkeypatch.setattr(
+        faiss_index,
+        "train_index",
+        lambda index, sample: trained_on.append(len(sample)) or real_train(index, sample),
+    )
+    index = faiss_index.build_index(on_disk, "PCA16,IVF8,SQ8", "cosine")
+    assert trained_on == [1000] and index.ntotal == 3000
+    set_search_params(index, "nprobe=8")
+    again = faiss_index.build_index(vectors, "PCA16,IVF8,SQ8", "cosine")  # the same sample: deterministic
+    set_search_params(again, "nprobe=8")
+    np.testing.assert_array_equal(index.search(vectors[:20], 5)[1], again.search(vectors[:20], 5)[1])
+    assert (index.search(vectors[:20], 1)[1][:, 0] == np.arange(20)).mean() >= 0.9  # ids in order

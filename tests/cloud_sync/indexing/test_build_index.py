@@ -51,6 +51,7 @@ def test_build_writes_a_complete_verified_bundle(class_folders, tiny_model, tmp_
     assert manifest["model"]["fingerprint"] == fingerprint(tiny_model)
     assert manifest["model"]["dim"] == 512 and manifest["model"]["input_size"] == [64, 64]
     assert len([f for f in manifest["files"] if f.startswith("thumbnails/")]) == 12
+    assert set(manifest["reuse"]) == {"reuse/rows.jsonl", "reuse/vectors.npy"}  # nothing left behind
     for rel, entry in manifest["files"].items():
         assert (out / rel).stat().st_size == entry["size"] and sha256_file(out / rel) == entry["sha256"]
     rows = (
