@@ -43,7 +43,7 @@ from cloud_sync.publishing.index_versions import (
     write_pointer,
 )
 from components.common.bundle import MANIFEST, manifest_digest, verify_bundle
-from components.common.chunks import ChunkList, is_chunked
+from components.common.chunks import ChunkList, is_chunked, mapped
 from components.common.errors import BundleError
 from components.common.s3_layout import (
     CHUNK_LIST_SUFFIX,
@@ -258,15 +258,15 @@ class _Uploader:
     def _put_chunked(self, key: str, rels: list[str]) -> None:
         path, entry = self.bundle_dir / rels[0], self.files[rels[0]]
         try:
-            data = path.read_bytes()
+            with mapped(path) as data:
+                listing = ChunkList.of(data)
+                if listing.sha256 != entry["sha256"]:
+                    raise BundleError(f"{path}: changed since the bundle was checked; LATEST was not moved")
+                sent = put_chunked(self.s3, self.bucket, self.prefix, key, data, listing, self.held)
         except OSError as exc:
             raise BundleError(
                 f"{path}: cannot read it ({exc.strerror or exc}); LATEST was not moved"
             ) from None
-        listing = ChunkList.of(data)
-        if listing.sha256 != entry["sha256"]:
-            raise BundleError(f"{path}: changed since the bundle was checked; LATEST was not moved")
-        sent = put_chunked(self.s3, self.bucket, self.prefix, key, data, listing, self.held)
         with self._lock:
             self.bytes_uploaded += sent
         self._files_done(rels, skipped=False, counted=0)

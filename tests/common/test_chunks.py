@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from components.common.chunks import MAX_CHUNK, MIN_CHUNK, ChunkList, cut
+from components.common.chunks import MAX_CHUNK, MIN_CHUNK, ChunkList, cut, local_chunks, mapped
 from components.common.errors import BundleError
 
 
@@ -43,3 +43,17 @@ def test_a_chunk_list_round_trips_and_a_bad_one_is_refused():
     assert listing.sha256 == hashlib.sha256(data).hexdigest() and listing.size == len(data)
     with pytest.raises(BundleError, match="x.chunks: not a chunk list"):
         ChunkList.from_json(b"<html>", "x.chunks")
+
+
+def test_files_on_disk_are_cut_through_a_mapping_as_their_bytes_are(tmp_path):
+    data = random_bytes(3 << 20, seed=4)
+    (tmp_path / "big.bin").write_bytes(data)
+    (tmp_path / "empty.bin").write_bytes(b"")
+    with mapped(tmp_path / "big.bin") as view:
+        assert ChunkList.of(view) == ChunkList.of(data)
+    with mapped(tmp_path / "empty.bin") as view:
+        assert view == b""
+    held = local_chunks([tmp_path / "big.bin", tmp_path / "empty.bin", tmp_path / "gone.bin"])
+    assert sorted(held) == sorted(sha for sha, _ in ChunkList.of(data).chunks)
+    for sha, (path, offset, size) in held.items():
+        assert hashlib.sha256(data[offset : offset + size]).hexdigest() == sha and path.name == "big.bin"

@@ -133,3 +133,33 @@ def test_evaluate_measures_a_bundle_as_the_device_searches_it_re_ranked(bundles,
         assert result.exit_code == 0, result.output
         recalls[name] = json.loads(out.read_text())["cosine"]["index_recall_at_k"]["5"]
     assert recalls["reranked"] >= 0.98 and recalls["plain"] <= recalls["reranked"] - 0.1
+
+
+def test_a_re_ranked_bundle_travels_through_s3_and_serves_on_the_device(bundles, tmp_path, s3_bucket):
+    from components.local_search.bundle_store import BundleStore
+    from components.local_search.index_sync import IndexSync
+    from components.local_search.serving import ServingIndex
+
+    reranked_dir = bundles[0]
+    published = CliRunner().invoke(
+        main, ["publish-index", str(reranked_dir), "--bucket", s3_bucket, "--prefix", "fleet/rerank"]
+    )
+    assert published.exit_code == 0, published.output
+    serving = ServingIndex()
+    sync = IndexSync(
+        BundleStore(tmp_path / "device"),
+        serving,
+        bucket=s3_bucket,
+        prefix="fleet/rerank",
+        poll_interval_s=3600,
+        expected_fingerprint=lambda: None,
+        report=lambda state, detail: None,
+    )
+    assert sync.check_once() and serving.bundle is not None
+    device = serving.bundle
+    assert device.reranker is not None and (device.path / RERANK_FILE).is_file()
+    vectors = np.load(reranked_dir / VECTORS_FILE)
+    queries = near_queries(vectors, 10)
+    local = IndexBundle.open(reranked_dir)
+    np.testing.assert_array_equal(device.search_ids(queries, 5)[1], local.search_ids(queries, 5)[1])
+    local.close()
