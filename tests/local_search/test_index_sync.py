@@ -5,6 +5,7 @@ import json
 import shutil
 
 import boto3
+import numpy as np
 import pytest
 
 from components.common import messages, s3_layout
@@ -479,3 +480,32 @@ def test_with_neither_a_bundle_nor_a_bucket_the_component_does_not_start(work_di
 
     with pytest.raises(SettingsError, match="bundle_dir: not set, and no index_bucket to sync from"):
         build(None, LocalSearchSettings())
+
+
+def test_chunks_of_a_large_file_download_several_at_a_time_and_land_in_order(tmp_path):
+    import hashlib
+    import threading
+
+    from components.common.chunks import ChunkList
+    from components.local_search.held_files import CHUNK_DOWNLOADS, ChunkedFetcher
+
+    data = np.random.default_rng(5).integers(0, 256, 4 << 20, dtype=np.uint8).tobytes()
+    listing = ChunkList.of(data)
+    assert len(listing.chunks) > 2 * CHUNK_DOWNLOADS
+    objects, offset = {"file.chunks": listing.to_json()}, 0
+    for sha, size in listing.chunks:
+        objects[sha] = data[offset : offset + size]
+        offset += size
+    together = threading.Barrier(CHUNK_DOWNLOADS, timeout=30)  # broken if GETs run one at a time
+    met = []
+
+    def get(key):
+        if key != "file.chunks" and not met:
+            together.wait()
+            met.append(True)
+        return objects[key]
+
+    target = tmp_path / "out" / "rerank-vectors.npy"
+    downloaded = ChunkedFetcher(get, []).fetch("file.chunks", lambda sha: sha, target)
+    assert met and target.read_bytes() == data and downloaded >= len(data)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == listing.sha256
