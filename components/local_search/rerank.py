@@ -17,10 +17,34 @@ from typing import Iterable
 
 import numpy as np
 
+from components.common.bundle import RERANK_FILE
 from components.common.errors import BundleError
 
 RERANK_DTYPE = np.float16
 NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def rerank_candidates(manifest: dict, where: str) -> int:
+    """How many candidates the bundle's index proposes for re-ranking (0: it ranks alone).
+    Only the bundle's own, checksummed re-rank file is ever read."""
+    rerank = manifest["index"].get("rerank")
+    if rerank is None:
+        return 0
+    spec = rerank if isinstance(rerank, dict) else {}
+    candidates = spec.get("candidates")
+    if (
+        spec.get("file") != RERANK_FILE
+        or RERANK_FILE not in manifest["files"]
+        or spec.get("dtype") != np.dtype(RERANK_DTYPE).name
+        or not isinstance(candidates, int)
+        or isinstance(candidates, bool)
+        or candidates < 1
+    ):
+        raise BundleError(
+            f"{where}: index.rerank must name the listed {RERANK_FILE} as float16 with candidates >= 1, "
+            f"got {rerank!r}"
+        )
+    return candidates
 
 
 def write_rerank_vectors(path: Path, chunks: Iterable[np.ndarray], count: int, dim: int) -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from components.common.bundle import INDEX_FILE, verify_bundle
+from components.common.bundle import INDEX_FILE, MANIFEST, RERANK_FILE, verify_bundle
 from components.common.errors import BundleError
 from components.common.items import ItemStore, connect_items
 from components.local_search.faiss_index import set_search_params, similarity
 from components.local_search.filtered_search import search_within
-from components.local_search.rerank import RerankVectors
+from components.local_search.rerank import RerankVectors, rerank_candidates
 
 Ranked = list[tuple[int, float]]  # (faiss id, score), best first
 
@@ -53,7 +53,7 @@ class IndexBundle(ItemStore):
         super().__init__(path, manifest, db)
         self.index = index
         self.reranker = reranker
-        self.rerank_candidates = int(manifest["index"]["rerank"]["candidates"]) if reranker else 0
+        self.rerank_candidates = rerank_candidates(manifest, str(path)) if reranker else 0
 
     @classmethod
     def open(cls, path: str | Path, expected_fingerprint: str | None = None) -> "IndexBundle":
@@ -70,8 +70,8 @@ class IndexBundle(ItemStore):
                 f"{manifest['item_count']} x {manifest['model']['dim']}"
             )
         set_search_params(index, manifest["index"].get("search_params", ""))
-        rerank = manifest["index"].get("rerank")
-        reranker = RerankVectors.open(path / rerank["file"], index.ntotal, index.d) if rerank else None
+        rerank = rerank_candidates(manifest, str(path / MANIFEST))
+        reranker = RerankVectors.open(path / RERANK_FILE, index.ntotal, index.d) if rerank else None
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None and reranker is None:
             ivf.make_direct_map()  # so folding can read back the vectors of a few results

@@ -163,3 +163,24 @@ def test_a_re_ranked_bundle_travels_through_s3_and_serves_on_the_device(bundles,
     local = IndexBundle.open(reranked_dir)
     np.testing.assert_array_equal(device.search_ids(queries, 5)[1], local.search_ids(queries, 5)[1])
     local.close()
+
+
+@pytest.mark.parametrize(
+    "rerank",
+    [
+        {"file": "../../outside.npy", "candidates": 40, "dtype": "float16"},
+        {"file": RERANK_FILE, "candidates": 0, "dtype": "float16"},
+        {"file": RERANK_FILE, "candidates": 40, "dtype": "float32"},
+        "yes",
+    ],
+)
+def test_a_manifest_naming_another_rerank_file_or_a_bad_depth_is_refused(bundles, tmp_path, rerank):
+    from components.common.bundle import write_manifest
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundles[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["index"]["rerank"] = rerank
+    write_manifest(copy, {k: v for k, v in manifest.items() if k not in ("files", "reuse")})
+    with pytest.raises(BundleError, match="index.rerank must name the listed rerank-vectors.npy"):
+        IndexBundle.open(copy)
