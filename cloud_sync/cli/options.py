@@ -49,8 +49,10 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-featurize
 
 def _assembled(ctx, param, value):
     """The default model is assembled from its committed head on first use (see training/assemble.py)."""
-    if value is not None and (Path(value) / "head.json").is_file():
-        from cloud_sync.training.assemble import ensure_assembled
+    from cloud_sync.training.recipe import RECIPE, is_assembled
+
+    if value is not None and (Path(value) / RECIPE).is_file() and not is_assembled(Path(value)):
+        from cloud_sync.training.assemble import ensure_assembled  # imports MXNet: only when needed
 
         ensure_assembled(Path(value), echo=lambda line: click.echo(line, err=True))
     return value

@@ -1,17 +1,22 @@
 """Open the bundle named by `build-index --previous`: a local folder or a version in S3
 (`s3://bucket/prefix/indexes/<version>`). Only the manifest, the reuse/ files and the
-thumbnails of reused rows are read; every one is checked against the manifest's sha256."""
+thumbnails of reused rows are read; every one is checked against the manifest's sha256. The
+vectors file is hashed as it streams and memory-mapped, never read into memory whole (from S3
+it is downloaded to a temporary folder first)."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from cloud_sync.indexing.reuse import PreviousBuild, parse_reuse_files
 from components.common import s3_layout
-from components.common.bundle import MANIFEST, read_manifest
+from components.common.bundle import MANIFEST, read_manifest, sha256_file
 from components.common.errors import BundleError
 
 _S3_VERSION = re.compile(r"s3://(?P<bucket>[^/]+)/(?:(?P<prefix>.*)/)?indexes/(?P<version>\d+)/?")
@@ -22,7 +27,13 @@ def open_previous(ref: str) -> PreviousBuild:
         return _open_s3(ref)
     bundle = Path(ref)
     manifest = read_manifest(bundle)
-    return parse_reuse_files(str(bundle), manifest, lambda rel: _checked(bundle / rel, manifest, rel))
+
+    def local(rel: str) -> Path:
+        return _checked_path(bundle / rel, _entry(manifest, rel, str(bundle)))
+
+    return parse_reuse_files(
+        str(bundle), manifest, lambda rel: _checked(bundle / rel, manifest, rel), local, local
+    )
 
 
 def _entry(manifest: dict, rel: str, where: str) -> dict:
@@ -47,6 +58,24 @@ def _checked(path: Path, manifest: dict, rel: str) -> bytes:
     return _verified(data, entry, str(path))
 
 
+def _checked_path(path: Path, entry: dict) -> Path:
+    try:
+        matches = path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not matches:
+        raise BundleError(f"{path}: does not match its manifest (size or sha256); not reused")
+    return path
+
+
+def _download_folder() -> Path:
+    """A temporary folder for files of a previous version in S3, removed when the command ends
+    (the build memory-maps them until then)."""
+    folder = Path(tempfile.mkdtemp(prefix="visual-search-previous-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def _open_s3(ref: str) -> PreviousBuild:
     from cloud_sync.aws import aws_errors, client
 
@@ -64,7 +93,14 @@ def _open_s3(ref: str) -> PreviousBuild:
         with aws_errors(f"s3://{bucket}/{keys(rel, entry)}"):
             return _verified(_get(s3, bucket, keys(rel, entry)), entry, f"{ref}/{rel}")
 
-    return parse_reuse_files(ref, manifest, read_file)
+    def download(rel: str) -> Path:
+        entry = _entry(manifest, rel, ref)
+        target = _download_folder() / Path(rel).name
+        with aws_errors(f"s3://{bucket}/{keys(rel, entry)}"):
+            s3.download_file(bucket, keys(rel, entry), str(target))
+        return _checked_path(target, entry)
+
+    return parse_reuse_files(ref, manifest, read_file, download)
 
 
 def _get(s3, bucket: str, key: str) -> bytes:

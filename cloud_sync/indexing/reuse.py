@@ -10,7 +10,6 @@ same fingerprint, gets the same vector and the same thumbnail, so both are taken
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ class PreviousBuild:
     records: list[RowRecord]
     vectors: np.ndarray
     read_file: Callable[[str], bytes]  # a file the manifest lists, checked against its sha256
+    local_file: Callable[[str], Path | None] = lambda rel: None  # the same, checked, on this disk
 
     def rows_by_sha256(self) -> dict[str, int]:
         return {record.image_sha256: row for row, record in enumerate(self.records)}
@@ -67,8 +67,17 @@ class PreviousBuild:
         return {(record.item_id, record.image) for record in self.records}
 
 
-def parse_reuse_files(source: str, manifest: dict, read_file: Callable[[str], bytes]) -> PreviousBuild:
-    """A PreviousBuild from a bundle's manifest; `read_file(rel)` returns checked bytes."""
+def parse_reuse_files(
+    source: str,
+    manifest: dict,
+    read_file: Callable[[str], bytes],
+    vectors_path: Callable[[str], Path],
+    local_file: Callable[[str], Path | None] = lambda rel: None,
+) -> PreviousBuild:
+    """A PreviousBuild from a bundle's manifest; `read_file(rel)` returns checked bytes,
+    `vectors_path(rel)` the path of a checked local copy of a large file (memory-mapped here:
+    a million rows' vectors are 5 GB), `local_file(rel)` that of a file of a bundle on this
+    disk (None from S3)."""
     reuse = manifest.get("reuse") or {}
     if ROWS_FILE not in reuse or VECTORS_FILE not in reuse:
         raise BundleError(
@@ -78,10 +87,12 @@ def parse_reuse_files(source: str, manifest: dict, read_file: Callable[[str], by
     try:
         lines = read_file(ROWS_FILE).decode("utf-8").splitlines()
         records = [RowRecord(**json.loads(line)) for line in lines if line.strip()]
-        vectors = np.load(io.BytesIO(read_file(VECTORS_FILE)), allow_pickle=False)
+        vectors = np.load(vectors_path(VECTORS_FILE), mmap_mode="r", allow_pickle=False)
     except (ValueError, TypeError) as exc:
         raise BundleError(f"{source}: {REUSE_DIR}/ files cannot be read ({exc})") from None
-    if vectors.ndim != 2 or len(vectors) != len(records):
-        raise BundleError(f"{source}: {VECTORS_FILE} holds {vectors.shape} vectors for {len(records)} rows")
+    if vectors.ndim != 2 or len(vectors) != len(records) or vectors.dtype != np.float32:
+        raise BundleError(
+            f"{source}: {VECTORS_FILE} holds {vectors.dtype} {vectors.shape} vectors for {len(records)} rows"
+        )
     fingerprint = str(manifest.get("model", {}).get("fingerprint", ""))
-    return PreviousBuild(source, fingerprint, records, vectors.astype(np.float32), read_file)
+    return PreviousBuild(source, fingerprint, records, vectors, read_file, local_file)

@@ -170,11 +170,17 @@ def _in_faiss_id_order(by_row: np.ndarray, kept: np.ndarray, bundle_dir: Path) -
 
 
 def _take_over(previous: PreviousBuild, rows: RowResults) -> None:
-    """Reused rows get the previous vector and the previous thumbnail's exact bytes."""
+    """Reused rows get the previous vector and the previous thumbnail's exact bytes (the
+    file itself, hard-linked, from a bundle on this disk)."""
 
     def copy_thumbnail(item: tuple[int, int]) -> None:
         row, previous_row = item
-        rows.thumbnails.put(row, previous.read_file(previous.records[previous_row].thumbnail))
+        rel = previous.records[previous_row].thumbnail
+        local = previous.local_file(rel)
+        if local is not None:
+            rows.thumbnails.link(row, local)
+        else:
+            rows.thumbnails.put(row, previous.read_file(rel))
 
     with ThreadPoolExecutor(THUMBNAIL_READERS) as pool:
         list(pool.map(copy_thumbnail, rows.reused.items()))

@@ -7,6 +7,8 @@ thumbnail is first written under its catalog row's position and renamed to
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -39,6 +41,14 @@ class PendingThumbnails:
     def put(self, row: int, jpeg: bytes) -> None:
         """The thumbnail of catalog row `row` (its position in the catalog's items)."""
         self._pending(row).write_bytes(jpeg)
+
+    def link(self, row: int, source: Path) -> None:
+        """The thumbnail of catalog row `row` is the file `source` (bundle files are never
+        written in place, so a hard link is safe; a copy across file systems)."""
+        try:
+            os.link(source, self._pending(row))
+        except OSError:
+            shutil.copyfile(source, self._pending(row))
 
     def finish(self, rows: list[int]) -> list[str]:
         """Name the thumbnail of rows[i] `thumbnails/<i>.jpg`, drop the others; returns the

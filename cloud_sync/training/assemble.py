@@ -6,7 +6,8 @@ head trained here. Only what training made is committed (`residual-head.params` 
 converted by `import_featurizer` at set-up or on first use, and the full featurizer directory
 files (featurizer.json, symbol, params, and the ONNX export derived from them) are written next
 to them, ignored by git. The result is bit-for-bit the model that was trained and measured:
-`head.json` names its fingerprint.
+`head.json` names its fingerprint. Whether a directory is assembled is recipe.py's (without
+MXNet, which only assembling itself needs).
 """
 
 from __future__ import annotations
@@ -28,43 +29,11 @@ from cloud_sync.training.import_featurizer import (
     resolve_weights,
 )
 from cloud_sync.training.onnx_export import ONNX_FILE
+from cloud_sync.training.recipe import ASSEMBLED, HEAD_FILE, RECIPE, is_assembled
 from components.common.bundle import sha256_file
 from components.common.errors import ModelError
-from components.featurizer.model import SPEC_FILE, fingerprint, read_spec
+from components.featurizer.model import fingerprint, read_spec
 from components.featurizer.preprocess import Preprocessing
-from components.featurizer.runtimes import ONNXRUNTIME
-
-RECIPE = "head.json"
-HEAD_FILE = "residual-head.params"
-# moved into place in this order: featurizer.json, which names the others, last
-ASSEMBLED = ("featurizer-v1-symbol.json", "featurizer-v1-0000.params", SPEC_FILE)
-
-
-def is_assembled(model_dir: Path) -> bool:
-    """True when `model_dir` holds a featurizer built from its current head.json."""
-    model_dir = Path(model_dir)
-    recipe_path = model_dir / RECIPE
-    if not recipe_path.is_file():
-        return True  # an ordinary featurizer directory: nothing to assemble
-    if not all((model_dir / name).is_file() for name in ASSEMBLED):
-        return False
-    recipe = json.loads(recipe_path.read_text())
-    try:
-        spec = read_spec(model_dir)
-        if fingerprint(model_dir, spec) != recipe["fingerprint"]:
-            return False
-    except ModelError:
-        return False
-    onnx = spec.runtimes.get(ONNXRUNTIME)  # assembled before the ONNX export was part of it: again
-    return (
-        onnx is not None
-        and onnx.get("exported_from") == recipe["fingerprint"]
-        and _matches(model_dir / onnx["file"], onnx["sha256"])
-    )
-
-
-def _matches(path: Path, sha256: str) -> bool:
-    return path.is_file() and sha256_file(path) == sha256
 
 
 def ensure_assembled(model_dir: Path, echo=print) -> Path:

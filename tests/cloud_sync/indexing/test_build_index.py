@@ -193,3 +193,23 @@ def test_missing_model_file_is_one_line_error(class_folders, tiny_model, tmp_pat
     result = run("build-index", class_folders, "--model", model, "--out", tmp_path / "b")
     assert result.exit_code == 1 and "featurizer-v1-symbol.json: missing" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_build_with_the_assembled_default_model_never_imports_mxnet(class_folders, tmp_path):
+    """Importing MXNet takes seconds: more than the rest of an incremental build of thousands of
+    unchanged rows. With ONNX Runtime installed and the default model assembled, nothing needs it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from cloud_sync.cli.main import main\n"
+        "try:\n"
+        f"    main(['build-index', {str(class_folders)!r}, '--out', {str(tmp_path / 'b')!r}])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print('mxnet imported' if 'mxnet' in sys.modules else 'no mxnet')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "no mxnet"

@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from cloud_sync.cli.main import main
-from cloud_sync.training.assemble import assemble, is_assembled, write_recipe
+from cloud_sync.training.assemble import assemble, write_recipe
 from cloud_sync.training.onnx_export import ONNX_FILE
+from cloud_sync.training.recipe import is_assembled
 from components.common.errors import ModelError
 from components.featurizer.model import fingerprint, read_spec
 from tests.conftest import REPO
