@@ -1,4 +1,4 @@
-"""`publish-index`, `list-indexes`, `rollback-index`: index versions in S3."""
+"""`publish-index`, `list-indexes`, `rollback-index`, `prune-indexes`: index versions in S3."""
 
 from __future__ import annotations
 
@@ -179,3 +179,55 @@ def rollback_index(version, bucket, prefix, notify, iot_endpoint):
         click.echo(f"LATEST already names version {version}; left as is")
     if notify:
         _notify(pointer, bucket, prefix, iot_endpoint)
+
+
+@click.command("prune-indexes")
+@bucket_option
+@prefix_option
+@click.option(
+    "--keep",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="How many of the newest versions to keep (the version LATEST names is always kept too).",
+)
+@click.option(
+    "--min-age-hours",
+    type=click.FloatRange(0),
+    default=24.0,
+    show_default=True,
+    help="Grace period: nothing modified more recently than this is deleted.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
+@expected_errors
+def prune_indexes(bucket, prefix, keep, min_age_hours, dry_run):
+    """Delete index versions older than the newest --keep (never the one LATEST names), then every
+    object under <prefix>/indexes/objects/ that no kept version lists.
+
+    Do not run it while a publish-index writes to the same prefix: a publish skips the objects
+    it finds already in S3, and prune may delete one of them meanwhile.
+    """
+    from cloud_sync.aws import s3_url
+    from cloud_sync.publishing.prune_indexes import prune_indexes as prune
+    from components.common.s3_layout import indexes_prefix
+
+    result = prune(bucket, prefix, s3=_s3(), keep=keep, min_age_hours=min_age_hours, dry_run=dry_run)
+    grace = f"younger than {min_age_hours:g} h"
+    click.echo(f"{s3_url(bucket, indexes_prefix(prefix))}: LATEST names version {result.latest}")
+    click.echo(f"kept {len(result.kept)} version(s): {_versions(result.kept)}")
+    click.echo(f"dropped {len(result.dropped)} version(s): {_versions(result.dropped)}")
+    if result.too_recent_versions:
+        click.echo(f"left whole, {grace}: {_versions(result.too_recent_versions)}")
+    click.echo(
+        f"{'would delete' if dry_run else 'deleted'} {result.version_keys} key(s) of dropped versions "
+        f"({human_size(result.version_bytes)}) and {result.objects} unreferenced object(s) "
+        f"({human_size(result.object_bytes)})"
+    )
+    if result.too_recent_objects:
+        click.echo(f"left {result.too_recent_objects} unreferenced object(s) {grace}")
+    if dry_run:
+        click.echo("dry run: nothing was deleted")
+
+
+def _versions(versions: list[int]) -> str:
+    return ", ".join(map(str, versions)) or "none"

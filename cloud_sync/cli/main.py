@@ -9,7 +9,7 @@ import click
 from cloud_sync.cli.components_commands import build_components, publish_components
 from cloud_sync.cli.config_commands import validate_config
 from cloud_sync.cli.evaluate_command import evaluate
-from cloud_sync.cli.index_commands import list_indexes, publish_index, rollback_index
+from cloud_sync.cli.index_commands import list_indexes, prune_indexes, publish_index, rollback_index
 from cloud_sync.cli.indexing_commands import build_index
 from cloud_sync.cli.kiosk_commands import bench, demo
 from cloud_sync.cli.search_command import search_image
@@ -43,6 +43,7 @@ for command in (
     publish_index,
     list_indexes,
     rollback_index,
+    prune_indexes,
     telemetry_report,
     search_image,
     build_components,

@@ -153,7 +153,7 @@ def _describe(
         layout=layout_of(set(sizes)),
     )
     try:
-        raw, manifest = _remote_manifest(s3, bucket, prefix, version)
+        raw, manifest = remote_manifest(s3, bucket, prefix, version)
         _check_complete(manifest, sizes, objects, bucket, prefix, version)
     except BundleError as exc:
         described.problem = str(exc)
@@ -169,7 +169,7 @@ def _describe(
     return described
 
 
-def _remote_manifest(s3, bucket: str, prefix: str, version: int) -> tuple[bytes, dict]:
+def remote_manifest(s3, bucket: str, prefix: str, version: int) -> tuple[bytes, dict]:
     where = s3_url(bucket, bundle_key(prefix, version, MANIFEST))
     raw = get_bytes(s3, bucket, bundle_key(prefix, version, MANIFEST))
     if raw is None:
@@ -237,7 +237,7 @@ def rollback_index(bucket: str, prefix: str, version: int, *, s3) -> RollbackRes
                 f"version {version} is not in {s3_url(bucket, where)}; "
                 f"list-indexes shows the versions there"
             )
-        raw, manifest = _remote_manifest(s3, bucket, prefix, version)
+        raw, manifest = remote_manifest(s3, bucket, prefix, version)
         layout = layout_of(set(sizes))
         objects = {}
         if layout == CONTENT_LAYOUT:
