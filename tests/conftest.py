@@ -44,6 +44,16 @@ def class_folders(tmp_path) -> Path:
     return root
 
 
+def demo_class_folders(root: Path, categories: tuple[str, ...], per_category: int) -> Path:
+    """A class-folder catalog at `root`: the first `per_category` demo images of each category,
+    named 0.jpg, 1.jpg, ..."""
+    for category in categories:
+        (root / category).mkdir(parents=True, exist_ok=True)
+        for n in range(per_category):
+            shutil.copyfile(demo_image(category, n), root / category / f"{n}.jpg")
+    return root
+
+
 def write_csv_catalog(root: Path, rows: list[dict], images: dict[str, Path] | None = None) -> Path:
     """A catalog.csv folder; `images` maps relative names to files to copy beside it."""
     import csv

@@ -28,7 +28,7 @@ from components.common.s3_layout import (
     objects_prefix,
     version_prefix,
 )
-from tests.conftest import demo_image
+from tests.conftest import demo_class_folders
 from tests.local_search.sync_helpers import upload
 
 PREFIX = "store-31"
@@ -45,11 +45,7 @@ def prune(bucket, *args):
 @pytest.fixture(scope="module")
 def base_bundle(tiny_model, tmp_path_factory):
     """A real bundle of 4 items; each version below is a copy with a few bytes of its own."""
-    catalog = tmp_path_factory.mktemp("prune-catalog")
-    for category in ("dress", "shoes"):
-        (catalog / category).mkdir()
-        for n in range(2):
-            shutil.copyfile(demo_image(category, n), catalog / category / f"{n}.jpg")
+    catalog = demo_class_folders(tmp_path_factory.mktemp("prune-catalog"), ("dress", "shoes"), 2)
     out = tmp_path_factory.mktemp("prune-bundles") / "base"
     build_bundle(catalog, tiny_model, out, index_version=1, progress=False)
     return out

@@ -14,7 +14,7 @@ from cloud_sync.publishing.publish_index import publish_bundle
 from components.common.bundle import MANIFEST, manifest_digest, read_manifest, write_manifest
 from components.common.messages import IOT_INDEX_UPDATED
 from components.common.s3_layout import VERSION_LAYOUT, Pointer, bundle_key, latest_key, object_key
-from tests.conftest import demo_image
+from tests.conftest import demo_class_folders
 from tests.support.network import free_port
 
 PREFIX = "store-12"
@@ -27,11 +27,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def built_bundle(tiny_model, tmp_path_factory):
     """One real bundle (6 items); tests copy it and renumber the copy."""
-    catalog = tmp_path_factory.mktemp("catalog")
-    for category in ("dress", "hat", "shoes"):
-        (catalog / category).mkdir()
-        for n in range(2):
-            shutil.copyfile(demo_image(category, n), catalog / category / f"{n}.jpg")
+    catalog = demo_class_folders(tmp_path_factory.mktemp("catalog"), ("dress", "hat", "shoes"), 2)
     out = tmp_path_factory.mktemp("bundles") / "bundle"
     build_bundle(catalog, tiny_model, out, index_version=5, progress=False)
     return out
