@@ -26,12 +26,13 @@ from cloud_sync.indexing.catalog import Catalog, CatalogItem, CatalogProblem, re
 from cloud_sync.indexing.embed import featurize_catalog
 from cloud_sync.indexing.reuse import VECTORS_FILE, PreviousBuild, RowRecord, disk_array, write_reuse_rows
 from cloud_sync.indexing.thumbnails import PendingThumbnails, encode_thumbnail
+from components.common.bundle import REUSE_DIR
 from components.common.errors import ImageError
 from components.featurizer.model import Featurizer
 
 THUMBNAIL_READERS = 8  # reused thumbnails are small files, often S3 objects: read in parallel
-BY_ROW_FILE = "reuse/.vectors-by-row.npy"  # while rows arrive; removed before the manifest
-COPY_CHUNK = 50_000  # rows copied at once from the per-row file to reuse/vectors.npy
+BY_ROW_FILE = f"{REUSE_DIR}/.vectors-by-row.npy"  # while rows arrive; gone before the manifest
+COPY_CHUNK = 50_000  # rows copied at once between vector files
 
 
 @dataclass
@@ -140,9 +141,7 @@ def featurize_rows(
         _take_over(previous, rows)
     kept = np.flatnonzero(rows.has_vector)
     items = [catalog.items[row] for row in kept]
-    vectors = _in_faiss_id_order(rows.vectors, kept, bundle_dir)
-    rows.vectors = None  # unmapped before the file goes
-    (bundle_dir / BY_ROW_FILE).unlink()
+    vectors = _in_faiss_id_order(rows, kept, bundle_dir)
     thumbnails = rows.thumbnails.finish(kept.tolist())
     records = [
         RowRecord(item.id, item.image, rows.sha256[row], thumbnail)
@@ -156,17 +155,24 @@ def featurize_rows(
     return FeaturizedRows(items, vectors, rows.problems, thumbnails, counts)
 
 
-def _in_faiss_id_order(by_row: np.ndarray, kept: np.ndarray, bundle_dir: Path) -> np.ndarray:
-    """reuse/vectors.npy: the rows `kept`, in order, copied a chunk at a time; returned
-    memory-mapped read-only."""
-    vectors = disk_array(bundle_dir / VECTORS_FILE, len(kept), by_row.shape[1])
-    for start in range(0, len(kept), COPY_CHUNK):
-        vectors[start : start + COPY_CHUNK] = by_row[kept[start : start + COPY_CHUNK]]
-    if isinstance(vectors, np.memmap):
-        vectors.flush()
-        del vectors
-        return np.load(bundle_dir / VECTORS_FILE, mmap_mode="r")
-    return vectors
+def _in_faiss_id_order(rows: RowResults, kept: np.ndarray, bundle_dir: Path) -> np.ndarray:
+    """reuse/vectors.npy, the rows `kept` in order, memory-mapped read-only: the per-row file
+    itself when every row was kept (the usual case), else those rows copied a chunk at a time."""
+    by_row, rows.vectors = rows.vectors, None
+    if isinstance(by_row, np.memmap):
+        by_row.flush()
+    if len(kept) == len(by_row):
+        del by_row
+        (bundle_dir / BY_ROW_FILE).replace(bundle_dir / VECTORS_FILE)
+    else:
+        vectors = disk_array(bundle_dir / VECTORS_FILE, len(kept), by_row.shape[1])
+        for start in range(0, len(kept), COPY_CHUNK):
+            vectors[start : start + COPY_CHUNK] = by_row[kept[start : start + COPY_CHUNK]]
+        if isinstance(vectors, np.memmap):
+            vectors.flush()
+        del vectors, by_row
+        (bundle_dir / BY_ROW_FILE).unlink()
+    return np.load(bundle_dir / VECTORS_FILE, mmap_mode="r")
 
 
 def _take_over(previous: PreviousBuild, rows: RowResults) -> None:
@@ -184,6 +190,8 @@ def _take_over(previous: PreviousBuild, rows: RowResults) -> None:
 
     with ThreadPoolExecutor(THUMBNAIL_READERS) as pool:
         list(pool.map(copy_thumbnail, rows.reused.items()))
-    for row, previous_row in rows.reused.items():
-        rows.vectors[row] = previous.vectors[previous_row]
-        rows.has_vector[row] = True
+    reused = np.array(list(rows.reused.items()), dtype=np.int64).reshape(-1, 2)  # (row, previous row)
+    for start in range(0, len(reused), COPY_CHUNK):
+        part = reused[start : start + COPY_CHUNK]
+        rows.vectors[part[:, 0]] = previous.vectors[part[:, 1]]
+    rows.has_vector[reused[:, 0]] = True

@@ -49,11 +49,19 @@ class Group:
 class IndexBundle(ItemStore):
     """A bundle opened for search. Thread-safe: searches may run from several threads."""
 
-    def __init__(self, path: Path, manifest: dict, index: faiss.Index, db, reranker: RerankVectors | None):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict,
+        index: faiss.Index,
+        db,
+        reranker: RerankVectors | None = None,
+        candidates: int = 0,  # the index's results the reranker re-ranks
+    ):
         super().__init__(path, manifest, db)
         self.index = index
         self.reranker = reranker
-        self.rerank_candidates = rerank_candidates(manifest, str(path)) if reranker else 0
+        self.rerank_candidates = candidates if reranker is not None else 0
 
     @classmethod
     def open(cls, path: str | Path, expected_fingerprint: str | None = None) -> "IndexBundle":
@@ -75,7 +83,7 @@ class IndexBundle(ItemStore):
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None and reranker is None:
             ivf.make_direct_map()  # so folding can read back the vectors of a few results
-        return cls(path, manifest, index, connect_items(path), reranker)
+        return cls(path, manifest, index, connect_items(path), reranker, rerank)
 
     @property
     def metric(self) -> str:
@@ -112,14 +120,20 @@ class IndexBundle(ItemStore):
     ) -> Ranked:
         """The pictures nearest one query vector, deep enough to make `k` products (after
         folding) when the index holds that many: ranked (faiss id, score)."""
-        products = self.products()
+        return self._ranked_groups(vector, k, allowed, fold_similarity)[0]
+
+    def _ranked_groups(
+        self, vector: np.ndarray, k: int, allowed: np.ndarray | None, fold_similarity: float | None
+    ) -> tuple[Ranked, list[Group]]:
+        """candidates(), and the products they group into."""
         available = self.index.ntotal if allowed is None else len(allowed)
-        depth = k * products.most_pictures * (2 if fold_similarity is not None else 1)
+        depth = k * self.products().most_pictures * (2 if fold_similarity is not None else 1)
         while True:
             scores, ids = self.search_ids(vector, min(depth, available), allowed)
             ranked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
-            if depth >= available or len(self.group(ranked, fold_similarity)) >= k:
-                return ranked
+            groups = self.group(ranked, fold_similarity)
+            if depth >= available or len(groups) >= k:
+                return ranked, groups
             depth *= 4
 
     def group(self, ranked: Ranked, fold_similarity: float | None = None) -> list[Group]:
@@ -173,10 +187,9 @@ class IndexBundle(ItemStore):
         """
         results = []
         for vector in np.atleast_2d(vectors):
-            ranked = self.candidates(vector, k, allowed=allowed, fold_similarity=fold_similarity)
+            _, groups = self._ranked_groups(vector, k, allowed, fold_similarity)
             floor = self.floor(vector, min_score, allowed)
-            groups = [g for g in self.group(ranked, fold_similarity) if g.score >= floor][:k]
-            results.append(self.hits(groups))
+            results.append(self.hits([g for g in groups if g.score >= floor][:k]))
         return results
 
     def floor(self, vector: np.ndarray, min_score: float | None, allowed: np.ndarray | None) -> float:
